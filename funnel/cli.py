@@ -1,0 +1,181 @@
+"""The `funnel` command line: parse, load config, call a job, print.
+
+Heavy libraries (feast, mlflow, lightgbm) are imported inside the commands that use them, so
+`funnel --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from funnel.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
+
+# Errors that are the user's to fix: shown as one clear line, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError, KeyError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from training.scoring import BundleError
+
+    return (*USER_ERRORS, BundleError)
+
+
+class FunnelGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise click.ClickException(str(message)) from exc
+
+
+@click.group(cls=FunnelGroup)
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="YAML config (default: configs/local.yaml).",
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set optuna.n_trials=5 (repeatable).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...]) -> None:
+    """funnel: MQL scoring, churn risk and next-best-offer for a marketing funnel."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    ctx.obj["overrides"] = overrides
+
+
+def _config(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.obj["config_path"], ctx.obj["overrides"])
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# -- data ---------------------------------------------------------------------------------------
+@main.group()
+def data() -> None:
+    """Raw funnel tables: generate synthetic data."""
+
+
+@data.command("generate")
+@click.option("--leads", type=click.IntRange(min=1), default=None, help="Number of leads.")
+@click.option("--seed", type=int, default=None, help="Random seed (same seed, same data).")
+@click.option("--weeks", type=click.IntRange(min=8), default=None, help="Weeks of events.")
+@click.pass_context
+def data_generate(ctx: click.Context, leads: int | None, seed: int | None, weeks: int | None) -> None:
+    """Write a synthetic B2B funnel (and its oracle) under <data_dir>/raw."""
+    from funnel.data.generate import generate
+
+    cfg = _config(ctx)
+    summary = generate(
+        n_leads=leads or cfg.data.leads, seed=cfg.data.seed if seed is None else seed,
+        start=cfg.data.start, weeks=weeks or cfg.data.weeks, out_dir=cfg.data_dir,
+    )
+    for key, value in summary.items():
+        click.echo(f"{key}: {value}")
+
+
+# -- features -----------------------------------------------------------------------------------
+@main.group()
+def features() -> None:
+    """Feast features: build point-in-time tables, apply definitions, materialize."""
+
+
+@features.command("apply")
+@click.pass_context
+def features_apply(ctx: click.Context) -> None:
+    """Compute the point-in-time feature tables and register the Feast definitions."""
+    from funnel.jobs import apply_features
+
+    cfg = _config(ctx)
+    for name, rows in apply_features(cfg).items():
+        click.echo(f"{name}: {rows:,} rows")
+    click.echo(f"feature definitions applied (registry: {cfg.registry['path']})")
+
+
+@features.command("materialize")
+@click.pass_context
+def features_materialize(ctx: click.Context) -> None:
+    """Load the newest feature values into the online store."""
+    from funnel.jobs import materialize_features
+
+    cfg = _config(ctx)
+    end = materialize_features(cfg)
+    click.echo(f"online store ({cfg.online_store['type']}) holds features as of {end}")
+
+
+# -- training -----------------------------------------------------------------------------------
+@main.group()
+def train() -> None:
+    """Train, tune and register models."""
+
+
+@train.command("mql")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials.")
+@click.pass_context
+def train_mql_cmd(ctx: click.Context, trials: int | None) -> None:
+    """Tune and train the MQL model; register it in MLflow."""
+    from training.train import train_mql
+
+    cfg = _config(ctx)
+    result = train_mql(cfg, n_trials=trials)
+    click.echo(format_train_result(result))
+
+
+def format_train_result(result: TrainResult) -> str:
+    m = result.metrics
+    champion = " (now champion)" if result.became_champion else ""
+    oracle = ""
+    if "oracle_roc_auc" in m:
+        oracle = f"  (oracle {m['oracle_roc_auc']:.4f}, gap {m['roc_auc_gap_to_oracle']:+.4f})"
+    return "\n".join([
+        f"model {result.model_name} version {result.version}{champion}",
+        f"  test ROC AUC {m['roc_auc']:.4f}{oracle}",
+        (f"  PR AUC {m['pr_auc']:.4f}  Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  "
+        f"lift@10% {m['lift_at_10pct']:.2f}"),
+        (f"  threshold {result.threshold:.4f}: precision {m['precision_at_threshold']:.3f}, "
+        f"recall {m['recall_at_threshold']:.3f}, {m['mql_per_week']:.0f} MQLs/week"),
+    ])
+
+
+# -- serving ------------------------------------------------------------------------------------
+@main.command("serve")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="HTTP port.")
+@click.pass_context
+def serve(ctx: click.Context, port: int | None) -> None:
+    """Start the BentoML scoring service (blocks until stopped)."""
+    from funnel.jobs import serve_command
+
+    cfg = _config(ctx)
+    import subprocess
+
+    cmd, env = serve_command(cfg, ctx.obj["config_path"], ctx.obj["overrides"], port)
+    click.echo(f"serving on http://{cfg.serving.host}:{port or cfg.serving.port}  (Ctrl-C stops)")
+    sys.exit(subprocess.call(cmd, env=env))
+
+
+# -- demo ---------------------------------------------------------------------------------------
+@main.command("demo")
+@click.option("--leads", type=click.IntRange(min=200), default=None, help="Leads to generate.")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="HTTP port.")
+@click.pass_context
+def demo(ctx: click.Context, leads: int | None, trials: int | None, port: int | None) -> None:
+    """Generate data, build features, train, materialize, serve, score a few leads, stop."""
+    from funnel.demo import run_demo
+
+    cfg = _config(ctx)
+    run_demo(cfg, ctx.obj["config_path"], ctx.obj["overrides"], leads=leads, trials=trials, port=port)
+
+
+if __name__ == "__main__":
+    main()

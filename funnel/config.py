@@ -1,0 +1,243 @@
+"""Typed, strictly validated configuration loaded from YAML in ``configs/``.
+
+Every model forbids unknown keys, so a misspelled key fails with its name instead of being ignored.
+Overrides are ``dotted.key=value`` strings (values parsed as YAML), applied before validation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
+API_KEY_ENV = "FUNNEL_API_KEY"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is malformed; the message names the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(Strict):
+    data_dir: Path = Path("data")
+    mlruns_dir: Path = Path("mlruns")
+
+
+class DataConfig(Strict):
+    leads: Annotated[int, Field(gt=0)] = 10_000
+    seed: int = 7
+    start: str = "2026-01-05"
+    weeks: Annotated[int, Field(ge=8, le=260)] = 39
+
+
+class SqliteOnline(Strict):
+    type: Literal["sqlite"] = "sqlite"
+    path: Path | None = None  # default: <data_dir>/online_store.db
+
+
+class RedisOnline(Strict):
+    type: Literal["redis"]
+    connection_string: str = "127.0.0.1:6379"
+
+
+class FileRegistry(Strict):
+    type: Literal["file"] = "file"
+    path: Path | None = None  # default: <data_dir>/registry.db
+
+
+class SqlRegistry(Strict):
+    type: Literal["sql"]
+    path: str  # a SQLAlchemy URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+
+class FeatureStoreConfig(Strict):
+    online_store: Annotated[SqliteOnline | RedisOnline, Field(discriminator="type")] = SqliteOnline()
+    registry: Annotated[FileRegistry | SqlRegistry, Field(discriminator="type")] = FileRegistry()
+    snapshot_every_days: Annotated[int, Field(gt=0)] = 7
+
+
+class TrackingConfig(Strict):
+    uri: str | None = None  # default: sqlite:///<mlruns_dir>/mlflow.db
+    artifact_location: str | None = None  # default: <mlruns_dir>/artifacts
+
+
+class OptunaConfig(Strict):
+    storage: str | None = None  # default: sqlite:///<mlruns_dir>/optuna.db
+    n_trials: Annotated[int, Field(gt=0)] = 20
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    seed: int = 42
+    n_startup_trials: Annotated[int, Field(ge=0)] = 5
+
+
+class CapacityThreshold(Strict):
+    mode: Literal["capacity"] = "capacity"
+    weekly_capacity: Annotated[int, Field(gt=0)] = 150
+
+
+class PrecisionThreshold(Strict):
+    mode: Literal["precision"]
+    target: Annotated[float, Field(gt=0, lt=1)] = 0.3
+
+
+class SplitConfig(Strict):
+    validation_weeks: Annotated[int, Field(gt=0)] = 5
+    test_weeks: Annotated[int, Field(gt=0)] = 5
+    warmup_weeks: Annotated[int, Field(ge=0)] = 2
+
+
+class MqlConfig(Strict):
+    feature_service: str = "mql_v1"
+    registered_model: str = "funnel-mql"
+    experiment: str = "funnel-mql"
+    label_window_days: Annotated[int, Field(gt=0)] = 30
+    split: SplitConfig = SplitConfig()
+    threshold: Annotated[CapacityThreshold | PrecisionThreshold, Field(discriminator="mode")] = (
+        CapacityThreshold()
+    )
+    num_boost_round: Annotated[int, Field(gt=0)] = 600
+    early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
+
+
+class TrainingConfig(Strict):
+    mql: MqlConfig = MqlConfig()
+
+
+class ServingConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 3000
+    api_key: str | None = None  # FUNNEL_API_KEY in the environment wins
+    max_batch: Annotated[int, Field(gt=0)] = 500
+    model_alias: str = "champion"
+
+
+class Config(Strict):
+    profile: Literal["local", "production"] = "local"
+    paths: PathsConfig = PathsConfig()
+    data: DataConfig = DataConfig()
+    feature_store: FeatureStoreConfig = FeatureStoreConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    optuna: OptunaConfig = OptunaConfig()
+    training: TrainingConfig = TrainingConfig()
+    serving: ServingConfig = ServingConfig()
+    # where this config was loaded from; relative paths resolve against its project root
+    root: Path = PROJECT_ROOT
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Config:
+        for key in ("data_dir", "mlruns_dir"):
+            value = getattr(self.paths, key)
+            if not value.is_absolute():
+                object.__setattr__(self.paths, key, (self.root / value).resolve())
+        return self
+
+    # Resolved locations: defaults follow the paths so tests can point everything at tmp_path.
+    @property
+    def data_dir(self) -> Path:
+        return self.paths.data_dir
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def oracle_dir(self) -> Path:
+        return self.data_dir / "oracle"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracking.uri or f"sqlite:///{self.paths.mlruns_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return self.tracking.artifact_location or str(self.paths.mlruns_dir / "artifacts")
+
+    @property
+    def optuna_storage(self) -> str:
+        return self.optuna.storage or f"sqlite:///{self.paths.mlruns_dir / 'optuna.db'}"
+
+    @property
+    def online_store(self) -> dict[str, Any]:
+        store = self.feature_store.online_store
+        if isinstance(store, RedisOnline):
+            return {"type": "redis", "connection_string": store.connection_string}
+        return {"type": "sqlite", "path": str(store.path or self.data_dir / "online_store.db")}
+
+    @property
+    def registry(self) -> dict[str, Any]:
+        reg = self.feature_store.registry
+        if isinstance(reg, SqlRegistry):
+            return {"registry_type": "sql", "path": reg.path}
+        return {"path": str(reg.path or self.data_dir / "registry.db")}
+
+    def api_key(self) -> str | None:
+        """The key guarding scoring routes: the environment wins over the file."""
+        return os.environ.get(API_KEY_ENV) or self.serving.api_key
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """``["optuna.n_trials=5"]`` -> ``[("optuna.n_trials", 5)]``; values are YAML scalars."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        parsed.append((key.strip(), yaml.safe_load(raw) if raw else None))
+    return parsed
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-")))
+        msg = "unknown key (not allowed here)" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load and validate a YAML config; a bad key or value raises ``ConfigError`` naming it."""
+    cfg_path = Path(path) if path else DEFAULT_CONFIG
+    if not cfg_path.exists():
+        raise ConfigError(f"config file not found: {cfg_path}")
+    try:
+        tree = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {cfg_path} is not valid YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {cfg_path} must hold a mapping at the top level")
+    for key, value in parse_overrides(overrides):
+        _set_dotted(tree, key, value)
+    tree.setdefault("root", str(_project_root_for(cfg_path)))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, str(cfg_path))) from None
+
+
+def _project_root_for(cfg_path: Path) -> Path:
+    """Relative paths in a config under ``<root>/configs/`` resolve against ``<root>``."""
+    parent = cfg_path.resolve().parent
+    return parent.parent if parent.name == "configs" else parent

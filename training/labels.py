@@ -1,0 +1,80 @@
+"""Labels: which (lead, weekly snapshot) rows convert within the label window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from funnel.timegrid import to_utc
+
+
+def mql_labels(
+    leads: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    ticks: pd.DatetimeIndex,
+    window_days: int,
+    data_end: object,
+) -> pd.DataFrame:
+    """One row per lead per snapshot at which the lead exists and has not converted yet.
+
+    ``label`` is 1 when the lead's first opportunity is created in ``[tick, tick + window)``.
+    Snapshots whose window reaches past ``data_end`` are dropped: their label is not known yet.
+    Returns the Feast entity frame: lead_id, account_id, event_timestamp, label.
+    """
+    if window_days <= 0:
+        raise ValueError(f"window_days must be positive, got {window_days}")
+    window = pd.Timedelta(days=window_days)
+    end = to_utc(data_end)
+    usable = [t for t in ticks if t + window <= end]
+    if not usable:
+        raise ValueError(
+            f"no snapshot has a complete {window_days}-day label window before the data ends "
+            f"({end.date()}); generate or import a longer period"
+        )
+    first_opp = opportunities.groupby("lead_id")["created_at"].min()
+    opp_at = leads["lead_id"].map(first_opp)
+    created = leads["created_at"].to_numpy()
+    converted = opp_at.to_numpy(dtype="datetime64[ns]")  # NaT when the lead never converts
+    frames = []
+    for tick in usable:
+        t = np.datetime64(tick.tz_convert(None).to_datetime64(), "ns")
+        alive = (created.astype("datetime64[ns]") < t) & ~(converted < t)
+        label = (converted >= t) & (converted < t + np.timedelta64(window_days, "D"))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "lead_id": leads["lead_id"].to_numpy()[alive],
+                    "account_id": leads["account_id"].to_numpy()[alive],
+                    "event_timestamp": tick,
+                    "label": label[alive].astype(np.int8),
+                }
+            )
+        )
+    out = pd.concat(frames, ignore_index=True)
+    if out.empty:
+        raise ValueError("no lead exists at any snapshot: the leads table is empty or too recent")
+    return out
+
+
+def time_split(
+    snapshots: pd.Series, validation_weeks: int, test_weeks: int, warmup_weeks: int = 0
+) -> pd.Series:
+    """'train' / 'validation' / 'test' by snapshot date: the newest weeks are the test set,
+    the weeks before them validation, and the first ``warmup_weeks`` (whose 90-day windows are
+    still filling) are left out as 'warmup'."""
+    distinct = np.sort(snapshots.unique())
+    need = validation_weeks + test_weeks + warmup_weeks + 1
+    if len(distinct) < need:
+        raise ValueError(
+            f"{len(distinct)} snapshot weeks is too few for {warmup_weeks} warm-up + at least 1 "
+            f"train + {validation_weeks} validation + {test_weeks} test weeks; shorten the split "
+            "in training.mql.split or generate a longer period"
+        )
+    test_from = distinct[-test_weeks]
+    val_from = distinct[-(test_weeks + validation_weeks)]
+    train_from = distinct[warmup_weeks]
+    part = np.where(
+        snapshots >= test_from, "test", np.where(snapshots >= val_from, "validation", "train")
+    )
+    part = np.where(snapshots < train_from, "warmup", part)
+    return pd.Series(part, index=snapshots.index, name="split")

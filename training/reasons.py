@@ -1,0 +1,106 @@
+"""Turn per-row feature contributions into sentences a salesperson can read.
+
+Pure functions: no LightGBM, no MLflow. A contribution is in log-odds, as LightGBM's
+``pred_contrib`` returns it; positive raises the score, negative lowers it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_EVENT_WORDS = {
+    "page_view": ("viewed", "pages"),
+    "pricing_view": ("viewed", "the pricing page"),
+    "docs_view": ("read", "the docs"),
+    "email_open": ("opened", "emails"),
+    "email_click": ("clicked", "emails"),
+    "webinar_attended": ("attended", "webinars"),
+    "content_download": ("downloaded", "content"),
+    "demo_request": ("requested", "a demo"),
+    "trial_signup": ("signed up for", "a trial"),
+    "product_active": ("used", "the product"),
+}
+
+_FIXED = {
+    "days_since_last_event": "Last activity was {v:.0f} days ago",
+    "days_since_last_pricing_view": "Last looked at pricing {v:.0f} days ago",
+    "trend_7d_vs_30d": "Activity trend this week vs the last month is {v:.2f}x",
+    "email_click_rate_90d": "Clicks {pct} of the emails they open",
+    "active_days_30d": "Active on {v:.0f} of the last 30 days",
+    "lead_age_days": "Became a lead {v:.0f} days ago",
+    "n_colleagues": "{v:.0f} colleagues from the same company are known leads",
+    "engaged_colleagues_30d": "{v:.0f} colleagues were active in the last 30 days",
+    "colleague_pricing_views_30d": "Colleagues viewed pricing {v:.0f} times in the last 30 days",
+    "colleague_demo_requests_90d": "Colleagues requested {v:.0f} demos in the last 90 days",
+    "colleague_open_opportunities": "The company already has {v:.0f} open opportunities",
+    "employee_count": "Company size is {v:,.0f} employees",
+    "annual_revenue": "Company revenue is about ${v:,.0f}",
+    "industry": "Industry is {s}",
+    "country": "Based in {s}",
+    "source": "Came in through {s}",
+    "title_seniority": "Seniority: {s}",
+    "title_department": "Department: {s}",
+    "is_decision_maker": "{dm}",
+}
+
+_WINDOW = re.compile(r"^(?P<event>[a-z_]+?)_(?:count_)?(?P<days>\d+)d$")
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: object
+    contribution: float
+    text: str
+
+    @property
+    def direction(self) -> str:
+        return "raises" if self.contribution >= 0 else "lowers"
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def describe(feature: str, value: object) -> str:
+    """One plain-English fact about a feature value, e.g. 'Viewed the pricing page 4 times in
+    the last 7 days'."""
+    if _is_missing(value):
+        if feature == "days_since_last_pricing_view":
+            return "Has never looked at pricing"
+        return f"No data yet for {feature.replace('_', ' ')}"
+    match = _WINDOW.match(feature)
+    if match and match["event"] in _EVENT_WORDS:
+        verb, obj = _EVENT_WORDS[match["event"]]
+        n = float(value)
+        times = "once" if n == 1 else f"{n:.0f} times"
+        if n == 0:
+            return f"Has not {verb} {obj} in the last {match['days']} days"
+        return f"{verb.capitalize()} {obj} {times} in the last {match['days']} days"
+    template = _FIXED.get(feature)
+    if template is None:
+        return f"{feature.replace('_', ' ').capitalize()} is {value}"
+    if feature == "is_decision_maker":
+        return "Holds a decision-making role" if bool(value) else "Not in a decision-making role"
+    text = str(value).replace("_", " ")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    return template.format(v=number, s=text, pct=f"{number:.0%}", dm="")
+
+
+def top_reasons(
+    names: list[str], values: list[object], contributions: list[float], k: int = 3
+) -> list[Reason]:
+    """The ``k`` features that moved this row's score most, strongest first."""
+    if not (len(names) == len(values) == len(contributions)):
+        raise ValueError("names, values and contributions must have the same length")
+    order = sorted(range(len(names)), key=lambda i: abs(contributions[i]), reverse=True)
+    return [
+        Reason(names[i], values[i], float(contributions[i]), describe(names[i], values[i]))
+        for i in order[:k]
+        if contributions[i] != 0
+    ]

@@ -1,0 +1,40 @@
+"""Find and load registered models by alias from the MLflow registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from funnel.config import Config
+from training.scoring import BundleError, ScoringModel
+
+BUNDLE_ARTIFACT = "bundle"
+
+
+def configure_tracking(cfg: Config) -> None:
+    """Point MLflow at the configured store; called when a job starts, never at import."""
+    import mlflow
+
+    if cfg.tracking_uri.startswith("sqlite:///"):
+        Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)
+
+
+def load_model(cfg: Config, name: str, alias: str = "champion") -> ScoringModel:
+    """Download ``models:/name@alias`` and load its bundle; fail fast naming what is missing."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    configure_tracking(cfg)
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise BundleError(
+            f"no model '{name}' with alias '{alias}' in {cfg.tracking_uri}; "
+            "train one first with `funnel train mql`"
+        ) from exc
+    local = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}"))
+    model = ScoringModel.load(local / "artifacts" / BUNDLE_ARTIFACT, version=f"{name}/{mv.version}")
+    return model

@@ -1,0 +1,144 @@
+"""The model bundle shared by training and serving, so both compute a score the same way.
+
+A bundle is a directory with ``booster.txt`` (LightGBM) and ``bundle.json`` (feature order,
+categorical levels, Platt calibration, threshold, feature service). Serving loads it with the
+native Booster (no pyfunc wrapper on the hot path); training writes it and logs it to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from training.reasons import Reason, top_reasons
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
+BUNDLE_FILE = "bundle.json"
+BOOSTER_FILE = "booster.txt"
+
+
+class BundleError(RuntimeError):
+    """A model bundle is missing or unreadable; the message names the path."""
+
+
+@dataclass
+class BundleMeta:
+    model_kind: str
+    feature_service: str
+    features: list[str]
+    categories: dict[str, list[str]]
+    calibration: dict[str, float]  # Platt: p = sigmoid(a * raw + b)
+    threshold: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class ScoringModel:
+    """A calibrated LightGBM classifier with its feature contract and reason texts."""
+
+    def __init__(self, booster: lgb.Booster, meta: BundleMeta, version: str = "local") -> None:
+        self.booster = booster
+        self.meta = meta
+        self.version = version
+        self._codes = {
+            name: {level: i for i, level in enumerate(levels)}
+            for name, levels in meta.categories.items()
+        }
+
+    # -- contract -----------------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return self.meta.features
+
+    @property
+    def feature_service(self) -> str:
+        return self.meta.feature_service
+
+    @property
+    def threshold(self) -> float:
+        return self.meta.threshold
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(directory / BOOSTER_FILE))
+        (directory / BUNDLE_FILE).write_text(json.dumps(asdict(self.meta), indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str, version: str = "local") -> ScoringModel:
+        import lightgbm as lgb
+
+        directory = Path(directory)
+        meta_path, booster_path = directory / BUNDLE_FILE, directory / BOOSTER_FILE
+        for path in (meta_path, booster_path):
+            if not path.is_file():
+                raise BundleError(f"model bundle incomplete: {path} is missing")
+        try:
+            meta = BundleMeta(**json.loads(meta_path.read_text()))
+            booster = lgb.Booster(model_file=str(booster_path))
+        except Exception as exc:  # corrupt JSON, wrong keys or an unreadable booster
+            raise BundleError(f"model bundle at {directory} is corrupt: {exc}") from exc
+        if booster.num_feature() != len(meta.features):
+            raise BundleError(
+                f"model bundle at {directory}: booster has {booster.num_feature()} features, "
+                f"bundle.json lists {len(meta.features)}"
+            )
+        return cls(booster, meta, version)
+
+    # -- scoring ------------------------------------------------------------------------------
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Features in training order as float64; categorical levels become their codes and an
+        unseen level becomes missing (LightGBM sends it down the default branch)."""
+        missing = [name for name in self.feature_names if name not in frame.columns]
+        if missing:
+            raise KeyError(f"features missing from input: {', '.join(missing)}")
+        columns = []
+        for name in self.feature_names:
+            col = frame[name]
+            codes = self._codes.get(name)
+            if codes is not None:
+                columns.append(
+                    np.array([codes.get(v, np.nan) if isinstance(v, str) else np.nan for v in col],
+                             dtype=np.float64)
+                )
+            elif col.dtype == bool:
+                columns.append(col.to_numpy(dtype=np.float64))
+            else:
+                columns.append(pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64))
+        return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+    def raw_score(self, x: np.ndarray) -> np.ndarray:
+        return self.booster.predict(x, raw_score=True)
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        cal = self.meta.calibration
+        return _sigmoid(cal["a"] * raw + cal["b"])
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.calibrate(self.raw_score(self.matrix(frame)))
+
+    @staticmethod
+    def score(probability: float) -> int:
+        """The 0-100 Signal Threshold Score: the calibrated probability in percent."""
+        return round(100.0 * min(max(float(probability), 0.0), 1.0))
+
+    def explain(self, frame: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
+        x = self.matrix(frame)
+        contrib = self.booster.predict(x, pred_contrib=True)[:, :-1]  # last column is the bias
+        names = self.feature_names
+        records = frame[names].to_dict("records")
+        return [
+            top_reasons(names, [rec[n] for n in names], list(row), top_k)
+            for rec, row in zip(records, contrib, strict=True)
+        ]

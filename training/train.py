@@ -1,0 +1,314 @@
+"""The training job: Feast historical features -> Optuna-tuned LightGBM -> calibrated,
+thresholded model in MLflow, registered and given the ``champion`` alias when none exists."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from funnel.config import Config
+from training.labels import mql_labels, time_split
+from training.metrics import (
+    capacity_threshold,
+    classification_report,
+    fit_platt,
+    precision_threshold,
+)
+from training.scoring import BundleMeta, ScoringModel
+
+log = logging.getLogger("funnel.training")
+
+# Columns of the training frame that are keys, labels or raw inputs, never model features.
+NON_FEATURES = {
+    "lead_id", "account_id", "event_timestamp", "label", "split", "request_job_title", "job_title",
+    "created_at",
+}
+PIP_REQUIREMENTS = ["lightgbm==4.7.*", "pandas<3", "numpy", "scikit-learn==1.9.*"]
+
+
+@dataclass
+class TrainResult:
+    model_name: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    threshold: float
+    became_champion: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Steps:
+    """Prints each step with its duration, so a long run shows where it is."""
+
+    def __init__(self, total: int, echo: bool = True) -> None:
+        self.total, self.done, self.echo, self.timings = total, 0, echo, {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.done += 1
+        if self.echo:
+            print(f"[{self.done}/{self.total}] {name} ...", flush=True)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - start
+        if self.echo:
+            print(f"      {name}: {self.timings[name]:.1f}s", flush=True)
+
+
+def read_manifest(raw_dir: Path) -> dict[str, Any]:
+    path = raw_dir / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run `funnel data generate` first")
+    return json.loads(path.read_text())
+
+
+def feature_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Model features in a stable order, and which of them are categorical (text)."""
+    names = [c for c in frame.columns if c not in NON_FEATURES]
+    categorical = [
+        c for c in names if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])
+    ]
+    return names, categorical
+
+
+def build_training_frame(cfg: Config, store: Any, service: str) -> pd.DataFrame:
+    """Labels at weekly snapshots joined point-in-time to the feature service's features."""
+    from features.store import historical_features
+    from funnel.data.io import read_tables
+
+    from funnel.timegrid import snapshot_grid
+
+    tables = read_tables(cfg.raw_dir, ["leads", "opportunities"])
+    manifest = read_manifest(cfg.raw_dir)
+    ticks = snapshot_grid(manifest["start"], manifest["end"], cfg.feature_store.snapshot_every_days)
+    entity = mql_labels(
+        tables["leads"], tables["opportunities"], ticks,
+        cfg.training.mql.label_window_days, manifest["end"],
+    )
+    labels = entity.pop("label")
+    entity["request_job_title"] = ""
+    frame = historical_features(store, entity, service)
+    if len(frame) != len(entity):
+        raise RuntimeError(f"historical retrieval returned {len(frame)} rows for {len(entity)}")
+    frame["label"] = labels.to_numpy()
+    return frame
+
+
+def _categories(frame: pd.DataFrame, categorical: list[str]) -> dict[str, list[str]]:
+    return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
+
+
+def choose_threshold(cfg: Config, prob: np.ndarray, y: np.ndarray, snapshot: np.ndarray) -> float:
+    rule = cfg.training.mql.threshold
+    if rule.mode == "capacity":
+        return capacity_threshold(prob, snapshot, rule.weekly_capacity)
+    return precision_threshold(y, prob, rule.target)
+
+
+def oracle_report(cfg: Config, test: pd.DataFrame, prob: np.ndarray) -> dict[str, float]:
+    """Evaluation only: the generator's true probabilities on the same test rows, if present.
+
+    Nothing in training reads the oracle; it is joined here after the model is fixed.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    path = cfg.oracle_dir / "mql_oracle.parquet"
+    if not path.is_file():
+        return {}
+    oracle = pd.read_parquet(path).rename(columns={"snapshot_ts": "event_timestamp"})
+    rows = test[["lead_id", "event_timestamp", "label"]].assign(model=prob)
+    merged = rows.merge(oracle, on=["lead_id", "event_timestamp"], how="inner")
+    if merged.empty or merged["label"].nunique() < 2:
+        return {}
+    oracle_auc = float(roc_auc_score(merged["label"], merged["p_true"]))
+    model_auc = float(roc_auc_score(merged["label"], merged["model"]))
+    return {
+        "oracle_roc_auc": oracle_auc,
+        "oracle_matched_rows": float(len(merged)),
+        "roc_auc_gap_to_oracle": oracle_auc - model_auc,
+    }
+
+
+def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -> TrainResult:
+    """Tune, train, calibrate, evaluate, log and register the MQL model."""
+    import mlflow
+    import optuna
+    from features.store import get_store
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import infer_signature
+    from optuna_integration.mlflow import MLflowCallback
+
+    from training import plots
+    from training.pyfunc import ScoringPyfunc
+    from training.registry import BUNDLE_ARTIFACT, configure_tracking
+    from training.tuning import TrainData, fit_booster, objective
+
+    mql = cfg.training.mql
+    steps = Steps(total=5, echo=progress)
+    configure_tracking(cfg)
+    experiment = mlflow.set_experiment(mql.experiment)
+
+    with steps.step("build training set (labels + Feast historical features)"):
+        store = get_store(cfg.data_dir, cfg.online_store, cfg.registry)
+        frame = build_training_frame(cfg, store, mql.feature_service)
+        frame["split"] = time_split(
+            frame["event_timestamp"], mql.split.validation_weeks, mql.split.test_weeks,
+            mql.split.warmup_weeks,
+        )
+        names, categorical = feature_columns(frame)
+        parts = {p: frame[frame["split"] == p] for p in ("train", "validation", "test")}
+        for part, rows in parts.items():
+            if rows["label"].nunique() < 2:
+                raise ValueError(
+                    f"the {part} rows have only one class (label={rows['label'].iloc[0]}); "
+                    "generate more leads or widen the split"
+                )
+        meta = BundleMeta(
+            model_kind="mql", feature_service=mql.feature_service, features=names,
+            categories=_categories(parts["train"], categorical),
+            calibration={"a": 1.0, "b": 0.0}, threshold=0.5,
+        )
+        shell = ScoringModel(booster=None, meta=meta)  # type: ignore[arg-type]
+        data = TrainData(
+            shell.matrix(parts["train"]), parts["train"]["label"].to_numpy(),
+            shell.matrix(parts["validation"]), parts["validation"]["label"].to_numpy(),
+            names, categorical,
+        )
+        datasets = data.datasets()
+
+    trials = n_trials or cfg.optuna.n_trials
+    with mlflow.start_run(run_name="mql-train") as parent:
+        mlflow.set_tags({"model_kind": "mql", "feature_service": mql.feature_service})
+        mlflow.log_params({
+            "feature_service": mql.feature_service, "n_trials": trials,
+            "label_window_days": mql.label_window_days, "threshold_rule": mql.threshold.mode,
+            **{f"rows_{p}": len(r) for p, r in parts.items()},
+        })
+        with steps.step(f"tune LightGBM with Optuna ({trials} trials, each an MLflow child run)"):
+            if cfg.optuna_storage.startswith("sqlite:///"):
+                Path(cfg.optuna_storage.removeprefix("sqlite:///")).parent.mkdir(
+                    parents=True, exist_ok=True
+                )
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study = optuna.create_study(
+                study_name=f"mql-{parent.info.run_id}",
+                storage=cfg.optuna_storage,
+                direction="maximize",
+                sampler=optuna.samplers.TPESampler(
+                    seed=cfg.optuna.seed, n_startup_trials=cfg.optuna.n_startup_trials
+                ),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=30),
+            )
+            callback = MLflowCallback(
+                tracking_uri=cfg.tracking_uri, metric_name="val_roc_auc", create_experiment=False,
+                mlflow_kwargs={"nested": True, "experiment_id": experiment.experiment_id},
+            )
+            study.optimize(
+                lambda t: objective(t, datasets, mql.num_boost_round, mql.early_stopping_rounds),
+                n_trials=trials, timeout=cfg.optuna.timeout_s, callbacks=[callback],
+                show_progress_bar=progress,
+            )
+            best = study.best_trial
+            mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
+            mlflow.log_metric("best_val_roc_auc", best.value)
+
+        with steps.step("fit final model, calibrate, choose threshold"):
+            booster = fit_booster(
+                best.params, *datasets, mql.num_boost_round, mql.early_stopping_rounds
+            )
+            model = ScoringModel(booster, meta)
+            val = parts["validation"]
+            val_raw = model.raw_score(data.x_valid)
+            meta.calibration = fit_platt(val_raw, data.y_valid)
+            val_prob = model.calibrate(val_raw)
+            meta.threshold = choose_threshold(
+                cfg, val_prob, data.y_valid, val["event_timestamp"].to_numpy()
+            )
+            meta.extra = {
+                "best_iteration": int(booster.best_iteration),
+                "data_window": [str(frame["event_timestamp"].min()), str(frame["event_timestamp"].max())],
+                "threshold_rule": mql.threshold.model_dump(),
+            }
+
+        with steps.step("evaluate on the test weeks"):
+            test = parts["test"]
+            prob = model.predict_proba(test)
+            metrics = classification_report(test["label"].to_numpy(), prob, meta.threshold)
+            metrics.update(oracle_report(cfg, test, prob))
+            weeks = test["event_timestamp"].nunique()
+            metrics["mql_per_week"] = float((prob >= meta.threshold).sum() / max(weeks, 1))
+            mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+            mlflow.log_metric("threshold", meta.threshold)
+            oracle_prob = None
+            if "oracle_roc_auc" in metrics:
+                oracle = pd.read_parquet(cfg.oracle_dir / "mql_oracle.parquet")
+                merged = test[["lead_id", "event_timestamp"]].merge(
+                    oracle.rename(columns={"snapshot_ts": "event_timestamp"}),
+                    on=["lead_id", "event_timestamp"], how="left",
+                )
+                if merged["p_true"].notna().all():
+                    oracle_prob = merged["p_true"].to_numpy()
+            y_test = test["label"].to_numpy()
+            mlflow.log_figure(plots.calibration_plot(y_test, prob), "plots/calibration.png")
+            mlflow.log_figure(plots.lift_plot(y_test, prob, oracle_prob), "plots/lift.png")
+            gains = booster.feature_importance(importance_type="gain")
+            mlflow.log_figure(plots.importance_plot(names, gains), "plots/importance.png")
+            example = test.head(3)
+            mlflow.log_dict(
+                {
+                    "examples": [
+                        {"lead_id": lid, "probability": float(p), "reasons": [r.text for r in rs]}
+                        for lid, p, rs in zip(
+                            example["lead_id"], model.predict_proba(example),
+                            model.explain(example), strict=True,
+                        )
+                    ]
+                },
+                "reasons_examples.json",
+            )
+
+        with steps.step("log and register the model in MLflow"):
+            with tempfile.TemporaryDirectory() as tmp:
+                bundle = model.save(Path(tmp) / BUNDLE_ARTIFACT)
+                x_example = test[names].head(5).copy()
+                for c in names:
+                    if c not in categorical:
+                        x_example[c] = x_example[c].astype("float64")
+                signature = infer_signature(x_example, model.predict_proba(x_example))
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=ScoringPyfunc(),
+                    artifacts={BUNDLE_ARTIFACT: str(bundle)},
+                    signature=signature,
+                    input_example=x_example,
+                    pip_requirements=PIP_REQUIREMENTS,
+                    registered_model_name=mql.registered_model,
+                )
+            version = str(info.registered_model_version)
+            client = MlflowClient()
+            client.set_model_version_tag(
+                mql.registered_model, version, "feature_service", mql.feature_service
+            )
+            try:
+                client.get_model_version_by_alias(mql.registered_model, "champion")
+                became_champion = False
+            except MlflowException:
+                client.set_registered_model_alias(mql.registered_model, "champion", version)
+                became_champion = True
+            mlflow.set_tag("registered_version", version)
+    return TrainResult(
+        model_name=mql.registered_model, version=version, run_id=parent.info.run_id,
+        metrics=metrics, threshold=meta.threshold, became_champion=became_champion,
+        timings=steps.timings,
+    )

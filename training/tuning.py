@@ -1,0 +1,98 @@
+"""Optuna tuning of LightGBM in three pieces: the search space, the objective bound to data
+loaded once, and (in ``training.train``) the job that owns the study, seed and MLflow run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    import optuna
+
+BASE_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "metric": "auc",
+    "verbosity": -1,
+    "num_threads": 2,
+    "bagging_freq": 1,
+    "seed": 0,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+
+
+@dataclass
+class TrainData:
+    """Matrices for one tuning study, built once and shared by every trial."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    feature_names: list[str]
+    categorical: list[str]
+
+    def datasets(self) -> tuple[lgb.Dataset, lgb.Dataset]:
+        import lightgbm as lgb
+
+        # feature_pre_filter off: trials vary min_child_samples on the same Dataset.
+        params = {"feature_pre_filter": False, "verbosity": -1}
+        train = lgb.Dataset(
+            self.x_train, self.y_train, feature_name=self.feature_names,
+            categorical_feature=self.categorical, params=params, free_raw_data=False,
+        )
+        valid = lgb.Dataset(self.x_valid, self.y_valid, reference=train)
+        return train, valid
+
+
+def search_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 10, 400, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+        "cat_smooth": trial.suggest_float("cat_smooth", 1.0, 50.0, log=True),
+    }
+
+
+def fit_booster(
+    params: dict[str, Any],
+    train: lgb.Dataset,
+    valid: lgb.Dataset,
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    callbacks: list | None = None,
+) -> lgb.Booster:
+    import lightgbm as lgb
+
+    return lgb.train(
+        {**BASE_PARAMS, **params},
+        train,
+        num_boost_round=num_boost_round,
+        valid_sets=[valid],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False), *(callbacks or [])],
+    )
+
+
+def objective(
+    trial: optuna.Trial,
+    data: tuple[lgb.Dataset, lgb.Dataset],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+) -> float:
+    """Validation ROC AUC of one trial; unpromising trials are pruned on the AUC curve."""
+    from optuna_integration import LightGBMPruningCallback
+
+    train, valid = data
+    booster = fit_booster(
+        search_space(trial), train, valid, num_boost_round, early_stopping_rounds,
+        callbacks=[LightGBMPruningCallback(trial, "auc", valid_name="valid")],
+    )
+    trial.set_user_attr("best_iteration", int(booster.best_iteration))
+    return float(booster.best_score["valid"]["auc"])
