@@ -33,12 +33,13 @@ def mql_labels(
         )
     first_opp = opportunities.groupby("lead_id")["created_at"].min()
     opp_at = leads["lead_id"].map(first_opp)
-    created = leads["created_at"].to_numpy()
-    converted = opp_at.to_numpy(dtype="datetime64[ns]")  # NaT when the lead never converts
+    # naive UTC datetime64 for fast comparisons; NaT where the lead never converts
+    created = leads["created_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    converted = pd.to_datetime(opp_at, utc=True).dt.tz_localize(None).to_numpy()
     frames = []
     for tick in usable:
         t = np.datetime64(tick.tz_convert(None).to_datetime64(), "ns")
-        alive = (created.astype("datetime64[ns]") < t) & ~(converted < t)
+        alive = (created < t) & ~(converted < t)
         label = (converted >= t) & (converted < t + np.timedelta64(window_days, "D"))
         frames.append(
             pd.DataFrame(

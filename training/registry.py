@@ -20,6 +20,22 @@ def configure_tracking(cfg: Config) -> None:
     mlflow.set_registry_uri(cfg.tracking_uri)
 
 
+def ensure_experiment(cfg: Config, name: str) -> str:
+    """Create the experiment with its artifacts under the configured location (not the working
+    directory, MLflow's default), make it active, and return its id."""
+    import mlflow
+
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is None:
+        location = Path(cfg.artifact_location)
+        uri = location.resolve().as_uri() if "://" not in cfg.artifact_location else cfg.artifact_location
+        experiment_id = mlflow.create_experiment(name, artifact_location=f"{uri}/{name}")
+    else:
+        experiment_id = existing.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
 def load_model(cfg: Config, name: str, alias: str = "champion") -> ScoringModel:
     """Download ``models:/name@alias`` and load its bundle; fail fast naming what is missing."""
     from mlflow import MlflowClient

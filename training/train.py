@@ -85,7 +85,6 @@ def build_training_frame(cfg: Config, store: Any, service: str) -> pd.DataFrame:
     """Labels at weekly snapshots joined point-in-time to the feature service's features."""
     from features.store import historical_features
     from funnel.data.io import read_tables
-
     from funnel.timegrid import snapshot_grid
 
     tables = read_tables(cfg.raw_dir, ["leads", "opportunities"])
@@ -139,25 +138,45 @@ def oracle_report(cfg: Config, test: pd.DataFrame, prob: np.ndarray) -> dict[str
     }
 
 
+def logged_trial(trial: Any, run: Any) -> float:
+    """Run one Optuna trial inside its own MLflow child run of the active parent run."""
+    import mlflow
+    import optuna
+
+    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+        mlflow.set_tag("optuna_trial", trial.number)
+        try:
+            value = run()
+        except optuna.TrialPruned:
+            mlflow.log_params(trial.params)
+            mlflow.set_tag("state", "PRUNED")
+            raise
+        mlflow.log_params(trial.params)
+        mlflow.log_metrics({"val_roc_auc": value, **{
+            k: float(v) for k, v in trial.user_attrs.items() if isinstance(v, (int, float))
+        }})
+        mlflow.set_tag("state", "COMPLETE")
+        return value
+
+
 def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -> TrainResult:
     """Tune, train, calibrate, evaluate, log and register the MQL model."""
     import mlflow
     import optuna
-    from features.store import get_store
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
-    from optuna_integration.mlflow import MLflowCallback
 
+    from features.store import get_store
     from training import plots
     from training.pyfunc import ScoringPyfunc
-    from training.registry import BUNDLE_ARTIFACT, configure_tracking
+    from training.registry import BUNDLE_ARTIFACT, configure_tracking, ensure_experiment
     from training.tuning import TrainData, fit_booster, objective
 
     mql = cfg.training.mql
     steps = Steps(total=5, echo=progress)
     configure_tracking(cfg)
-    experiment = mlflow.set_experiment(mql.experiment)
+    ensure_experiment(cfg, mql.experiment)
 
     with steps.step("build training set (labels + Feast historical features)"):
         store = get_store(cfg.data_dir, cfg.online_store, cfg.registry)
@@ -210,14 +229,13 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
                 ),
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=30),
             )
-            callback = MLflowCallback(
-                tracking_uri=cfg.tracking_uri, metric_name="val_roc_auc", create_experiment=False,
-                mlflow_kwargs={"nested": True, "experiment_id": experiment.experiment_id},
-            )
             study.optimize(
-                lambda t: objective(t, datasets, mql.num_boost_round, mql.early_stopping_rounds),
-                n_trials=trials, timeout=cfg.optuna.timeout_s, callbacks=[callback],
-                show_progress_bar=progress,
+                lambda t: logged_trial(
+                    t, lambda: objective(
+                        t, datasets, mql.num_boost_round, mql.early_stopping_rounds, mql.num_threads
+                    )
+                ),
+                n_trials=trials, timeout=cfg.optuna.timeout_s, show_progress_bar=progress,
             )
             best = study.best_trial
             mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
@@ -225,7 +243,8 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
 
         with steps.step("fit final model, calibrate, choose threshold"):
             booster = fit_booster(
-                best.params, *datasets, mql.num_boost_round, mql.early_stopping_rounds
+                best.params, *datasets, mql.num_boost_round, mql.early_stopping_rounds,
+                num_threads=mql.num_threads,
             )
             model = ScoringModel(booster, meta)
             val = parts["validation"]

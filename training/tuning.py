@@ -16,7 +16,6 @@ BASE_PARAMS: dict[str, Any] = {
     "objective": "binary",
     "metric": "auc",
     "verbosity": -1,
-    "num_threads": 2,
     "bagging_freq": 1,
     "seed": 0,
     "deterministic": True,
@@ -44,7 +43,7 @@ class TrainData:
             self.x_train, self.y_train, feature_name=self.feature_names,
             categorical_feature=self.categorical, params=params, free_raw_data=False,
         )
-        valid = lgb.Dataset(self.x_valid, self.y_valid, reference=train)
+        valid = lgb.Dataset(self.x_valid, self.y_valid, reference=train, params=params)
         return train, valid
 
 
@@ -67,11 +66,12 @@ def fit_booster(
     num_boost_round: int,
     early_stopping_rounds: int,
     callbacks: list | None = None,
+    num_threads: int = 2,
 ) -> lgb.Booster:
     import lightgbm as lgb
 
     return lgb.train(
-        {**BASE_PARAMS, **params},
+        {**BASE_PARAMS, **params, "num_threads": num_threads},
         train,
         num_boost_round=num_boost_round,
         valid_sets=[valid],
@@ -85,6 +85,7 @@ def objective(
     data: tuple[lgb.Dataset, lgb.Dataset],
     num_boost_round: int,
     early_stopping_rounds: int,
+    num_threads: int = 2,
 ) -> float:
     """Validation ROC AUC of one trial; unpromising trials are pruned on the AUC curve."""
     from optuna_integration import LightGBMPruningCallback
@@ -93,6 +94,7 @@ def objective(
     booster = fit_booster(
         search_space(trial), train, valid, num_boost_round, early_stopping_rounds,
         callbacks=[LightGBMPruningCallback(trial, "auc", valid_name="valid")],
+        num_threads=num_threads,
     )
     trial.set_user_attr("best_iteration", int(booster.best_iteration))
     return float(booster.best_score["valid"]["auc"])

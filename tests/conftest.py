@@ -1,0 +1,75 @@
+"""Shared fixtures: configs pointed at tmp paths, and one small end-to-end pipeline per session
+(generate -> features -> train -> materialize) that the slower tests share."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from funnel.config import Config, load_config
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small enough for 2 cores, big enough that test-week AUCs are not noise.
+PIPELINE_LEADS = int(os.environ.get("FUNNEL_TEST_LEADS", "3000"))
+PIPELINE_TRIALS = int(os.environ.get("FUNNEL_TEST_TRIALS", "6"))
+
+
+def make_config(base: Path, *overrides: str, profile: str = "local.yaml") -> Config:
+    """The shipped config with every path moved under ``base``."""
+    return load_config(
+        ROOT / "configs" / profile,
+        [f"paths.data_dir={base / 'data'}", f"paths.mlruns_dir={base / 'mlruns'}", *overrides],
+    )
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def production_services() -> None:
+    """PostgreSQL and Redis on 127.0.0.1. In CI their absence is a failure, elsewhere a skip."""
+    missing = [
+        name for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
+        if not reachable("127.0.0.1", port)
+    ]
+    if missing:
+        message = f"{' and '.join(missing)} not reachable on 127.0.0.1"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}: the production-profile tests need them in CI")
+        pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    cfg: Config
+    result: TrainResult
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """A trained champion, features applied and materialized, on the embedded default."""
+    from funnel.data.generate import generate
+    from funnel.jobs import apply_features, materialize_features
+    from training.train import train_mql
+
+    base = tmp_path_factory.mktemp("pipeline")
+    cfg = make_config(base, "serving.api_key=test-key")
+    generate(n_leads=PIPELINE_LEADS, seed=11, start=cfg.data.start, weeks=cfg.data.weeks,
+             out_dir=cfg.data_dir, progress=False)
+    apply_features(cfg)
+    result = train_mql(cfg, progress=False, n_trials=PIPELINE_TRIALS)
+    materialize_features(cfg)
+    return PipelineRun(cfg, result)
