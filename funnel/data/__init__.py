@@ -1,0 +1,1 @@
+"""Raw data: the contract every table must meet, its reader/writer, and the synthetic generator."""
