@@ -21,13 +21,14 @@ _EVENT_WORDS = {
     "demo_request": ("requested", "a demo"),
     "trial_signup": ("signed up for", "a trial"),
     "product_active": ("used", "the product"),
+    "events": ("was active", "on the site or in email"),
 }
 
 _FIXED = {
     "days_since_last_event": "Last activity was {v:.0f} days ago",
     "days_since_last_pricing_view": "Last looked at pricing {v:.0f} days ago",
     "trend_7d_vs_30d": "Activity trend this week vs the last month is {v:.2f}x",
-    "email_click_rate_90d": "Clicks {pct} of the emails they open",
+    "email_click_rate_90d": "Clicked {v:.2f} times per email opened in the last 90 days",
     "active_days_30d": "Active on {v:.0f} of the last 30 days",
     "lead_age_days": "Became a lead {v:.0f} days ago",
     "n_colleagues": "{v:.0f} colleagues from the same company are known leads",
@@ -77,6 +78,7 @@ def describe(feature: str, value: object) -> str:
         n = float(value)
         times = "once" if n == 1 else f"{n:.0f} times"
         if n == 0:
+            verb = "been active" if match["event"] == "events" else verb
             return f"Has not {verb} {obj} in the last {match['days']} days"
         return f"{verb.capitalize()} {obj} {times} in the last {match['days']} days"
     template = _FIXED.get(feature)

@@ -30,8 +30,8 @@ log = logging.getLogger("funnel.training")
 
 # Columns of the training frame that are keys, labels or raw inputs, never model features.
 NON_FEATURES = {
-    "lead_id", "account_id", "event_timestamp", "label", "split", "request_job_title", "job_title",
-    "created_at",
+    "lead_id", "account_id", "lead_account_id", "event_timestamp", "label", "split",
+    "request_job_title", "job_title", "created_at",
 }
 PIP_REQUIREMENTS = ["lightgbm==4.7.*", "pandas<3", "numpy", "scikit-learn==1.9.*"]
 
@@ -171,7 +171,7 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
     from training import plots
     from training.pyfunc import ScoringPyfunc
     from training.registry import BUNDLE_ARTIFACT, configure_tracking, ensure_experiment
-    from training.tuning import TrainData, fit_booster, objective
+    from training.tuning import TrainData, fit_booster, monotone_constraints, objective
 
     mql = cfg.training.mql
     steps = Steps(total=5, echo=progress)
@@ -205,6 +205,7 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             names, categorical,
         )
         datasets = data.datasets()
+        fixed = {"num_threads": mql.num_threads, "monotone_constraints": monotone_constraints(names)}
 
     trials = n_trials or cfg.optuna.n_trials
     with mlflow.start_run(run_name="mql-train") as parent:
@@ -232,7 +233,7 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             study.optimize(
                 lambda t: logged_trial(
                     t, lambda: objective(
-                        t, datasets, mql.num_boost_round, mql.early_stopping_rounds, mql.num_threads
+                        t, datasets, mql.num_boost_round, mql.early_stopping_rounds, fixed
                     )
                 ),
                 n_trials=trials, timeout=cfg.optuna.timeout_s, show_progress_bar=progress,
@@ -244,7 +245,7 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
         with steps.step("fit final model, calibrate, choose threshold"):
             booster = fit_booster(
                 best.params, *datasets, mql.num_boost_round, mql.early_stopping_rounds,
-                num_threads=mql.num_threads,
+                fixed=fixed,
             )
             model = ScoringModel(booster, meta)
             val = parts["validation"]

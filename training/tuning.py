@@ -3,6 +3,7 @@ loaded once, and (in ``training.train``) the job that owns the study, seed and M
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,26 @@ class TrainData:
         return train, valid
 
 
+_ENGAGEMENT = re.compile(
+    r"^(events|page_view|pricing_view|docs_view|email_open|email_click|webinar_attended"
+    r"|content_download|demo_request|trial_signup)_\d+d$"
+)
+_MORE_IS_HOTTER = {"active_days_30d", "trend_7d_vs_30d"}
+_RECENCY = {"days_since_last_event", "days_since_last_pricing_view"}
+
+
+def monotone_constraints(names: list[str]) -> list[int]:
+    """+1 where more engagement must never lower the score, -1 for "days since" recency.
+
+    A salesperson would not trust a score that drops when a lead asks for a demo; the
+    constraint makes that impossible rather than merely unlikely.
+    """
+    return [
+        1 if _ENGAGEMENT.match(n) or n in _MORE_IS_HOTTER else -1 if n in _RECENCY else 0
+        for n in names
+    ]
+
+
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     return {
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
@@ -66,12 +87,13 @@ def fit_booster(
     num_boost_round: int,
     early_stopping_rounds: int,
     callbacks: list | None = None,
-    num_threads: int = 2,
+    fixed: dict[str, Any] | None = None,
 ) -> lgb.Booster:
+    """Train with early stopping; ``fixed`` holds what is not tuned (threads, constraints)."""
     import lightgbm as lgb
 
     return lgb.train(
-        {**BASE_PARAMS, **params, "num_threads": num_threads},
+        {**BASE_PARAMS, **params, **(fixed or {})},
         train,
         num_boost_round=num_boost_round,
         valid_sets=[valid],
@@ -85,7 +107,7 @@ def objective(
     data: tuple[lgb.Dataset, lgb.Dataset],
     num_boost_round: int,
     early_stopping_rounds: int,
-    num_threads: int = 2,
+    fixed: dict[str, Any] | None = None,
 ) -> float:
     """Validation ROC AUC of one trial; unpromising trials are pruned on the AUC curve."""
     from optuna_integration import LightGBMPruningCallback
@@ -94,7 +116,7 @@ def objective(
     booster = fit_booster(
         search_space(trial), train, valid, num_boost_round, early_stopping_rounds,
         callbacks=[LightGBMPruningCallback(trial, "auc", valid_name="valid")],
-        num_threads=num_threads,
+        fixed=fixed,
     )
     trial.set_user_attr("best_iteration", int(booster.best_iteration))
     return float(booster.best_score["valid"]["auc"])

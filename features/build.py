@@ -1,0 +1,502 @@
+"""Point-in-time feature tables, computed with DuckDB SQL.
+
+At every snapshot tick T of `funnel.timegrid.snapshot_grid(start, end, every_days)` and for every
+lead created before T, a row describes the lead using only events and opportunities with a
+timestamp strictly before T. Windows are half-open: "30d" at T means [T - 30 days, T).
+
+How the windows stay cheap at 200k leads x 40 ticks (8M rows): every window edge (T, T-7d,
+T-30d, T-90d of every tick) is a boundary; the boundaries cut time into at most 4 x n_ticks
+intervals ("buckets"), so each window is exactly a run of whole buckets. Events are counted once
+per (lead, bucket), turned into running totals per lead, and a window count is the running total
+at edge T minus the one at edge T-N, each looked up with one ASOF join per edge. Exact for any
+tick times (off-midnight, uneven), no per-row loops. Measured on 2 cores: 10k leads x 40 ticks
+~1.5 s; 200k leads x 41 ticks (8.2M rows, 6M events) ~40 s at ~6 GB peak.
+
+No feast import here: this module runs in the data pipeline and in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from funnel.timegrid import snapshot_grid
+
+ENGAGEMENT_TYPES: tuple[str, ...] = (
+    "page_view",
+    "pricing_view",
+    "docs_view",
+    "email_open",
+    "email_click",
+    "webinar_attended",
+    "content_download",
+    "demo_request",
+    "trial_signup",
+)
+SHORT_WINDOW_TYPES: tuple[str, ...] = ("pricing_view", "demo_request", "trial_signup")
+WINDOWS: tuple[int, ...] = (7, 30, 90)
+
+# Exact output columns (after the key and event_timestamp). All numeric features are float64,
+# so the training frame, the online response and a model signature never disagree on int vs
+# float when a value is missing.
+WINDOW_COUNT_FEATURES: tuple[str, ...] = (
+    "events_7d",
+    "events_30d",
+    "events_90d",
+    *(f"{t}_7d" for t in SHORT_WINDOW_TYPES),
+    *(f"{t}_{w}d" for w in (30, 90) for t in ENGAGEMENT_TYPES),
+)
+LEAD_BEHAVIOR_FEATURES: tuple[str, ...] = (
+    *WINDOW_COUNT_FEATURES,
+    "days_since_last_event",
+    "days_since_last_pricing_view",
+    "trend_7d_vs_30d",
+    "email_click_rate_90d",
+    "active_days_30d",
+    "lead_age_days",
+)
+COLLEAGUE_INTEREST_FEATURES: tuple[str, ...] = (
+    "n_colleagues",
+    "engaged_colleagues_30d",
+    "colleague_pricing_views_30d",
+    "colleague_demo_requests_90d",
+    "colleague_open_opportunities",
+)
+LEAD_PROFILE_COLUMNS: tuple[str, ...] = ("account_id", "lead_account_id", "job_title", "source")
+ACCOUNT_FIRMOGRAPHIC_FEATURES: tuple[str, ...] = (
+    "industry",
+    "employee_count",
+    "annual_revenue",
+    "country",
+)
+TABLES: tuple[str, ...] = (
+    "lead_behavior",
+    "colleague_interest",
+    "lead_profile",
+    "account_firmographic",
+)
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "accounts": (
+        "account_id",
+        "industry",
+        "employee_count",
+        "annual_revenue",
+        "country",
+        "created_at",
+    ),
+    "leads": ("lead_id", "account_id", "job_title", "source", "created_at"),
+    "events": ("lead_id", "event_type", "timestamp"),
+    "opportunities": ("lead_id", "account_id", "created_at"),
+}
+
+_DAY_US = 86_400 * 1_000_000
+# "Days since" for a lead that never did the thing: far beyond any window, so "never" sorts as
+# the coldest value. A missing value would let the model place "never" anywhere, which breaks
+# the guarantee that a new pricing view or demo request never lowers a score.
+NEVER_DAYS = 999.0
+_OLDEST_US = -(2**62)  # lower edge of bucket -1 ("older than every window")
+
+RawInput = Mapping[str, pd.DataFrame] | str | os.PathLike
+
+
+def build_feature_tables(
+    raw: RawInput,
+    out_dir: Path,
+    start: object,
+    end: object,
+    every_days: int = 7,
+    *,
+    memory_limit: str | None = None,
+) -> dict[str, int]:
+    """Compute the four feature tables and write `<out_dir>/<table>.parquet`; returns row counts.
+
+    `raw` is a dict of DataFrames (accounts, leads, events, opportunities) or the raw directory
+    holding `<table>.parquet`. All files are written to temporary names first and renamed only
+    when every table succeeded, so readers never see a half-written set. `memory_limit` (DuckDB
+    syntax, e.g. "8GB") caps DuckDB's memory; beyond it, it spills under out_dir.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ticks = snapshot_grid(start, end, every_days)
+    work_dir = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir))
+    con = _connect(work_dir, memory_limit)
+    written: dict[str, Path] = {}
+    try:
+        _load_raw(con, raw)
+        _prepare(con, ticks)
+        counts: dict[str, int] = {}
+        for table in TABLES:
+            tmp = work_dir / f"{table}.parquet"
+            copied = con.execute(
+                f"COPY (SELECT * FROM {table}_out) TO '{_sql_path(tmp)}' "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            ).fetchone()
+            counts[table] = int(copied[0])  # COPY reports the rows it wrote
+            written[table] = tmp
+        for table, tmp in written.items():
+            os.replace(tmp, out_dir / f"{table}.parquet")
+        return counts
+    finally:
+        con.close()
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def compute_feature_tables(
+    raw: RawInput, ticks: pd.DatetimeIndex | None = None, **grid: object
+) -> dict[str, pd.DataFrame]:
+    """The same tables as in-memory DataFrames (for tests and notebooks; small data only).
+
+    Pass `ticks` directly or `start=`, `end=`, `every_days=` for `snapshot_grid`. Rows are
+    sorted by key then event_timestamp.
+    """
+    if ticks is None:
+        ticks = snapshot_grid(grid["start"], grid["end"], int(grid.get("every_days", 7)))
+    con = _connect(None, None)
+    try:
+        _load_raw(con, raw)
+        _prepare(con, pd.DatetimeIndex(ticks))
+        frames = {}
+        for table in TABLES:
+            key = "account_id" if table == "account_firmographic" else "lead_id"
+            frames[table] = con.sql(
+                f"SELECT * FROM {table}_out ORDER BY {key}, event_timestamp"
+            ).df()
+        return frames
+    finally:
+        con.close()
+
+
+def _connect(work_dir: Path | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    # Output order is irrelevant (Feast joins on keys); dropping it lets DuckDB stream and spill.
+    con.execute("SET preserve_insertion_order = false")
+    if work_dir is not None:
+        con.execute(f"SET temp_directory = '{_sql_path(work_dir / 'spill')}'")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    return con
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _load_raw(con: duckdb.DuckDBPyConnection, raw: RawInput) -> None:
+    """Expose the raw tables as views raw_<table>, checking the columns this build reads."""
+    for table, required in REQUIRED_COLUMNS.items():
+        if isinstance(raw, Mapping):
+            if table not in raw:
+                raise ValueError(f"raw table '{table}' is missing")
+            frame = raw[table]
+            con.register(f"raw_{table}_df", frame)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS SELECT * FROM raw_{table}_df")
+        else:
+            path = Path(raw) / f"{table}.parquet"
+            if not path.exists():
+                raise ValueError(f"raw table '{table}' is missing: {path} does not exist")
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW raw_{table} AS "
+                f"SELECT * FROM read_parquet('{_sql_path(path)}')"
+            )
+        columns = {row[0] for row in con.execute(f"DESCRIBE raw_{table}").fetchall()}
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ValueError(f"raw table '{table}' lacks column(s) {missing}")
+    for table, key in (("leads", "lead_id"), ("accounts", "account_id")):
+        duplicated = con.execute(
+            f"SELECT {key} FROM raw_{table} GROUP BY {key} HAVING count(*) > 1 LIMIT 5"
+        ).fetchall()
+        if duplicated:
+            raise ValueError(
+                f"raw table '{table}' has duplicate {key} values, e.g. {[d[0] for d in duplicated]}"
+            )
+
+
+def _window_tables(ticks: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(ticks, bucket bounds, bucket->tick 30-day membership) as small frames.
+
+    Bucket k covers [b_us[k], b_us[k+1]); bucket -1 holds everything older than every window.
+    """
+    ticks = ticks.tz_localize("UTC") if ticks.tz is None else ticks.tz_convert("UTC")
+    t_us = ticks.as_unit("us").asi8.astype(np.int64)
+    tick_frame = pd.DataFrame(
+        {"tick_i": np.arange(len(t_us), dtype=np.int32), "tick_ts": ticks, "t_us": t_us}
+    )
+    edges = np.unique(np.concatenate([t_us - w * _DAY_US for w in (0, *WINDOWS)]))
+    lo, hi = edges[:-1], edges[1:]
+    bounds = pd.DataFrame(
+        {
+            "k": np.arange(-1, len(lo), dtype=np.int32),
+            "b_us": np.concatenate([[_OLDEST_US], lo]).astype(np.int64),
+        }
+    )
+    ks, ticks_i = [], []
+    for i, t in enumerate(t_us):
+        inside = np.flatnonzero((lo >= t - 30 * _DAY_US) & (hi <= t))
+        ks.extend(inside)
+        ticks_i.extend([i] * len(inside))
+    membership30 = pd.DataFrame(
+        {"k": np.asarray(ks, dtype=np.int32), "tick_i": np.asarray(ticks_i, dtype=np.int32)}
+    )
+    return tick_frame, bounds, membership30
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
+    """Create the views <table>_out for the four feature tables.
+
+    Internally leads and accounts are integers (lid, aid): every big join and GROUP BY runs on
+    integer keys; the string ids come back only in the final SELECTs.
+    """
+    tick_frame, bounds, membership30 = _window_tables(ticks)
+    con.register("ticks_df", tick_frame)
+    con.register("bounds_df", bounds)
+    con.register("membership30_df", membership30)
+    con.execute("CREATE OR REPLACE TEMP TABLE ticks AS SELECT * FROM ticks_df")
+    con.execute("CREATE OR REPLACE TEMP TABLE bounds AS SELECT * FROM bounds_df ORDER BY b_us")
+    con.execute("CREATE OR REPLACE TEMP TABLE membership30 AS SELECT * FROM membership30_df")
+    max_t = int(tick_frame["t_us"].max())
+    type_list = ", ".join(f"'{t}'" for t in ENGAGEMENT_TYPES)
+    code = {t: i + 1 for i, t in enumerate(ENGAGEMENT_TYPES)}
+    kinds = ("events", *ENGAGEMENT_TYPES)  # what is counted per bucket
+
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE leads_t AS
+        SELECT (row_number() OVER ())::INTEGER AS lid,
+               dense_rank() OVER (ORDER BY account_id)::INTEGER AS aid,
+               lead_id::VARCHAR AS lead_id, account_id::VARCHAR AS account_id,
+               epoch_us(created_at::TIMESTAMPTZ) AS created_us
+        FROM raw_leads
+        """
+    )
+    # Engagement events of known leads strictly before the last tick, with their bucket k.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE ev AS
+        WITH e AS (
+            SELECT l.lid,
+                   list_position([{type_list}], e.event_type)::TINYINT AS type_code,
+                   epoch_us(e.timestamp::TIMESTAMPTZ) AS ts_us
+            FROM raw_events e JOIN leads_t l ON e.lead_id = l.lead_id
+            WHERE e.event_type IN ({type_list})
+              AND epoch_us(e.timestamp::TIMESTAMPTZ) < {max_t}
+        )
+        SELECT e.lid, e.type_code, e.ts_us, b.k
+        FROM e ASOF JOIN bounds b ON e.ts_us >= b.b_us
+        """
+    )
+    bucket_cols = ",\n".join(
+        ["count(*)::INTEGER AS c_events"]
+        + [
+            f"count(*) FILTER (WHERE type_code = {code[t]})::INTEGER AS c_{t}"
+            for t in ENGAGEMENT_TYPES
+        ]
+        + [
+            f"count(DISTINCT ts_us // {_DAY_US})::INTEGER AS c_days",
+            "max(ts_us) AS mx_any",
+            f"max(ts_us) FILTER (WHERE type_code = {code['pricing_view']}) AS mx_pricing",
+        ]
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE lead_bucket AS
+        SELECT lid, k, {bucket_cols} FROM ev GROUP BY lid, k
+        """
+    )
+    # Running totals per lead over its buckets: "everything strictly before edge X" is the
+    # running total of the lead's last bucket starting before X (X is always a bucket edge).
+    running = ",\n".join(
+        [f"sum(c_{c}) OVER w::INTEGER AS cum_{c}" for c in (*kinds, "days")]
+        + ["max(mx_any) OVER w AS last_any", "max(mx_pricing) OVER w AS last_pricing"]
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE lead_cum AS
+        SELECT lb.lid, b.b_us AS lo_us, {running}
+        FROM lead_bucket lb JOIN bounds b USING (k)
+        WINDOW w AS (PARTITION BY lb.lid ORDER BY lb.k ROWS UNBOUNDED PRECEDING)
+        """
+    )
+    con.execute("DROP TABLE lead_bucket")
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE grid AS
+        SELECT (row_number() OVER ())::BIGINT AS rid, l.lid, l.aid, l.created_us, t.tick_i, t.t_us
+        FROM leads_t l JOIN ticks t ON l.created_us < t.t_us
+        ORDER BY rid
+        """
+    )
+
+    # One ASOF lookup per window edge (T, T-7d, T-30d, T-90d), each carrying only the running
+    # totals it needs; a chained multi-ASOF join measured 2-3x slower than separate ones.
+    edge_kinds = {
+        0: (*kinds, "days"),
+        7: ("events", *SHORT_WINDOW_TYPES),
+        30: (*kinds, "days"),
+        90: kinds,
+    }
+    con.execute("SET preserve_insertion_order = true")
+    for days, needed in edge_kinds.items():
+        cum_cols = ", ".join(f"cum_{c}" for c in needed)
+        extra = ", last_any, last_pricing" if days == 0 else ""
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE edge_{days} AS
+            SELECT g.rid, {", ".join(f"c.cum_{c}" for c in needed)}{extra}
+            FROM grid g
+            ASOF LEFT JOIN (SELECT lid, lo_us, {cum_cols}{extra} FROM lead_cum) c
+              ON g.lid = c.lid AND g.t_us - {days * _DAY_US} > c.lo_us
+            ORDER BY g.rid
+            """
+        )
+
+    def window(kind: str, days: int) -> str:
+        return f"(coalesce(e0.cum_{kind}, 0) - coalesce(e{days}.cum_{kind}, 0))::DOUBLE"
+
+    window_cols = [f"{window('events', w)} AS events_{w}d" for w in WINDOWS]
+    window_cols += [f"{window(t, 7)} AS {t}_7d" for t in SHORT_WINDOW_TYPES]
+    window_cols += [f"{window(t, w)} AS {t}_{w}d" for w in (30, 90) for t in ENGAGEMENT_TYPES]
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE behavior_raw AS
+        SELECT g.lid, g.aid, g.tick_i, {", ".join(window_cols)},
+               coalesce((g.t_us - e0.last_any) / {_DAY_US}::DOUBLE, {NEVER_DAYS})
+                   AS days_since_last_event,
+               coalesce((g.t_us - e0.last_pricing) / {_DAY_US}::DOUBLE, {NEVER_DAYS})
+                   AS days_since_last_pricing_view,
+               {window("days", 30)} AS active_days_30d_raw,
+               (g.t_us - g.created_us) / {_DAY_US}::DOUBLE AS lead_age_days
+        FROM grid g
+        POSITIONAL JOIN edge_0 e0
+        POSITIONAL JOIN edge_7 e7
+        POSITIONAL JOIN edge_30 e30
+        POSITIONAL JOIN edge_90 e90
+        WHERE CASE WHEN g.rid = e0.rid AND g.rid = e7.rid AND g.rid = e30.rid AND g.rid = e90.rid
+                   THEN true ELSE error('edge tables out of order') END
+        """
+    )
+    con.execute("SET preserve_insertion_order = false")
+    for days in edge_kinds:
+        con.execute(f"DROP TABLE edge_{days}")
+    con.execute("DROP TABLE lead_cum")
+    con.execute("DROP TABLE grid")
+    # Summing per-bucket distinct dates counts a UTC date twice when it straddles a bucket edge
+    # inside the 30-day window (only possible when ticks are not at midnight): subtract those.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE active_days_fix AS
+        WITH lead_day AS (
+            SELECT DISTINCT lid, k, ts_us // {_DAY_US} AS day FROM ev WHERE k >= 0
+        ), split_days AS (
+            SELECT lid, day FROM lead_day GROUP BY lid, day HAVING count(*) > 1
+        )
+        SELECT d.lid, m.tick_i, (count(*) - count(DISTINCT d.day))::DOUBLE AS overcount
+        FROM lead_day d
+        SEMI JOIN split_days s ON d.lid = s.lid AND d.day = s.day
+        JOIN membership30 m ON m.k = d.k
+        GROUP BY d.lid, m.tick_i
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE behavior AS
+        SELECT b.* EXCLUDE (active_days_30d_raw),
+               b.active_days_30d_raw - coalesce(f.overcount, 0) AS active_days_30d
+        FROM behavior_raw b LEFT JOIN active_days_fix f USING (lid, tick_i)
+        """
+    )
+    # Intermediate tables go as soon as they are used: the 8M-row build peaks far lower.
+    con.execute("DROP TABLE behavior_raw")
+    con.execute("DROP TABLE ev")
+    behavior_select = []
+    for c in LEAD_BEHAVIOR_FEATURES:
+        if c == "trend_7d_vs_30d":
+            # Smoothed ratio of the last week's rate to the month's weekly rate: 1 = steady,
+            # > 1 accelerating; defined (= 1) for leads with no recent events.
+            behavior_select.append(f"(b.events_7d + 1) / (b.events_30d * 7.0 / 30.0 + 1) AS {c}")
+        elif c == "email_click_rate_90d":
+            behavior_select.append(f"b.email_click_90d / nullif(b.email_open_90d, 0) AS {c}")
+        else:
+            behavior_select.append(f"b.{c}")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP VIEW lead_behavior_out AS
+        SELECT l.lead_id, t.tick_ts AS event_timestamp, {", ".join(behavior_select)}
+        FROM behavior b
+        JOIN leads_t l USING (lid)
+        JOIN ticks t USING (tick_i)
+        """
+    )
+    # Colleagues = the other leads of the account that exist at T: account totals minus the
+    # lead's own contribution, so a lead's own activity never counts as colleague interest.
+    # Opportunities count from creation (their stage history is not in the data, and today's
+    # stage would leak the future).
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE opp_t AS
+        SELECT l.lid, a.aid, epoch_us(o.created_at::TIMESTAMPTZ) AS created_us
+        FROM raw_opportunities o
+        JOIN (SELECT DISTINCT aid, account_id FROM leads_t) a ON a.account_id = o.account_id
+        LEFT JOIN leads_t l ON l.lead_id = o.lead_id AND l.aid = a.aid
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP VIEW colleague_interest_out AS
+        WITH account_tick AS (
+            SELECT aid, tick_i,
+                   count(*) AS n_leads,
+                   count(*) FILTER (WHERE events_30d > 0) AS engaged_30d,
+                   sum(pricing_view_30d) AS pricing_30d,
+                   sum(demo_request_90d) AS demo_90d
+            FROM behavior GROUP BY aid, tick_i
+        ), opp_tick AS (
+            SELECT o.lid, o.aid, t.tick_i FROM opp_t o JOIN ticks t ON o.created_us < t.t_us
+        ), account_opps AS (
+            SELECT aid, tick_i, count(*) AS n FROM opp_tick GROUP BY aid, tick_i
+        ), own_opps AS (
+            SELECT lid, tick_i, count(*) AS n FROM opp_tick WHERE lid IS NOT NULL
+            GROUP BY lid, tick_i
+        )
+        SELECT l.lead_id, t.tick_ts AS event_timestamp,
+               (a.n_leads - 1)::DOUBLE AS n_colleagues,
+               (a.engaged_30d - (b.events_30d > 0)::INTEGER)::DOUBLE AS engaged_colleagues_30d,
+               (a.pricing_30d - b.pricing_view_30d)::DOUBLE AS colleague_pricing_views_30d,
+               (a.demo_90d - b.demo_request_90d)::DOUBLE AS colleague_demo_requests_90d,
+               (coalesce(ao.n, 0) - coalesce(oo.n, 0))::DOUBLE AS colleague_open_opportunities
+        FROM behavior b
+        JOIN leads_t l USING (lid)
+        JOIN ticks t USING (tick_i)
+        JOIN account_tick a ON a.aid = b.aid AND a.tick_i = b.tick_i
+        LEFT JOIN account_opps ao ON ao.aid = b.aid AND ao.tick_i = b.tick_i
+        LEFT JOIN own_opps oo ON oo.lid = b.lid AND oo.tick_i = b.tick_i
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP VIEW lead_profile_out AS
+        SELECT lead_id::VARCHAR AS lead_id, created_at::TIMESTAMPTZ AS event_timestamp,
+               account_id::VARCHAR AS account_id, account_id::VARCHAR AS lead_account_id,
+               coalesce(job_title, '')::VARCHAR AS job_title,
+               source::VARCHAR AS source
+        FROM raw_leads
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP VIEW account_firmographic_out AS
+        SELECT account_id::VARCHAR AS account_id, created_at::TIMESTAMPTZ AS event_timestamp,
+               industry::VARCHAR AS industry, employee_count::DOUBLE AS employee_count,
+               annual_revenue::DOUBLE AS annual_revenue, country::VARCHAR AS country
+        FROM raw_accounts
+        """
+    )
