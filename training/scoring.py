@@ -8,6 +8,8 @@ native Booster (no pyfunc wrapper on the hot path); training writes it and logs 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,48 +99,61 @@ class ScoringModel:
         return cls(booster, meta, version)
 
     # -- scoring ------------------------------------------------------------------------------
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """Features in training order as float64; categorical levels become their codes and an
-        unseen level becomes missing (LightGBM sends it down the default branch)."""
-        missing = [name for name in self.feature_names if name not in frame.columns]
+    def matrix(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """Features in training order as float64, from a DataFrame or a dict of column lists
+        (serving skips building a one-row DataFrame, which costs more than the model).
+
+        Categorical levels become their codes and an unseen level becomes missing (LightGBM
+        sends it down the default branch); None, NaN and non-numeric text become missing.
+        """
+        missing = [name for name in self.feature_names if name not in columns]
         if missing:
             raise KeyError(f"features missing from input: {', '.join(missing)}")
-        columns = []
+        out = []
         for name in self.feature_names:
-            col = frame[name]
+            values = columns[name]
             codes = self._codes.get(name)
             if codes is not None:
-                columns.append(
-                    np.array([codes.get(v, np.nan) if isinstance(v, str) else np.nan for v in col],
-                             dtype=np.float64)
-                )
-            elif col.dtype == bool:
-                columns.append(col.to_numpy(dtype=np.float64))
-            else:
-                columns.append(pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64))
-        return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+                values = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in values]
+            try:
+                out.append(np.asarray(values, dtype=np.float64))
+            except (TypeError, ValueError):  # a stray string in a numeric column -> missing
+                out.append(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64))
+        return np.column_stack(out) if out else np.empty((len(columns[next(iter(columns))]), 0))
 
-    def raw_score(self, x: np.ndarray) -> np.ndarray:
-        return self.booster.predict(x, raw_score=True)
+    def raw_score(self, x: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        return self.booster.predict(x, raw_score=True, num_threads=num_threads)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         cal = self.meta.calibration
         return _sigmoid(cal["a"] * raw + cal["b"])
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.calibrate(self.raw_score(self.matrix(frame)))
+    def predict_proba(self, columns: Mapping[str, Sequence[Any]], num_threads: int = 0) -> np.ndarray:
+        return self.calibrate(self.raw_score(self.matrix(columns), num_threads))
 
     @staticmethod
     def score(probability: float) -> int:
         """The 0-100 Signal Threshold Score: the calibrated probability in percent."""
         return round(100.0 * min(max(float(probability), 0.0), 1.0))
 
-    def explain(self, frame: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
-        x = self.matrix(frame)
-        contrib = self.booster.predict(x, pred_contrib=True)[:, :-1]  # last column is the bias
+    def predict_explain(
+        self, columns: Mapping[str, Sequence[Any]], top_k: int = 3, num_threads: int = 0
+    ) -> tuple[np.ndarray, list[list[Reason]]]:
+        """Calibrated probabilities and each row's top reasons from one feature matrix.
+
+        ``num_threads=1`` suits a few rows: OpenMP start-up (and its spin-waits on a busy
+        machine) costs far more than a one-row predict.
+        """
+        x = self.matrix(columns)
+        prob = self.calibrate(self.raw_score(x, num_threads))
+        contrib = self.booster.predict(x, pred_contrib=True, num_threads=num_threads)[:, :-1]
         names = self.feature_names
-        records = frame[names].to_dict("records")
-        return [
-            top_reasons(names, [rec[n] for n in names], list(row), top_k)
-            for rec, row in zip(records, contrib, strict=True)
+        values = [list(columns[n]) for n in names]
+        reasons = [
+            top_reasons(names, [col[i] for col in values], list(row), top_k)
+            for i, row in enumerate(contrib)
         ]
+        return prob, reasons
+
+    def explain(self, columns: Mapping[str, Sequence[Any]], top_k: int = 3) -> list[list[Reason]]:
+        return self.predict_explain(columns, top_k)[1]

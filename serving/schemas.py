@@ -1,0 +1,90 @@
+"""Request and response bodies of the scoring API (pydantic only, no BentoML or Feast).
+
+Requests forbid unknown fields, so a misspelled field is a 422 that names it instead of being
+silently ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic_core import InitErrorDetails
+
+LeadId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+JobTitle = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LeadScoreRequest(_Request):
+    """One lead to score, by id; ``job_title`` overrides the stored title (a new lead's title)."""
+
+    lead_id: LeadId = Field(description="The lead's id in the CRM, e.g. L0000001.")
+    job_title: JobTitle | None = Field(
+        default=None,
+        description="Request-time job title; replaces the stored one for the title features.",
+    )
+
+
+class BatchRequest(_Request):
+    """Several leads scored with one feature-store read. The upper bound is the service's
+    ``serving.max_batch`` (checked by :meth:`check_size`, since it is configuration)."""
+
+    leads: list[LeadScoreRequest] = Field(min_length=1)
+
+    def check_size(self, max_batch: int) -> None:
+        """Raise a pydantic ``ValidationError`` on ``leads`` when it holds too many items."""
+        if len(self.leads) > max_batch:
+            raise ValidationError.from_exception_data(
+                "BatchRequest",
+                [
+                    InitErrorDetails(
+                        type="too_long",
+                        loc=("leads",),
+                        input=f"{len(self.leads)} leads",
+                        ctx={
+                            "field_type": "List",
+                            "max_length": max_batch,
+                            "actual_length": len(self.leads),
+                        },
+                    )
+                ],
+            )
+
+
+class Reason(BaseModel):
+    """One feature that moved the score, as a sentence and as data."""
+
+    text: str
+    feature: str
+    value: float | int | bool | str | None
+    direction: Literal["raises", "lowers"]
+    contribution: float = Field(description="Log-odds contribution (LightGBM pred_contrib).")
+
+
+class LeadScore(BaseModel):
+    lead_id: str
+    probability: float = Field(ge=0.0, le=1.0, description="Calibrated probability of an MQL.")
+    score: int = Field(ge=0, le=100, description="Signal Threshold Score, 0-100.")
+    is_mql: bool = Field(description="probability >= threshold")
+    threshold: float
+    reasons: list[Reason]
+    model_version: str
+    feature_service: str
+    features_as_of: datetime | None = Field(
+        description="Event time of the newest feature row used (UTC)."
+    )
+    feature_age_seconds: float | None = Field(description="Now minus features_as_of.")
+
+
+class BatchResponse(BaseModel):
+    results: list[LeadScore]
+    not_found: list[str]
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[dict]

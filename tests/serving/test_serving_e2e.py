@@ -1,0 +1,197 @@
+"""The real `bentoml serve serving.service:FunnelService` process, over HTTP, serving the champion
+that the shared session pipeline trained and registered in MLflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "e2e-key-5f1c"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base: str
+    proc: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start_server(cfg, tmp_path: Path, overrides: str = "") -> Server:
+    """Write the config as YAML, start the server in its own process group."""
+    config_file = tmp_path / "serve.yaml"
+    config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"root"})))
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "FUNNEL_CONFIG": str(config_file),
+        "FUNNEL_OVERRIDES": overrides,
+        "FUNNEL_API_KEY": KEY,
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    log = tmp_path / "server.log"
+    cmd = [
+        str(bin_dir / "bentoml"),
+        "serve",
+        "serving.service:FunnelService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Server(f"http://127.0.0.1:{port}", proc, log)
+
+
+def stop_server(server: Server) -> None:
+    if server.proc.poll() is None:
+        os.killpg(server.proc.pid, signal.SIGTERM)  # the server and the workers it started
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait()
+
+
+def wait_ready(server: Server, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            pytest.fail(f"server exited with {server.proc.returncode}:\n{server.output()}")
+        if "Application startup failed" in server.output():  # BentoML keeps its arbiter alive
+            pytest.fail(f"service start-up failed:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.base}/readyz", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"server not ready after {timeout_s:.0f}s:\n{server.output()}")
+
+
+@pytest.fixture(scope="module")
+def server(pipeline, tmp_path_factory) -> Iterator[Server]:
+    srv = start_server(pipeline.cfg, tmp_path_factory.mktemp("bentoml-serve"))
+    try:
+        wait_ready(srv)
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def lead_ids(pipeline) -> list[str]:
+    behavior = pd.read_parquet(pipeline.cfg.features_dir / "lead_behavior.parquet")
+    latest = behavior[behavior["event_timestamp"] == behavior["event_timestamp"].max()]
+    return sorted(latest["lead_id"])[:50]
+
+
+def test_scores_a_lead_with_the_registered_champion(server, pipeline, lead_ids):
+    with httpx.Client(base_url=server.base, headers={"X-API-Key": KEY}, timeout=10) as http:
+        response = http.post("/v1/leads/score", json={"lead_id": lead_ids[0]})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        name = pipeline.cfg.training.mql.registered_model
+        assert body["model_version"] == f"{name}/{pipeline.result.version}"
+        assert body["feature_service"] == "mql_v1"
+        assert len(body["reasons"]) == 3
+        assert body["threshold"] == pytest.approx(pipeline.result.threshold)
+
+        batch = http.post(
+            "/v1/leads/score_batch",
+            json={"leads": [{"lead_id": i} for i in lead_ids[:10]] + [{"lead_id": "L-unknown"}]},
+        )
+        assert batch.status_code == 200
+        assert [r["lead_id"] for r in batch.json()["results"]] == lead_ids[:10]
+        assert batch.json()["not_found"] == ["L-unknown"]
+        assert batch.json()["results"][0]["probability"] == body["probability"]
+
+
+def test_errors_over_the_wire(server):
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        assert http.post("/v1/leads/score", json={"lead_id": "L1"}).status_code == 401
+        assert (
+            http.post(
+                "/v1/leads/score",
+                json={"lead_id": "L1"},
+                headers={"Authorization": f"Bearer {KEY}x"},
+            ).status_code
+            == 401
+        )
+        auth = {"X-API-Key": KEY}
+        missing = http.post("/v1/leads/score", json={"lead_id": "L404"}, headers=auth)
+        assert (missing.status_code, missing.json()) == (404, {"detail": "lead 'L404' not found"})
+        typo = http.post("/v1/leads/score", json={"leadid": "L1"}, headers=auth)
+        assert typo.status_code == 422
+        assert {e["field"] for e in typo.json()["detail"]} == {"lead_id", "leadid"}
+
+
+def test_health_metrics_and_openapi(server, lead_ids):
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        http.post("/v1/leads/score", json={"lead_id": lead_ids[0]}, headers={"X-API-Key": KEY})
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").status_code == 200
+        metrics = http.get("/metrics")
+        assert metrics.status_code == 200
+        assert "bentoml_" in metrics.text
+        spec = http.get("/docs.json").json()
+        assert {"/v1/leads/score", "/v1/leads/score_batch"} <= set(spec["paths"])
+
+
+def test_single_lead_latency_over_loopback(server, lead_ids):
+    """Sequential requests, one lead each: reports p50/p99 (the benchmark owns the target)."""
+    timings = []
+    with httpx.Client(base_url=server.base, headers={"X-API-Key": KEY}, timeout=10) as http:
+        for i in range(300):
+            start = time.perf_counter()
+            response = http.post("/v1/leads/score", json={"lead_id": lead_ids[i % len(lead_ids)]})
+            timings.append(time.perf_counter() - start)
+            assert response.status_code == 200
+    p50, p99 = np.percentile(np.array(timings[20:]) * 1e3, [50, 99])
+    print(f"\nloopback latency, 1 lead/request: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    assert p50 < 100  # generous: a sanity bound on a shared 2-core machine, not the target
+
+
+def test_refuses_to_start_on_a_feature_service_mismatch(pipeline, tmp_path):
+    srv = start_server(pipeline.cfg, tmp_path, overrides="training.mql.feature_service=mql_v2")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "refusing to start" not in srv.output():
+            if srv.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert "refusing to start" in srv.output()
+        assert "'mql_v1'" in srv.output() and "'mql_v2'" in srv.output()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{srv.base}/readyz", timeout=2.0).raise_for_status()
+    finally:
+        stop_server(srv)
