@@ -59,6 +59,7 @@ class SqlRegistry(Strict):
 
 
 class FeatureStoreConfig(Strict):
+    project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = "funnel"
     online_store: Annotated[SqliteOnline | RedisOnline, Field(discriminator="type")] = SqliteOnline()
     registry: Annotated[FileRegistry | SqlRegistry, Field(discriminator="type")] = FileRegistry()
     snapshot_every_days: Annotated[int, Field(gt=0)] = 7
@@ -105,6 +106,9 @@ class MqlConfig(Strict):
     num_boost_round: Annotated[int, Field(gt=0)] = 600
     num_threads: Annotated[int, Field(ge=1)] = 2  # LightGBM threads; 1 is faster on a busy machine
     early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
+    # after tuning, refit on train + validation weeks (calibration and threshold still come
+    # from the held-out validation scores of the train-only model)
+    refit_on_validation: bool = True
 
 
 class TrainingConfig(Strict):

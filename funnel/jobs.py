@@ -13,8 +13,12 @@ from funnel.config import Config
 
 def feature_store(cfg: Config) -> Any:
     from features.store import get_store
+    from funnel.pg import ensure_schema
 
-    return get_store(cfg.data_dir, cfg.online_store, cfg.registry)
+    ensure_schema(str(cfg.registry["path"]))
+    return get_store(
+        cfg.data_dir, cfg.online_store, cfg.registry, project=cfg.feature_store.project
+    )
 
 
 def data_window(cfg: Config) -> tuple[str, str]:

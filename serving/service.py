@@ -100,13 +100,13 @@ async def _authorize(
 def load_parts() -> tuple[Config, FeatureStore, ScoringModel]:
     """Config from ``FUNNEL_CONFIG`` (+ ``FUNNEL_OVERRIDES``), the Feast store and the champion
     model; slow imports live here, not at module import. Tests replace this function."""
-    from features.store import get_store
     from funnel.config import DEFAULT_CONFIG, load_config
+    from funnel.jobs import feature_store
     from training.registry import load_model
 
     overrides = [line for line in os.environ.get(OVERRIDES_ENV, "").splitlines() if line.strip()]
     cfg = load_config(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG, overrides)
-    store = get_store(cfg.data_dir, cfg.online_store, cfg.registry)
+    store = feature_store(cfg)
     model = load_model(cfg, cfg.training.mql.registered_model, cfg.serving.model_alias)
     return cfg, store, model
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough for 2 cores, big enough that test-week AUCs are not noise.
-PIPELINE_LEADS = int(os.environ.get("FUNNEL_TEST_LEADS", "3000"))
+PIPELINE_LEADS = int(os.environ.get("FUNNEL_TEST_LEADS", "5000"))
 PIPELINE_TRIALS = int(os.environ.get("FUNNEL_TEST_TRIALS", "6"))
 
 
@@ -73,3 +73,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     result = train_mql(cfg, progress=False, n_trials=PIPELINE_TRIALS)
     materialize_features(cfg)
     return PipelineRun(cfg, result)
+
+
+@pytest.fixture(scope="session")
+def config_at():
+    """``config_at(base, *overrides)``: the shipped local config with its paths under ``base``."""
+    return make_config

@@ -14,6 +14,9 @@ def configure_tracking(cfg: Config) -> None:
     """Point MLflow at the configured store; called when a job starts, never at import."""
     import mlflow
 
+    from funnel.pg import ensure_schema
+
+    ensure_schema(cfg.tracking_uri)
     if cfg.tracking_uri.startswith("sqlite:///"):
         Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(cfg.tracking_uri)

@@ -167,11 +167,18 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
-    from features.store import get_store
+    from funnel.jobs import feature_store
+    from funnel.pg import ensure_schema
     from training import plots
     from training.pyfunc import ScoringPyfunc
     from training.registry import BUNDLE_ARTIFACT, configure_tracking, ensure_experiment
-    from training.tuning import TrainData, fit_booster, monotone_constraints, objective
+    from training.tuning import (
+        TrainData,
+        fit_booster,
+        monotone_constraints,
+        objective,
+        refit_booster,
+    )
 
     mql = cfg.training.mql
     steps = Steps(total=5, echo=progress)
@@ -179,7 +186,7 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
     ensure_experiment(cfg, mql.experiment)
 
     with steps.step("build training set (labels + Feast historical features)"):
-        store = get_store(cfg.data_dir, cfg.online_store, cfg.registry)
+        store = feature_store(cfg)
         frame = build_training_frame(cfg, store, mql.feature_service)
         frame["split"] = time_split(
             frame["event_timestamp"], mql.split.validation_weeks, mql.split.test_weeks,
@@ -220,6 +227,7 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
                 Path(cfg.optuna_storage.removeprefix("sqlite:///")).parent.mkdir(
                     parents=True, exist_ok=True
                 )
+            ensure_schema(cfg.optuna_storage)
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(
                 study_name=f"mql-{parent.info.run_id}",
@@ -243,20 +251,29 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             mlflow.log_metric("best_val_roc_auc", best.value)
 
         with steps.step("fit final model, calibrate, choose threshold"):
-            booster = fit_booster(
+            # Early stopping on the validation weeks fixes the number of rounds; the model's
+            # validation scores (out of sample) fit the calibration and the threshold.
+            holdout = fit_booster(
                 best.params, *datasets, mql.num_boost_round, mql.early_stopping_rounds,
                 fixed=fixed,
             )
-            model = ScoringModel(booster, meta)
             val = parts["validation"]
-            val_raw = model.raw_score(data.x_valid)
+            val_raw = holdout.predict(data.x_valid, raw_score=True)
             meta.calibration = fit_platt(val_raw, data.y_valid)
-            val_prob = model.calibrate(val_raw)
+            val_prob = ScoringModel(holdout, meta).calibrate(val_raw)
             meta.threshold = choose_threshold(
                 cfg, val_prob, data.y_valid, val["event_timestamp"].to_numpy()
             )
+            booster = (
+                refit_booster(best.params, data, holdout.best_iteration, fixed)
+                if mql.refit_on_validation else holdout
+            )
+            model = ScoringModel(booster, meta)
+            mlflow.log_metric("val_roc_auc_holdout_model", holdout.best_score["valid"]["auc"])
             meta.extra = {
-                "best_iteration": int(booster.best_iteration),
+                "best_iteration": int(holdout.best_iteration),
+                "num_trees": int(booster.num_trees()),
+                "refit_on_validation": mql.refit_on_validation,
                 "data_window": [str(frame["event_timestamp"].min()), str(frame["event_timestamp"].max())],
                 "threshold_rule": mql.threshold.model_dump(),
             }

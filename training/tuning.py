@@ -47,6 +47,32 @@ class TrainData:
         valid = lgb.Dataset(self.x_valid, self.y_valid, reference=train, params=params)
         return train, valid
 
+    def combined(self) -> lgb.Dataset:
+        """Train and validation rows together, for the refit after tuning."""
+        import lightgbm as lgb
+
+        return lgb.Dataset(
+            np.vstack([self.x_train, self.x_valid]),
+            np.concatenate([self.y_train, self.y_valid]),
+            feature_name=self.feature_names, categorical_feature=self.categorical,
+            params={"verbosity": -1},
+        )
+
+
+def refit_booster(
+    params: dict[str, Any], data: TrainData, best_iteration: int, fixed: dict[str, Any] | None = None
+) -> lgb.Booster:
+    """Refit on train + validation with as many rounds per row as early stopping chose.
+
+    The newest weeks before the test window carry the most signal about it; leaving them to
+    early stopping and calibration alone cost about 0.01-0.02 test AUC on the generator.
+    """
+    import lightgbm as lgb
+
+    rows = len(data.y_train) + len(data.y_valid)
+    rounds = max(1, round(best_iteration * rows / len(data.y_train)))
+    return lgb.train({**BASE_PARAMS, **params, **(fixed or {})}, data.combined(), rounds)
+
 
 _ENGAGEMENT = re.compile(
     r"^(events|page_view|pricing_view|docs_view|email_open|email_click|webinar_attended"
@@ -71,7 +97,7 @@ def monotone_constraints(names: list[str]) -> list[int]:
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     return {
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 10, 400, log=True),
         "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
         "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),

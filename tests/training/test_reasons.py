@@ -14,7 +14,9 @@ from training.reasons import describe, top_reasons
         ("days_since_last_pricing_view", math.nan, "Has never looked at pricing"),
         ("is_decision_maker", 1, "Holds a decision-making role"),
         ("colleague_pricing_views_30d", 3, "Colleagues viewed pricing 3 times in the last 30 days"),
-        ("email_click_rate_90d", 0.25, "Clicks 25% of the emails they open"),
+        ("email_click_rate_90d", 0.25, "Clicked 0.25 times per email opened in the last 90 days"),
+        ("events_30d", 12, "Was active on the site or in email 12 times in the last 30 days"),
+        ("events_7d", 0, "Has not been active on the site or in email in the last 7 days"),
         ("title_seniority", "vp", "Seniority: vp"),
     ],
 )

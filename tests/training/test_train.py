@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import pytest
 
 
 def test_test_auc_within_003_of_the_oracle(pipeline):
@@ -36,7 +34,7 @@ def test_mlflow_holds_trials_metrics_plots_and_champion(pipeline):
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert artifacts == {"plots/calibration.png", "plots/lift.png", "plots/importance.png"}
     champion = client.get_model_version_by_alias(cfg.training.mql.registered_model, "champion")
-    assert champion.version == result.version
+    assert str(champion.version) == result.version
     assert champion.tags["feature_service"] == "mql_v1"
 
 
