@@ -7,6 +7,7 @@ Overrides are ``dotted.key=value`` strings (values parsed as YAML), applied befo
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,7 +35,7 @@ class PathsConfig(Strict):
 class DataConfig(Strict):
     leads: Annotated[int, Field(gt=0)] = 10_000
     seed: int = 7
-    start: str = "2026-01-05"
+    start: date = date(2026, 1, 5)
     weeks: Annotated[int, Field(ge=8, le=260)] = 39
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -20,12 +22,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+def wait_ready(
+    base_url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float = 120.0
+) -> None:
     """Poll /readyz until the service answers 200; fail with the server's output if it dies."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            out = log_path.read_text(errors="replace")
             raise RuntimeError(f"the service exited with code {proc.returncode}:\n{out[-3000:]}")
         try:
             if httpx.get(f"{base_url}/readyz", timeout=2.0).status_code == 200:
@@ -33,27 +37,27 @@ def wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float = 120.0) 
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"the service at {base_url} was not ready after {timeout_s:.0f}s")
+    out = log_path.read_text(errors="replace")
+    raise TimeoutError(
+        f"the service at {base_url} was not ready after {timeout_s:.0f}s:\n{out[-3000:]}"
+    )
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Stop the server and the workers it started (they share its process group)."""
     if proc.poll() is None:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
-def pick_leads(cfg: Config, n: int = 8) -> list[str]:
-    """The most engaged leads at the newest snapshot and a few at random, for contrast."""
-    behavior = pd.read_parquet(cfg.features_dir / "lead_behavior.parquet")
-    latest = behavior[behavior["event_timestamp"] == behavior["event_timestamp"].max()]
-    activity = latest.select_dtypes("number").sum(axis=1)
-    engaged = latest.loc[activity.nlargest(n // 2).index, "lead_id"].tolist()
-    rest = latest[~latest["lead_id"].isin(engaged)].sample(n - len(engaged), random_state=0)
-    return engaged + rest["lead_id"].tolist()
+def sample_leads(cfg: Config, n: int = 300) -> list[str]:
+    """Leads that exist at the newest snapshot, a random sample (fixed seed)."""
+    profile = pd.read_parquet(cfg.features_dir / "lead_profile.parquet", columns=["lead_id"])
+    return profile["lead_id"].sample(min(n, len(profile)), random_state=0).tolist()
 
 
 def print_scores(results: list[dict]) -> None:
@@ -106,23 +110,40 @@ def run_demo(
     base = f"http://{cfg.serving.host}:{port}"
     print(f"\n== start BentoML service at {base}", flush=True)
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log_path = cfg.data_dir / "demo-server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        wait_ready(base, proc)
+        wait_ready(base, proc, log_path)
         timings["start service"] = time.perf_counter() - start
         print(f"== start service: {timings['start service']:.1f}s")
-        ids = pick_leads(cfg)
+        ids = sample_leads(cfg)
         start = time.perf_counter()
-        results = []
-        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=10.0) as client:
-            for lead_id in ids:
-                response = client.post("/v1/leads/score", json={"lead_id": lead_id})
-                response.raise_for_status()
-                results.append(response.json())
+        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30.0) as client:
+            batch = client.post(
+                "/v1/leads/score_batch", json={"leads": [{"lead_id": i} for i in ids]}
+            )
+            batch.raise_for_status()
+            results = sorted(batch.json()["results"], key=lambda r: -r["probability"])
+            # one lead again, with a job title that arrived with the request
+            retitled = client.post(
+                "/v1/leads/score",
+                json={"lead_id": results[-1]["lead_id"], "job_title": "VP of Marketing"},
+            )
+            retitled.raise_for_status()
         timings["score leads over HTTP"] = time.perf_counter() - start
-        print(f"\n== scored {len(results)} leads over HTTP "
-              f"(model {results[0]['model_version']}, features as of {results[0]['features_as_of']})")
-        print_scores(results)
+        mqls = sum(r["is_mql"] for r in results)
+        print(f"\n== scored {len(results)} random leads over HTTP in one batch: {mqls} are MQLs "
+              f"(model {results[0]['model_version']}, threshold {results[0]['threshold']:.3f}, "
+              f"features as of {results[0]['features_as_of']})")
+        print("  the three highest scores:")
+        print_scores(results[:3])
+        print("  three from the middle and the bottom:")
+        print_scores([results[len(results) // 2], results[-2], results[-1]])
+        print("  the last lead again, with job title 'VP of Marketing' sent in the request:")
+        print_scores([retitled.json()])
     finally:
         stop(proc)
         print("\n== service stopped")

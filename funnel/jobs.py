@@ -32,10 +32,13 @@ def apply_features(cfg: Config) -> dict[str, int]:
     """Build the point-in-time feature tables from the raw tables, then apply definitions."""
     from features.build import build_feature_tables
     from features.store import apply
+    from funnel.data.io import read_tables
 
     start, end = data_window(cfg)
+    # The contract is checked on every load: a bad table stops here, before anything is written.
+    tables = read_tables(cfg.raw_dir, ["accounts", "leads", "events", "opportunities"])
     counts = build_feature_tables(
-        cfg.raw_dir, cfg.features_dir, start, end, cfg.feature_store.snapshot_every_days
+        tables, cfg.features_dir, start, end, cfg.feature_store.snapshot_every_days
     )
     apply(feature_store(cfg), cfg.data_dir)
     return counts

@@ -31,7 +31,7 @@ _FIXED = {
     "email_click_rate_90d": "Clicked {v:.2f} times per email opened in the last 90 days",
     "active_days_30d": "Active on {v:.0f} of the last 30 days",
     "lead_age_days": "Became a lead {v:.0f} days ago",
-    "n_colleagues": "{v:.0f} colleagues from the same company are known leads",
+    "n_colleagues": "{v:.0f} colleague(s) from the same company are known leads",
     "engaged_colleagues_30d": "{v:.0f} colleagues were active in the last 30 days",
     "colleague_pricing_views_30d": "Colleagues viewed pricing {v:.0f} times in the last 30 days",
     "colleague_demo_requests_90d": "Colleagues requested {v:.0f} demos in the last 90 days",
@@ -44,6 +44,16 @@ _FIXED = {
     "title_seniority": "Seniority: {s}",
     "title_department": "Department: {s}",
     "is_decision_maker": "{dm}",
+}
+
+# Zero reads better as "no ..." than as "0 ...".
+_ZERO = {
+    "n_colleagues": "No colleague from the same company is a known lead",
+    "engaged_colleagues_30d": "No colleague was active in the last 30 days",
+    "colleague_pricing_views_30d": "No colleague viewed pricing in the last 30 days",
+    "colleague_demo_requests_90d": "No colleague requested a demo in the last 90 days",
+    "colleague_open_opportunities": "The company has no open opportunity",
+    "active_days_30d": "Not active on any of the last 30 days",
 }
 
 _WINDOW = re.compile(r"^(?P<event>[a-z_]+?)_(?:count_)?(?P<days>\d+)d$")
@@ -81,6 +91,8 @@ def describe(feature: str, value: object) -> str:
             verb = "been active" if match["event"] == "events" else verb
             return f"Has not {verb} {obj} in the last {match['days']} days"
         return f"{verb.capitalize()} {obj} {times} in the last {match['days']} days"
+    if feature in _ZERO and value == 0:
+        return _ZERO[feature]
     template = _FIXED.get(feature)
     if template is None:
         return f"{feature.replace('_', ' ').capitalize()} is {value}"

@@ -18,6 +18,7 @@ from training.reasons import describe, top_reasons
         ("events_30d", 12, "Was active on the site or in email 12 times in the last 30 days"),
         ("events_7d", 0, "Has not been active on the site or in email in the last 7 days"),
         ("title_seniority", "vp", "Seniority: vp"),
+        ("colleague_pricing_views_30d", 0, "No colleague viewed pricing in the last 30 days"),
     ],
 )
 def test_describe_reads_like_a_sentence(feature, value, text):
