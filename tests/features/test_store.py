@@ -29,8 +29,10 @@ FEATURE_VIEWS = {
     "account_firmographic_fv",
     "colleague_interest_fv",
 }
+# the registry URL of the shipped production profile (its own schema in database `test`)
 POSTGRES_URL = os.environ.get(
-    "FUNNEL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    "FUNNEL_TEST_POSTGRES_URL",
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dfunnel_feast",
 )
 
 
@@ -258,9 +260,12 @@ def test_repo_config_for_the_production_profile(tmp_path):
 
 
 @pytest.mark.production
-def test_redis_online_store_and_sql_registry(feast_env):
+def test_redis_online_store_and_sql_registry(feast_env, production_services):
     """Production profile against the real local servers: same online values as SQLite."""
+    from funnel.pg import ensure_schema
+
     fs = feast_env.fs
+    ensure_schema(POSTGRES_URL)
     project = f"funnel_test_{uuid.uuid4().hex[:8]}"
     store = fs.get_store(
         feast_env.data_dir,
