@@ -6,15 +6,14 @@ Heavy libraries (feast, mlflow, lightgbm) are imported inside the commands that 
 
 from __future__ import annotations
 
-import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from funnel.config import Config, ConfigError, load_config
+from funnel.quiet import quiet_libraries
 
 if TYPE_CHECKING:
     from training.train import TrainResult
@@ -50,20 +49,10 @@ class FunnelGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """funnel: MQL scoring, churn risk and next-best-offer for a marketing funnel."""
-    _quiet_libraries()
+    quiet_libraries()
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
     ctx.obj["overrides"] = overrides
-
-
-def _quiet_libraries() -> None:
-    """Hide library chatter that says nothing to a user of this CLI (known, harmless notices:
-    MLflow's schema-migration INFO lines and pyfunc hints, SQLAlchemy's deprecation inside
-    MLflow). Real warnings and errors still show."""
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
-    warnings.filterwarnings("ignore", message=r".*The ``noload`` loader strategy is deprecated")
 
 
 def _config(ctx: click.Context) -> Config:

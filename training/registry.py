@@ -15,7 +15,9 @@ def configure_tracking(cfg: Config) -> None:
     import mlflow
 
     from funnel.pg import ensure_schema
+    from funnel.quiet import quiet_libraries
 
+    quiet_libraries()
     ensure_schema(cfg.tracking_uri)
     if cfg.tracking_uri.startswith("sqlite:///"):
         Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -170,7 +170,6 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
     from funnel.jobs import feature_store
     from funnel.pg import ensure_schema
     from training import plots
-    from training.pyfunc import ScoringPyfunc
     from training.registry import BUNDLE_ARTIFACT, configure_tracking, ensure_experiment
     from training.tuning import (
         TrainData,
@@ -316,6 +315,8 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             )
 
         with steps.step("log and register the model in MLflow"):
+            from training.pyfunc import ScoringPyfunc  # defining it makes MLflow check hints
+
             with tempfile.TemporaryDirectory() as tmp:
                 bundle = model.save(Path(tmp) / BUNDLE_ARTIFACT)
                 x_example = test[names].head(5).copy()
