@@ -27,19 +27,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from funnel.data.contract import EVENT_TYPES
 from funnel.timegrid import snapshot_grid
 
-ENGAGEMENT_TYPES: tuple[str, ...] = (
-    "page_view",
-    "pricing_view",
-    "docs_view",
-    "email_open",
-    "email_click",
-    "webinar_attended",
-    "content_download",
-    "demo_request",
-    "trial_signup",
-)
+# every contract event type but product usage, which belongs to customers, not leads
+ENGAGEMENT_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t != "product_active")
 SHORT_WINDOW_TYPES: tuple[str, ...] = ("pricing_view", "demo_request", "trial_signup")
 WINDOWS: tuple[int, ...] = (7, 30, 90)
 

@@ -2,56 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
 
+from funnel import process
 from funnel.config import API_KEY_ENV, Config
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(
-    base_url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float = 120.0
-) -> None:
-    """Poll /readyz until the service answers 200; fail with the server's output if it dies."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = log_path.read_text(errors="replace")
-            raise RuntimeError(f"the service exited with code {proc.returncode}:\n{out[-3000:]}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    out = log_path.read_text(errors="replace")
-    raise TimeoutError(
-        f"the service at {base_url} was not ready after {timeout_s:.0f}s:\n{out[-3000:]}"
-    )
-
-
-def stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
-    """Stop the server and the workers it started (they share its process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def sample_leads(cfg: Config, n: int = 300) -> list[str]:
@@ -103,7 +62,7 @@ def run_demo(
     print(format_train_result(result))
     timed("materialize online store", materialize_features, cfg)
 
-    port = port or free_port(cfg.serving.host)
+    port = port or process.free_port(cfg.serving.host)
     key = cfg.api_key() or secrets.token_urlsafe(16)
     cmd, env = serve_command(cfg, config_path, overrides, port)
     env[API_KEY_ENV] = key
@@ -111,12 +70,9 @@ def run_demo(
     print(f"\n== start BentoML service at {base}", flush=True)
     start = time.perf_counter()
     log_path = cfg.data_dir / "demo-server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = process.start(cmd, env, log_path)
     try:
-        wait_ready(base, proc, log_path)
+        process.wait_ready(base, proc, log_path)
         timings["start service"] = time.perf_counter() - start
         print(f"== start service: {timings['start service']:.1f}s")
         ids = sample_leads(cfg)
@@ -145,7 +101,7 @@ def run_demo(
         print("  the last lead again, with job title 'VP of Marketing' sent in the request:")
         print_scores([retitled.json()])
     finally:
-        stop(proc)
+        process.stop(proc)
         print("\n== service stopped")
     print("\n== timings")
     for name, seconds in timings.items():

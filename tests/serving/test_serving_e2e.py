@@ -4,8 +4,6 @@ that the shared session pipeline trained and registered in MLflow."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from funnel import process
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-key-5f1c"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -44,7 +38,7 @@ def start_server(cfg, tmp_path: Path, overrides: str = "") -> Server:
     """Write the config as YAML, start the server in its own process group."""
     config_file = tmp_path / "serve.yaml"
     config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"root"})))
-    port = free_port()
+    port = process.free_port()
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -64,37 +58,16 @@ def start_server(cfg, tmp_path: Path, overrides: str = "") -> Server:
         "--port",
         str(port),
     ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = process.start(cmd, env, log, cwd=ROOT)
     return Server(f"http://127.0.0.1:{port}", proc, log)
 
 
 def stop_server(server: Server) -> None:
-    if server.proc.poll() is None:
-        os.killpg(server.proc.pid, signal.SIGTERM)  # the server and the workers it started
-        try:
-            server.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.proc.pid, signal.SIGKILL)
-            server.proc.wait()
+    process.stop(server.proc)
 
 
 def wait_ready(server: Server, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            pytest.fail(f"server exited with {server.proc.returncode}:\n{server.output()}")
-        if "Application startup failed" in server.output():  # BentoML keeps its arbiter alive
-            pytest.fail(f"service start-up failed:\n{server.output()}")
-        try:
-            if httpx.get(f"{server.base}/readyz", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"server not ready after {timeout_s:.0f}s:\n{server.output()}")
+    process.wait_ready(server.base, server.proc, server.log, timeout_s)
 
 
 @pytest.fixture(scope="module")

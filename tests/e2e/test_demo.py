@@ -1,0 +1,36 @@
+"""`funnel demo`, the README's first command, end to end at a small size."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from funnel.cli import main
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_runs_every_step_and_prints_scored_leads(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "--set", f"paths.data_dir={tmp_path / 'data'}",
+            "--set", f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+            "demo", "--leads", "1500", "--trials", "2",
+        ],
+        catch_exceptions=False,
+    )
+    out = result.output
+    assert result.exit_code == 0, out[-3000:]
+    assert "(now champion)" in out
+    assert re.search(r"test ROC AUC 0\.\d+ +\(oracle 0\.\d+", out)
+    assert re.search(r"scored \d+ random leads over HTTP in one batch", out)
+    # each printed lead has a score line and its reasons, with a sign
+    assert re.search(r"L\d{7}  score +\d+  p=0\.\d{3}", out)
+    assert re.search(r"^\s+[+-] \S", out, re.MULTILINE)
+    assert "with job title 'VP of Marketing' sent in the request" in out
+    assert "service stopped" in out
+    for step in ("generate synthetic funnel", "train MQL model", "start service"):
+        assert re.search(rf"{step}.*\d+\.\ds", out), step
