@@ -25,8 +25,6 @@ _EVENT_WORDS = {
 }
 
 _FIXED = {
-    "days_since_last_event": "Last activity was {v:.0f} days ago",
-    "days_since_last_pricing_view": "Last looked at pricing {v:.0f} days ago",
     "trend_7d_vs_30d": "Activity trend this week vs the last month is {v:.2f}x",
     "email_click_rate_90d": "Clicked {v:.2f} times per email opened in the last 90 days",
     "active_days_30d": "Active on {v:.0f} of the last 30 days",
@@ -55,6 +53,26 @@ _ZERO = {
     "colleague_open_opportunities": "The company has no open opportunity",
     "active_days_30d": "Not active on any of the last 30 days",
 }
+
+# "days since" features: 999 means never (see features.build.NEVER_DAYS)
+_RECENCY = {
+    "days_since_last_event": ("Has no recorded activity", "Was active in the last 24 hours",
+                              "Last activity was {d} days ago"),
+    "days_since_last_pricing_view": ("Has never looked at pricing",
+                                     "Looked at pricing in the last 24 hours",
+                                     "Last looked at pricing {d} days ago"),
+}
+NEVER_DAYS = 999.0
+
+
+def _recency(feature: str, days: float) -> str:
+    never, today, ago = _RECENCY[feature]
+    if days >= NEVER_DAYS:
+        return never
+    if days < 1:
+        return today
+    return ago.format(d=f"{days:.0f}")
+
 
 _WINDOW = re.compile(r"^(?P<event>[a-z_]+?)_(?:count_)?(?P<days>\d+)d$")
 
@@ -91,6 +109,8 @@ def describe(feature: str, value: object) -> str:
             verb = "been active" if match["event"] == "events" else verb
             return f"Has not {verb} {obj} in the last {match['days']} days"
         return f"{verb.capitalize()} {obj} {times} in the last {match['days']} days"
+    if feature in _RECENCY:
+        return _recency(feature, float(value))  # type: ignore[arg-type]
     if feature in _ZERO and value == 0:
         return _ZERO[feature]
     template = _FIXED.get(feature)

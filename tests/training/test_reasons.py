@@ -12,6 +12,9 @@ from training.reasons import describe, top_reasons
         ("demo_request_30d", 1, "Requested a demo once in the last 30 days"),
         ("email_open_90d", 0, "Has not opened emails in the last 90 days"),
         ("days_since_last_pricing_view", math.nan, "Has never looked at pricing"),
+        ("days_since_last_pricing_view", 999.0, "Has never looked at pricing"),
+        ("days_since_last_pricing_view", 0.4, "Looked at pricing in the last 24 hours"),
+        ("days_since_last_event", 12.6, "Last activity was 13 days ago"),
         ("is_decision_maker", 1, "Holds a decision-making role"),
         ("colleague_pricing_views_30d", 3, "Colleagues viewed pricing 3 times in the last 30 days"),
         ("email_click_rate_90d", 0.25, "Clicked 0.25 times per email opened in the last 90 days"),
@@ -36,3 +39,10 @@ def test_top_reasons_picks_strongest_with_direction():
     assert reasons[0].direction == "lowers" and reasons[1].direction == "raises"
     with pytest.raises(ValueError, match="same length"):
         top_reasons(["a"], [1, 2], [0.1])
+
+
+def test_never_sentinel_matches_the_feature_build():
+    from features.build import NEVER_DAYS
+    from training import reasons
+
+    assert reasons.NEVER_DAYS == NEVER_DAYS
