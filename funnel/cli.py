@@ -6,7 +6,6 @@ Heavy libraries (feast, mlflow, lightgbm) are imported inside the commands that 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -156,13 +155,14 @@ def format_train_result(result: TrainResult) -> str:
 def serve(ctx: click.Context, port: int | None) -> None:
     """Start the BentoML scoring service (blocks until stopped)."""
     from funnel.jobs import serve_command
+    from funnel.process import run_foreground
 
     cfg = _config(ctx)
-    import subprocess
-
     cmd, env = serve_command(cfg, ctx.obj["config_path"], ctx.obj["overrides"], port)
     click.echo(f"serving on http://{cfg.serving.host}:{port or cfg.serving.port}  (Ctrl-C stops)")
-    sys.exit(subprocess.call(cmd, env=env))
+    code = run_foreground(cmd, env)
+    if code:
+        raise click.ClickException(f"the service stopped with exit code {code} (see its log above)")
 
 
 # -- demo ---------------------------------------------------------------------------------------

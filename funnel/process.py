@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,3 +63,29 @@ def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def run_foreground(cmd: list[str], env: dict[str, str]) -> int:
+    """Run the server in the foreground, echoing its output, until it stops or Ctrl-C.
+
+    When the service's start-up fails, BentoML keeps its arbiter alive with no working worker;
+    here the server is stopped at once and the exit code is 1, so a missing or unloadable
+    model fails fast instead of leaving a process that never becomes ready.
+    """
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace")
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if STARTUP_FAILED in line:
+                stop(proc)
+                return 1
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(proc)
