@@ -76,6 +76,11 @@ def run_foreground(cmd: list[str], env: dict[str, str]) -> int:
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
     assert proc.stdout is not None
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwind to `finally`, which stops the server's process group
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         for raw in proc.stdout:
             line = raw.decode(errors="replace")
@@ -88,4 +93,5 @@ def run_foreground(cmd: list[str], env: dict[str, str]) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         stop(proc)
