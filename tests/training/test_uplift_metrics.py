@@ -1,0 +1,260 @@
+import numpy as np
+import pytest
+
+from training.uplift_metrics import (
+    auuc,
+    paired_policy_difference_ci,
+    perfect_qini_curve,
+    perfect_uplift_curve,
+    policy_value_ipw,
+    policy_value_ipw_ci,
+    qini_coefficient,
+    qini_curve,
+    uplift_at_k,
+    uplift_curve,
+)
+
+# Six units, already in descending order of predicted uplift.
+Y = np.array([1, 0, 1, 1, 0, 0])
+T = np.array([1, 0, 1, 0, 1, 0])
+U = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+# Oracle score of scikit-uplift's perfect uplift curve (see test_perfect_uplift_curve).
+ORACLE = np.array([3, 2, 3, 0, 1, 2])
+
+
+def test_qini_curve_by_hand():
+    # k  Nt Yt Nc Yc  Qini = Yt - Yc * Nt / Nc
+    # 1  1  1  0  0   1 - 0             = 1   (no control yet -> control term 0)
+    # 2  1  1  1  0   1 - 0 * 1/1       = 1
+    # 3  2  2  1  0   2 - 0 * 2/1       = 2
+    # 4  2  2  2  1   2 - 1 * 2/2       = 1
+    # 5  3  2  2  1   2 - 1 * 3/2       = 0.5
+    # 6  3  2  3  1   2 - 1 * 3/3       = 1
+    x, y = qini_curve(Y, U, T)
+    np.testing.assert_array_equal(x, [0, 1, 2, 3, 4, 5, 6])
+    np.testing.assert_allclose(y, [0, 1, 1, 2, 1, 0.5, 1])
+
+
+def test_qini_curve_groups_ties():
+    # Units 1, 2, 3 tie at 0.5: one point at k = 4, whatever their order.
+    # k=1: Nt1 Yt1 Nc0         -> 1
+    # k=4: Nt2 Yt1 Nc2 Yc1     -> 1 - 1 * 2/2 = 0
+    # k=5: Nt3 Yt2 Nc2 Yc1     -> 2 - 1 * 3/2 = 0.5
+    y_true = np.array([1, 0, 1, 0, 1])
+    treatment = np.array([1, 1, 0, 0, 1])
+    uplift = np.array([0.9, 0.5, 0.5, 0.5, 0.1])
+    x, y = qini_curve(y_true, uplift, treatment)
+    np.testing.assert_array_equal(x, [0, 1, 4, 5])
+    np.testing.assert_allclose(y, [0, 1, 0, 0.5])
+    swap = [0, 3, 2, 1, 4]  # reorder the tied units
+    x2, y2 = qini_curve(y_true[swap], uplift[swap], treatment[swap])
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_allclose(y2, y)
+
+
+def test_perfect_qini_curve_by_hand():
+    # Oracle score y*t - y*(1-t) = [1, 0, 1, -1, 0, 0]: groups {0,2}, {1,4,5}, {3}
+    # k=2: Nt2 Yt2 Nc0          -> 2
+    # k=5: Nt3 Yt2 Nc2 Yc0      -> 2 - 0 = 2
+    # k=6: Nt3 Yt2 Nc3 Yc1      -> 2 - 1 * 3/3 = 1
+    x, y = perfect_qini_curve(Y, T)
+    np.testing.assert_array_equal(x, [0, 2, 5, 6])
+    np.testing.assert_allclose(y, [0, 2, 2, 1])
+
+
+def test_qini_coefficient_by_hand():
+    # Model curve [0,1,1,2,1,0.5,1], trapezoids of width 1:
+    # 0.5 + 1 + 1.5 + 1.5 + 0.75 + 0.75 = 6; random line to (6, 1): 6 * 1 / 2 = 3 -> 3 above.
+    assert qini_coefficient(Y, U, T, normalize=False) == pytest.approx(3.0)
+    # Perfect (0,0),(2,2),(5,2),(6,1): 2*2/2 + 3*(2+2)/2 + 1*(2+1)/2 = 2 + 6 + 1.5 = 9.5
+    # minus the same random area 3 -> 6.5; normalized 3 / 6.5 = 6/13.
+    assert qini_coefficient(Y, U, T) == pytest.approx(6 / 13)
+
+
+def test_qini_coefficient_perfect_and_reversed():
+    assert qini_coefficient(Y, Y * (2 * T - 1), T) == pytest.approx(1.0)
+    assert qini_coefficient(Y, ORACLE, T) == pytest.approx(1.0)
+    # Reversed oracle: (0,0),(1,0),(2,-1)... ends below the random line.
+    assert qini_coefficient(Y, -ORACLE, T) < qini_coefficient(Y, U, T) < 1.0
+    assert qini_coefficient(Y, -ORACLE, T) < 0
+
+
+def test_uplift_curve_by_hand():
+    # k  treated rate  control rate  (diff) * k
+    # 1  1/1           none -> 0     1 * 1        = 1
+    # 2  1/1           0/1           1 * 2        = 2
+    # 3  2/2           0/1           1 * 3        = 3
+    # 4  2/2           1/2           1/2 * 4      = 2
+    # 5  2/3           1/2           1/6 * 5      = 5/6
+    # 6  2/3           1/3           1/3 * 6      = 2
+    x, y = uplift_curve(Y, U, T)
+    np.testing.assert_array_equal(x, [0, 1, 2, 3, 4, 5, 6])
+    np.testing.assert_allclose(y, [0, 1, 2, 3, 2, 5 / 6, 2])
+
+
+def test_perfect_uplift_curve_by_hand():
+    # control responders (unit 3) = 1, treated non-responders (unit 4) = 1; 1 > 1 is false,
+    # so the summand is t: score 2*(y==t) + t = [3, 2, 3, 0, 1, 2].
+    # k=2 {0,2}:   treated 2/2, no control  -> 1 * 2       = 2
+    # k=4 +{1,5}:  treated 2/2, control 0/2 -> 1 * 4       = 4
+    # k=5 +{4}:    treated 2/3, control 0/2 -> 2/3 * 5     = 10/3
+    # k=6 +{3}:    treated 2/3, control 1/3 -> 1/3 * 6     = 2
+    x, y = perfect_uplift_curve(Y, T)
+    np.testing.assert_array_equal(x, [0, 2, 4, 5, 6])
+    np.testing.assert_allclose(y, [0, 2, 4, 10 / 3, 2])
+
+
+def test_auuc_by_hand():
+    # Model: 0.5 + 1.5 + 2.5 + 2.5 + (2 + 5/6)/2 + (5/6 + 2)/2 = 7 + 17/6 = 59/6
+    # random line to (6, 2): 6 * 2 / 2 = 6 -> 59/6 - 6 = 23/6 above random.
+    assert auuc(Y, U, T, normalize=False) == pytest.approx(23 / 6)
+    # Perfect: 2*2/2 + 2*(2+4)/2 + (4+10/3)/2 + (10/3+2)/2 = 2 + 6 + 11/3 + 8/3 = 43/3
+    # minus 6 -> 25/3; normalized (23/6) / (25/3) = 23/50.
+    assert auuc(Y, U, T) == pytest.approx(23 / 50)
+
+
+def test_auuc_perfect_and_reversed():
+    assert auuc(Y, ORACLE, T) == pytest.approx(1.0)
+    assert auuc(Y, -ORACLE, T) < auuc(Y, U, T) < 1.0
+
+
+def test_uplift_at_k_overall_by_hand():
+    # k=0.5 -> int(6 * 0.5) = 3 units {0,1,2}: treated {0,2} rate 2/2, control {1} rate 0 -> 1
+    assert uplift_at_k(Y, U, T, k=0.5) == pytest.approx(1.0)
+    # k=4 units {0..3}: treated {0,2} rate 1, control {1,3} rate 1/2 -> 0.5
+    assert uplift_at_k(Y, U, T, k=4) == pytest.approx(0.5)
+    # k=1.0 is everyone: treated 2/3 - control 1/3 = 1/3
+    assert uplift_at_k(Y, U, T, k=1.0) == pytest.approx(1 / 3)
+
+
+def test_uplift_at_k_by_group_by_hand():
+    # Treated in uplift order: units 0, 2, 4 (y 1, 1, 0); control: 1, 3, 5 (y 0, 1, 0).
+    # k=0.5 -> int(3 * 0.5) = 1 per group: treated y=1, control y=0 -> 1
+    assert uplift_at_k(Y, U, T, k=0.5, strategy="by_group") == pytest.approx(1.0)
+    # k=2 per group: treated (1 + 1)/2 = 1, control (0 + 1)/2 = 0.5 -> 0.5
+    assert uplift_at_k(Y, U, T, k=2, strategy="by_group") == pytest.approx(0.5)
+    # k=0.9 -> int(2.7) = 2 per group, same as above
+    assert uplift_at_k(Y, U, T, k=0.9, strategy="by_group") == pytest.approx(0.5)
+
+
+def test_uplift_at_k_rejects_bad_input():
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        uplift_at_k(Y, U, T, strategy="per_group")
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        uplift_at_k(Y, U, T, k=1.5)
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        uplift_at_k(Y, U, T, k=0.0)
+    with pytest.raises(ValueError, match=r"must be in \[1, 6\]"):
+        uplift_at_k(Y, U, T, k=7)
+    with pytest.raises(ValueError, match=r"must be in \[1, 3\]"):
+        uplift_at_k(Y, U, T, k=4, strategy="by_group")
+    with pytest.raises(ValueError, match="selects no unit"):
+        uplift_at_k(Y, U, T, k=0.1)
+    with pytest.raises(ValueError, match="no control unit"):
+        uplift_at_k(Y, U, T, k=1)
+    with pytest.raises(ValueError, match="k must be an int"):
+        uplift_at_k(Y, U, T, k=True)
+
+
+@pytest.mark.parametrize("func", [qini_curve, qini_coefficient, uplift_curve, auuc, uplift_at_k])
+def test_uplift_metrics_reject_bad_input(func):
+    with pytest.raises(ValueError, match="same length"):
+        func(Y, U[:5], T)
+    with pytest.raises(ValueError, match=r"only 0 \(control\) and 1 \(treated\)"):
+        func(Y, U, np.array([1, 0, 2, 0, 1, 0]))
+    with pytest.raises(ValueError, match="both 0 .* and 1"):
+        func(Y, U, np.ones(6))
+    with pytest.raises(ValueError, match="y_true must hold only 0 and 1"):
+        func(np.array([1, 0, 3, 1, 0, 0]), U, T)
+
+
+def test_normalization_fails_without_responders():
+    with pytest.raises(ValueError, match="normalize=False"):
+        qini_coefficient(np.zeros(6), U, T)
+    assert qini_coefficient(np.zeros(6), U, T, normalize=False) == 0.0
+
+
+# Logged data for three arms: received arm, its logging probability and the outcome.
+RECEIVED = np.array(["a", "b", "a", "c", "b", "a"])
+PROPENSITY = np.array([0.5, 0.25, 0.5, 0.25, 0.25, 0.5])
+OUTCOME = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+POLICY_A = np.array(["a", "a", "a", "c", "b", "b"])
+
+
+def test_policy_value_ipw_by_hand():
+    # chosen == received for units 0, 2, 3, 4:
+    # 1/0.5 + 0/0.5 + 1/0.25 + 1/0.25 = 2 + 0 + 4 + 4 = 10, over 6 units -> 5/3
+    assert policy_value_ipw(OUTCOME, POLICY_A, RECEIVED, PROPENSITY) == pytest.approx(5 / 3)
+    # With costs a=0.2, b=0.1, c=0.5:
+    # (1-0.2)/0.5 + (0-0.2)/0.5 + (1-0.5)/0.25 + (1-0.1)/0.25 = 1.6 - 0.4 + 2 + 3.6 = 6.8
+    # 6.8 / 6 = 17/15
+    cost = {"a": 0.2, "b": 0.1, "c": 0.5}
+    value = policy_value_ipw(OUTCOME, POLICY_A, RECEIVED, PROPENSITY, cost=cost)
+    assert value == pytest.approx(17 / 15)
+    per_unit = np.array([0.2, 0.1, 0.2, 0.5, 0.1, 0.2])
+    value = policy_value_ipw(OUTCOME, POLICY_A, RECEIVED, PROPENSITY, cost=per_unit)
+    assert value == pytest.approx(17 / 15)
+
+
+def test_policy_value_ipw_rejects_bad_input():
+    with pytest.raises(ValueError, match="same length"):
+        policy_value_ipw(OUTCOME[:5], POLICY_A, RECEIVED, PROPENSITY)
+    for bad in (0.0, 1.5, -0.1):
+        p = PROPENSITY.copy()
+        p[2] = bad
+        with pytest.raises(ValueError, match=r"propensity must be in \(0, 1\]"):
+            policy_value_ipw(OUTCOME, POLICY_A, RECEIVED, p)
+    with pytest.raises(ValueError, match=r"no entry for received arm\(s\) \['c'\]"):
+        policy_value_ipw(OUTCOME, POLICY_A, RECEIVED, PROPENSITY, cost={"a": 0, "b": 0})
+    with pytest.raises(ValueError, match="one cost per unit"):
+        policy_value_ipw(OUTCOME, POLICY_A, RECEIVED, PROPENSITY, cost=[0.1, 0.2])
+
+
+def test_policy_value_ipw_ci():
+    value, low, high = policy_value_ipw_ci(
+        OUTCOME, POLICY_A, RECEIVED, PROPENSITY, n_boot=2000, random_state=0
+    )
+    assert value == pytest.approx(5 / 3)
+    # Terms are [2, 0, 0, 4, 4, 0]: a resampled mean lies in [0, 4] and the interval is wide.
+    assert 0 <= low < value < high <= 4
+    again = policy_value_ipw_ci(
+        OUTCOME, POLICY_A, RECEIVED, PROPENSITY, n_boot=2000, random_state=0
+    )
+    assert again == (value, low, high)
+    # Every unit followed and y/p = 2 for all: every resample has mean 2, so the CI is a point.
+    flat = policy_value_ipw_ci(np.ones(5), np.zeros(5), np.zeros(5), np.full(5, 0.5))
+    assert flat == pytest.approx((2.0, 2.0, 2.0))
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
+        policy_value_ipw_ci(OUTCOME, POLICY_A, RECEIVED, PROPENSITY, alpha=1.0)
+    with pytest.raises(ValueError, match="n_boot must be a positive int"):
+        policy_value_ipw_ci(OUTCOME, POLICY_A, RECEIVED, PROPENSITY, n_boot=0)
+
+
+def test_paired_policy_difference_ci_by_hand():
+    # Policy b gives everyone "b": followed for units 1, 4 -> (0/0.25 + 1/0.25) / 6 = 2/3
+    # a - b = 5/3 - 2/3 = 1 (per-unit differences [2, 0, 0, 4, 0, 0]).
+    policy_b = np.full(6, "b")
+    diff, low, high = paired_policy_difference_ci(
+        OUTCOME,
+        POLICY_A,
+        policy_b,
+        RECEIVED,
+        PROPENSITY,
+        n_boot=2000,
+        alpha=0.1,
+        random_state=1,
+    )
+    assert diff == pytest.approx(1.0)
+    assert 0 <= low < diff < high <= 4
+    # Pairing: a policy against itself differs by exactly 0 on every resample.
+    same = paired_policy_difference_ci(
+        OUTCOME,
+        POLICY_A,
+        POLICY_A,
+        RECEIVED,
+        PROPENSITY,
+        n_boot=200,
+        alpha=0.05,
+        random_state=1,
+    )
+    assert same == (0.0, 0.0, 0.0)
