@@ -114,28 +114,34 @@ def choose_threshold(cfg: Config, prob: np.ndarray, y: np.ndarray, snapshot: np.
     return precision_threshold(y, prob, rule.target)
 
 
-def oracle_report(cfg: Config, test: pd.DataFrame, prob: np.ndarray) -> dict[str, float]:
+def oracle_report(
+    cfg: Config, test: pd.DataFrame, prob: np.ndarray
+) -> tuple[dict[str, float], np.ndarray | None]:
     """Evaluation only: the generator's true probabilities on the same test rows, if present.
 
-    Nothing in training reads the oracle; it is joined here after the model is fixed.
+    Nothing in training reads the oracle; it is joined here after the model is fixed. Returns
+    the metrics and the oracle's probability per test row (None unless every row has one).
     """
     from sklearn.metrics import roc_auc_score
 
     path = cfg.oracle_dir / "mql_oracle.parquet"
     if not path.is_file():
-        return {}
+        return {}, None
     oracle = pd.read_parquet(path).rename(columns={"snapshot_ts": "event_timestamp"})
     rows = test[["lead_id", "event_timestamp", "label"]].assign(model=prob)
-    merged = rows.merge(oracle, on=["lead_id", "event_timestamp"], how="inner")
-    if merged.empty or merged["label"].nunique() < 2:
-        return {}
-    oracle_auc = float(roc_auc_score(merged["label"], merged["p_true"]))
-    model_auc = float(roc_auc_score(merged["label"], merged["model"]))
-    return {
+    merged = rows.merge(oracle, on=["lead_id", "event_timestamp"], how="left")
+    matched = merged[merged["p_true"].notna()]
+    if matched.empty or matched["label"].nunique() < 2:
+        return {}, None
+    oracle_auc = float(roc_auc_score(matched["label"], matched["p_true"]))
+    model_auc = float(roc_auc_score(matched["label"], matched["model"]))
+    metrics = {
         "oracle_roc_auc": oracle_auc,
-        "oracle_matched_rows": float(len(merged)),
+        "oracle_matched_rows": float(len(matched)),
         "roc_auc_gap_to_oracle": oracle_auc - model_auc,
     }
+    aligned = merged["p_true"].to_numpy() if len(matched) == len(merged) else None
+    return metrics, aligned
 
 
 def logged_trial(trial: Any, run: Any) -> float:
@@ -280,34 +286,26 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
         with steps.step("evaluate on the test weeks"):
             test = parts["test"]
             prob = model.predict_proba(test)
-            metrics = classification_report(test["label"].to_numpy(), prob, meta.threshold)
-            metrics.update(oracle_report(cfg, test, prob))
+            y_test = test["label"].to_numpy()
+            metrics = classification_report(y_test, prob, meta.threshold)
+            oracle_metrics, oracle_prob = oracle_report(cfg, test, prob)
+            metrics.update(oracle_metrics)
             weeks = test["event_timestamp"].nunique()
             metrics["mql_per_week"] = float((prob >= meta.threshold).sum() / max(weeks, 1))
             mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
             mlflow.log_metric("threshold", meta.threshold)
-            oracle_prob = None
-            if "oracle_roc_auc" in metrics:
-                oracle = pd.read_parquet(cfg.oracle_dir / "mql_oracle.parquet")
-                merged = test[["lead_id", "event_timestamp"]].merge(
-                    oracle.rename(columns={"snapshot_ts": "event_timestamp"}),
-                    on=["lead_id", "event_timestamp"], how="left",
-                )
-                if merged["p_true"].notna().all():
-                    oracle_prob = merged["p_true"].to_numpy()
-            y_test = test["label"].to_numpy()
             mlflow.log_figure(plots.calibration_plot(y_test, prob), "plots/calibration.png")
             mlflow.log_figure(plots.lift_plot(y_test, prob, oracle_prob), "plots/lift.png")
             gains = booster.feature_importance(importance_type="gain")
             mlflow.log_figure(plots.importance_plot(names, gains), "plots/importance.png")
             example = test.head(3)
+            example_prob, example_reasons = model.predict_explain(example)
             mlflow.log_dict(
                 {
                     "examples": [
                         {"lead_id": lid, "probability": float(p), "reasons": [r.text for r in rs]}
                         for lid, p, rs in zip(
-                            example["lead_id"], model.predict_proba(example),
-                            model.explain(example), strict=True,
+                            example["lead_id"], example_prob, example_reasons, strict=True
                         )
                     ]
                 },
