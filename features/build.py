@@ -68,12 +68,36 @@ ACCOUNT_FIRMOGRAPHIC_FEATURES: tuple[str, ...] = (
     "annual_revenue",
     "country",
 )
+# Per account and snapshot: the subscription in force, product usage, and the engagement of the
+# account's leads (every account that exists, customer or not; non-customers have no plan, seats,
+# MRR or tenure).
+ACCOUNT_USAGE_FEATURES: tuple[str, ...] = (
+    "is_customer",
+    "plan",
+    "seats",
+    "mrr",
+    "mrr_change_90d",
+    "tenure_days",
+    "usage_events_7d",
+    "usage_events_30d",
+    "usage_events_prev_30d",
+    "usage_trend_30d",
+    "active_users_30d",
+    "seat_utilization_30d",
+    "lead_engagement_30d",
+    "engaged_leads_30d",
+    "known_leads",
+    "opportunities_90d",
+)
 TABLES: tuple[str, ...] = (
     "lead_behavior",
     "colleague_interest",
     "lead_profile",
     "account_firmographic",
+    "account_usage",
 )
+# keyed by account; the others by lead
+ACCOUNT_TABLES: tuple[str, ...] = ("account_firmographic", "account_usage")
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": (
@@ -87,7 +111,10 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "leads": ("lead_id", "account_id", "job_title", "source", "created_at"),
     "events": ("lead_id", "event_type", "timestamp"),
     "opportunities": ("lead_id", "account_id", "created_at"),
+    "subscriptions": ("account_id", "started_at", "ended_at", "mrr", "seats", "plan"),
 }
+# A funnel without customers yet may leave these out; they are read as empty.
+OPTIONAL_TABLES: frozenset[str] = frozenset({"subscriptions"})
 
 _DAY_US = 86_400 * 1_000_000
 # "Days since" for a lead that never did the thing: far beyond any window, so "never" sorts as
@@ -157,7 +184,7 @@ def compute_feature_tables(
         _prepare(con, pd.DatetimeIndex(ticks))
         frames = {}
         for table in TABLES:
-            key = "account_id" if table == "account_firmographic" else "lead_id"
+            key = "account_id" if table in ACCOUNT_TABLES else "lead_id"
             frames[table] = con.sql(
                 f"SELECT * FROM {table}_out ORDER BY {key}, event_timestamp"
             ).df()
@@ -186,6 +213,9 @@ def _load_raw(con: duckdb.DuckDBPyConnection, raw: RawInput) -> None:
     """Expose the raw tables as views raw_<table>, checking the columns this build reads."""
     for table, required in REQUIRED_COLUMNS.items():
         if isinstance(raw, Mapping):
+            if table not in raw and table in OPTIONAL_TABLES:
+                _empty_raw(con, table)
+                continue
             if table not in raw:
                 raise ValueError(f"raw table '{table}' is missing")
             frame = raw[table]
@@ -193,6 +223,9 @@ def _load_raw(con: duckdb.DuckDBPyConnection, raw: RawInput) -> None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS SELECT * FROM raw_{table}_df")
         else:
             path = Path(raw) / f"{table}.parquet"
+            if not path.exists() and table in OPTIONAL_TABLES:
+                _empty_raw(con, table)
+                continue
             if not path.exists():
                 raise ValueError(f"raw table '{table}' is missing: {path} does not exist")
             con.execute(
@@ -211,6 +244,13 @@ def _load_raw(con: duckdb.DuckDBPyConnection, raw: RawInput) -> None:
             raise ValueError(
                 f"raw table '{table}' has duplicate {key} values, e.g. {[d[0] for d in duplicated]}"
             )
+
+
+def _empty_raw(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    from funnel.data.contract import empty_table
+
+    con.register(f"raw_{table}_df", empty_table(table))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS SELECT * FROM raw_{table}_df")
 
 
 def _window_tables(ticks: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -473,6 +513,7 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
         LEFT JOIN own_opps oo ON oo.lid = b.lid AND oo.tick_i = b.tick_i
         """
     )
+    _account_usage(con, max_t)
     con.execute(
         """
         CREATE OR REPLACE TEMP VIEW lead_profile_out AS
@@ -490,5 +531,111 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
                industry::VARCHAR AS industry, employee_count::DOUBLE AS employee_count,
                annual_revenue::DOUBLE AS annual_revenue, country::VARCHAR AS country
         FROM raw_accounts
+        """
+    )
+
+
+def _account_usage(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
+    """The view account_usage_out: per account existing at a tick, the subscription in force,
+    product usage of the account's leads and their engagement, all strictly before the tick.
+
+    A subscription row is in force at T when it started before T and has not ended before T
+    (a row ending exactly at T was not known to end yet). "MRR 90 days ago" is the row in force
+    then, or the earliest row when the account was not yet a customer; tenure counts from the
+    account's first subscription. `behavior` (per lead and tick) must exist.
+    """
+    day = _DAY_US
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE usage_lead_tick AS
+        WITH u AS (
+            SELECT l.lid, l.aid, epoch_us(e.timestamp::TIMESTAMPTZ) AS ts_us
+            FROM raw_events e JOIN leads_t l ON e.lead_id = l.lead_id
+            WHERE e.event_type = 'product_active'
+              AND epoch_us(e.timestamp::TIMESTAMPTZ) < {max_t}
+        )
+        SELECT t.tick_i, u.aid, u.lid,
+               count(*) FILTER (WHERE u.ts_us >= t.t_us - {7 * day}) AS n7,
+               count(*) FILTER (WHERE u.ts_us >= t.t_us - {30 * day}) AS n30,
+               count(*) FILTER (WHERE u.ts_us < t.t_us - {30 * day}) AS nprev
+        FROM u JOIN ticks t ON u.ts_us >= t.t_us - {60 * day} AND u.ts_us < t.t_us
+        GROUP BY t.tick_i, u.aid, u.lid
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE subs_t AS
+        SELECT account_id::VARCHAR AS account_id,
+               epoch_us(started_at::TIMESTAMPTZ) AS start_us,
+               epoch_us(ended_at::TIMESTAMPTZ) AS end_us,
+               mrr::DOUBLE AS mrr, seats::DOUBLE AS seats, plan::VARCHAR AS plan
+        FROM raw_subscriptions
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP VIEW account_usage_out AS
+        WITH grid AS (
+            SELECT a.account_id::VARCHAR AS account_id, t.tick_i, t.t_us, t.tick_ts
+            FROM raw_accounts a JOIN ticks t ON epoch_us(a.created_at::TIMESTAMPTZ) < t.t_us
+        ), aids AS (
+            SELECT DISTINCT aid, account_id FROM leads_t
+        ), usage AS (
+            SELECT aid, tick_i, sum(n7) AS u7, sum(n30) AS u30, sum(nprev) AS uprev,
+                   count(*) FILTER (WHERE n30 > 0) AS active_users
+            FROM usage_lead_tick GROUP BY aid, tick_i
+        ), people AS (
+            SELECT aid, tick_i, count(*) AS known_leads, sum(events_30d) AS engagement,
+                   count(*) FILTER (WHERE events_30d > 0) AS engaged
+            FROM behavior GROUP BY aid, tick_i
+        ), sub AS (
+            SELECT g.account_id, g.tick_i,
+                   arg_max(s.mrr, s.start_us) FILTER (
+                       WHERE s.end_us IS NULL OR s.end_us >= g.t_us) AS mrr_now,
+                   arg_max(s.seats, s.start_us) FILTER (
+                       WHERE s.end_us IS NULL OR s.end_us >= g.t_us) AS seats_now,
+                   arg_max(s.plan, s.start_us) FILTER (
+                       WHERE s.end_us IS NULL OR s.end_us >= g.t_us) AS plan_now,
+                   arg_max(s.mrr, s.start_us) FILTER (
+                       WHERE s.start_us < g.t_us - {90 * day}) AS mrr_then,
+                   arg_min(s.mrr, s.start_us) AS mrr_first,
+                   min(s.start_us) AS first_start
+            FROM grid g JOIN subs_t s ON s.account_id = g.account_id AND s.start_us < g.t_us
+            GROUP BY g.account_id, g.tick_i
+        ), opps AS (
+            SELECT g.account_id, g.tick_i, count(*) AS n
+            FROM grid g JOIN raw_opportunities o ON o.account_id::VARCHAR = g.account_id
+            WHERE epoch_us(o.created_at::TIMESTAMPTZ) < g.t_us
+              AND epoch_us(o.created_at::TIMESTAMPTZ) >= g.t_us - {90 * day}
+            GROUP BY g.account_id, g.tick_i
+        )
+        SELECT g.account_id, g.tick_ts AS event_timestamp,
+               (s.mrr_now IS NOT NULL)::DOUBLE AS is_customer,
+               CASE WHEN s.mrr_now IS NOT NULL THEN s.plan_now END AS plan,
+               CASE WHEN s.mrr_now IS NOT NULL THEN s.seats_now END AS seats,
+               CASE WHEN s.mrr_now IS NOT NULL THEN s.mrr_now END AS mrr,
+               CASE WHEN s.mrr_now IS NOT NULL
+                    THEN s.mrr_now / nullif(coalesce(s.mrr_then, s.mrr_first), 0) - 1 END
+                   AS mrr_change_90d,
+               CASE WHEN s.mrr_now IS NOT NULL
+                    THEN (g.t_us - s.first_start) / {day}::DOUBLE END AS tenure_days,
+               coalesce(u.u7, 0)::DOUBLE AS usage_events_7d,
+               coalesce(u.u30, 0)::DOUBLE AS usage_events_30d,
+               coalesce(u.uprev, 0)::DOUBLE AS usage_events_prev_30d,
+               ln((coalesce(u.u30, 0) + 1) / (coalesce(u.uprev, 0) + 1)) AS usage_trend_30d,
+               coalesce(u.active_users, 0)::DOUBLE AS active_users_30d,
+               CASE WHEN s.mrr_now IS NOT NULL
+                    THEN coalesce(u.active_users, 0) / greatest(s.seats_now, 1) END
+                   AS seat_utilization_30d,
+               coalesce(p.engagement, 0)::DOUBLE AS lead_engagement_30d,
+               coalesce(p.engaged, 0)::DOUBLE AS engaged_leads_30d,
+               coalesce(p.known_leads, 0)::DOUBLE AS known_leads,
+               coalesce(o.n, 0)::DOUBLE AS opportunities_90d
+        FROM grid g
+        LEFT JOIN aids a ON a.account_id = g.account_id
+        LEFT JOIN usage u ON u.aid = a.aid AND u.tick_i = g.tick_i
+        LEFT JOIN people p ON p.aid = a.aid AND p.tick_i = g.tick_i
+        LEFT JOIN sub s ON s.account_id = g.account_id AND s.tick_i = g.tick_i
+        LEFT JOIN opps o ON o.account_id = g.account_id AND o.tick_i = g.tick_i
         """
     )

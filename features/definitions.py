@@ -6,14 +6,16 @@ listed in .feastignore and this single module re-exports their defaults. In code
 `features.repo.feature_objects(data_dir)` and `features.store.apply` instead.
 """
 
+from features.account_usage import account_usage_fv
 from features.behavioral import lead_behavior_fv
 from features.colleague_interest import colleague_interest_fv
 from features.entities import account, lead
 from features.firmographic import account_firmographic_fv, lead_profile_fv
 from features.job_title import job_title_odfv
-from features.services import mql_v1_service
+from features.services import churn_v1_service, mql_v1_service, nbo_v1_service
 from features.sources import (
     account_firmographic_source,
+    account_usage_source,
     colleague_interest_source,
     lead_behavior_source,
     lead_profile_source,
@@ -24,6 +26,9 @@ __all__ = [
     "account",
     "account_firmographic_fv",
     "account_firmographic_source",
+    "account_usage_fv",
+    "account_usage_source",
+    "churn_v1_service",
     "colleague_interest_fv",
     "colleague_interest_source",
     "job_title_odfv",
@@ -33,5 +38,6 @@ __all__ = [
     "lead_profile_fv",
     "lead_profile_source",
     "mql_v1_service",
+    "nbo_v1_service",
     "title_request_source",
 ]

@@ -13,6 +13,7 @@ def feature_objects(data_dir: Path) -> list[Any]:
     to different data directories in one process.
     """
     from features import (
+        account_usage,
         behavioral,
         colleague_interest,
         entities,
@@ -26,15 +27,21 @@ def feature_objects(data_dir: Path) -> list[Any]:
     profile_source = sources.make_lead_profile_source(data_dir)
     firmographic_source = sources.make_account_firmographic_source(data_dir)
     colleague_source = sources.make_colleague_interest_source(data_dir)
+    usage_source = sources.make_account_usage_source(data_dir)
     title_request = sources.make_title_request_source()
 
     behavior_fv = behavioral.make_lead_behavior_fv(behavior_source)
     profile_fv = firmographic.make_lead_profile_fv(profile_source)
     firmographic_fv = firmographic.make_account_firmographic_fv(firmographic_source)
     colleague_fv = colleague_interest.make_colleague_interest_fv(colleague_source)
+    usage_fv = account_usage.make_account_usage_fv(usage_source)
     title_odfv = job_title.make_job_title_odfv(profile_fv, title_request)
     mql_v1 = services.make_mql_v1(
         behavior_fv, profile_fv, firmographic_fv, colleague_fv, title_odfv
+    )
+    churn_v1 = services.make_churn_v1(usage_fv, firmographic_fv)
+    nbo_v1 = services.make_nbo_v1(
+        behavior_fv, profile_fv, firmographic_fv, colleague_fv, title_odfv, usage_fv
     )
     return [
         entities.make_lead_entity(),
@@ -43,11 +50,15 @@ def feature_objects(data_dir: Path) -> list[Any]:
         profile_source,
         firmographic_source,
         colleague_source,
+        usage_source,
         title_request,
         behavior_fv,
         profile_fv,
         firmographic_fv,
         colleague_fv,
+        usage_fv,
         title_odfv,
         mql_v1,
+        churn_v1,
+        nbo_v1,
     ]

@@ -66,6 +66,14 @@ def make_colleague_interest_source(data_dir: Path = DEFAULT_DATA_DIR) -> FileSou
     )
 
 
+def make_account_usage_source(data_dir: Path = DEFAULT_DATA_DIR) -> FileSource:
+    return _table_source(
+        data_dir,
+        "account_usage",
+        "Per account and weekly snapshot: subscription in force, product usage, engagement.",
+    )
+
+
 def make_title_request_source() -> RequestSource:
     return RequestSource(
         name="title_request",
@@ -80,4 +88,5 @@ lead_behavior_source = make_lead_behavior_source()
 lead_profile_source = make_lead_profile_source()
 account_firmographic_source = make_account_firmographic_source()
 colleague_interest_source = make_colleague_interest_source()
+account_usage_source = make_account_usage_source()
 title_request_source = make_title_request_source()

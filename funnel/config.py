@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
@@ -95,15 +95,14 @@ class SplitConfig(Strict):
     warmup_weeks: Annotated[int, Field(ge=0)] = 2
 
 
-class MqlConfig(Strict):
-    feature_service: str = "mql_v1"
-    registered_model: str = "funnel-mql"
-    experiment: str = "funnel-mql"
-    label_window_days: Annotated[int, Field(gt=0)] = 30
+class ClassifierConfig(Strict):
+    """What the MQL and churn models share: one training path, parameterized by model kind."""
+
+    feature_service: str
+    registered_model: str
+    experiment: str
+    label_window_days: Annotated[int, Field(gt=0)]
     split: SplitConfig = SplitConfig()
-    threshold: Annotated[CapacityThreshold | PrecisionThreshold, Field(discriminator="mode")] = (
-        CapacityThreshold()
-    )
     num_boost_round: Annotated[int, Field(gt=0)] = 600
     num_threads: Annotated[int, Field(ge=1)] = 2  # LightGBM threads; 1 is faster on a busy machine
     early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
@@ -112,8 +111,115 @@ class MqlConfig(Strict):
     refit_on_validation: bool = True
 
 
+class MqlConfig(ClassifierConfig):
+    feature_service: str = "mql_v1"
+    registered_model: str = "funnel-mql"
+    experiment: str = "funnel-mql"
+    label_window_days: Annotated[int, Field(gt=0)] = 30
+    threshold: Annotated[CapacityThreshold | PrecisionThreshold, Field(discriminator="mode")] = (
+        CapacityThreshold()
+    )
+
+
+class RiskTier(Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    min_probability: Annotated[float, Field(ge=0, lt=1)]
+
+
+class ChurnConfig(ClassifierConfig):
+    feature_service: str = "churn_v1"
+    registered_model: str = "funnel-churn"
+    experiment: str = "funnel-churn"
+    label_window_days: Annotated[int, Field(gt=0)] = 60
+    # no warm-up: usage windows are full from the first week (installed-base usage predates it)
+    split: SplitConfig = SplitConfig(validation_weeks=5, test_weeks=5, warmup_weeks=0)
+    # a customer's tier is the last one whose min_probability its churn probability reaches
+    tiers: list[RiskTier] = [
+        RiskTier(name="low", min_probability=0.0),
+        RiskTier(name="medium", min_probability=0.1),
+        RiskTier(name="high", min_probability=0.25),
+    ]
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_ascend(cls, tiers: list[RiskTier]) -> list[RiskTier]:
+        if not tiers or tiers[0].min_probability != 0:
+            raise ValueError("the first tier must start at min_probability 0")
+        bounds = [t.min_probability for t in tiers]
+        if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
+            raise ValueError(f"tier min_probability values must rise strictly, got {bounds}")
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        return tiers
+
+
+Learner = Literal["s", "t", "x"]
+
+
+class NboConfig(Strict):
+    feature_service: str = "nbo_v1"
+    registered_model: str = "funnel-nbo"
+    experiment: str = "funnel-nbo"
+    offers_file: Path = Path("configs/offers.yaml")
+    outcome_window_days: Annotated[int, Field(gt=0)] = 14
+    # candidate learners; the one with the best validation Qini is kept
+    learners: Annotated[list[Learner], Field(min_length=1)] = ["s", "t", "x"]
+    validation_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
+    test_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
+    # base LightGBM of every learner
+    n_estimators: Annotated[int, Field(gt=0)] = 150
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05
+    num_leaves: Annotated[int, Field(ge=2)] = 15
+    min_child_samples: Annotated[int, Field(ge=1)] = 50
+    n_boot: Annotated[int, Field(ge=100)] = 500  # bootstrap resamples for policy intervals
+    seed: int = 0
+
+    @field_validator("learners")
+    @classmethod
+    def _unique_learners(cls, learners: list[str]) -> list[str]:
+        if len(set(learners)) != len(learners):
+            raise ValueError(f"learners must not repeat, got {learners}")
+        return learners
+
+
 class TrainingConfig(Strict):
     mql: MqlConfig = MqlConfig()
+    churn: ChurnConfig = ChurnConfig()
+    nbo: NboConfig = NboConfig()
+
+
+StageName = Literal["awareness", "consideration", "decision", "retention"]
+_CONDITION = r"^\s*[a-z][a-z0-9_]*\s*(>=|<=|==|!=|>|<)\s*-?\d+(\.\d+)?\s*$"
+
+
+class StageRule(Strict):
+    """A lead is in ``stage`` when any condition holds (``feature op number``)."""
+
+    stage: StageName
+    when: Annotated[list[Annotated[str, Field(pattern=_CONDITION)]], Field(min_length=1)]
+
+
+class StagesConfig(Strict):
+    """Funnel stage of a lead at a snapshot: the first rule that matches, else ``default``.
+
+    Conditions read the lead's features (nbo_v1 serves all of them)."""
+
+    rules: list[StageRule] = [
+        StageRule(stage="retention", when=["is_customer >= 1"]),
+        StageRule(
+            stage="decision",
+            when=["demo_request_30d >= 1", "trial_signup_30d >= 1", "opportunities_90d >= 1"],
+        ),
+        StageRule(
+            stage="consideration",
+            when=["pricing_view_30d >= 1", "webinar_attended_30d >= 1", "content_download_30d >= 1"],
+        ),
+    ]
+    default: StageName = "awareness"
+
+
+ModelKind = Literal["mql", "churn", "nbo"]
 
 
 class ServingConfig(Strict):
@@ -122,6 +228,11 @@ class ServingConfig(Strict):
     api_key: str | None = None  # FUNNEL_API_KEY in the environment wins
     max_batch: Annotated[int, Field(gt=0)] = 500
     model_alias: str = "champion"
+    # the models the service loads at start; each must exist under the alias
+    models: Annotated[list[ModelKind], Field(min_length=1)] = ["mql", "churn", "nbo"]
+    # next-best-offer: share of answers that pick a random eligible arm, so that later
+    # training sees every arm (0 = always the policy's choice)
+    exploration_epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 
 class Config(Strict):
@@ -132,6 +243,7 @@ class Config(Strict):
     tracking: TrackingConfig = TrackingConfig()
     optuna: OptunaConfig = OptunaConfig()
     training: TrainingConfig = TrainingConfig()
+    stages: StagesConfig = StagesConfig()
     serving: ServingConfig = ServingConfig()
     # where this config was loaded from; relative paths resolve against its project root
     root: Path = PROJECT_ROOT
@@ -142,6 +254,9 @@ class Config(Strict):
             value = getattr(self.paths, key)
             if not value.is_absolute():
                 object.__setattr__(self.paths, key, (self.root / value).resolve())
+        offers = self.training.nbo.offers_file
+        if not offers.is_absolute():
+            object.__setattr__(self.training.nbo, "offers_file", (self.root / offers).resolve())
         return self
 
     # Resolved locations: defaults follow the paths so tests can point everything at tmp_path.

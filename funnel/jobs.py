@@ -32,11 +32,14 @@ def apply_features(cfg: Config) -> dict[str, int]:
     """Build the point-in-time feature tables from the raw tables, then apply definitions."""
     from features.build import build_feature_tables
     from features.store import apply
-    from funnel.data.io import read_tables
+    from funnel.data.io import read_tables, table_path
 
     start, end = data_window(cfg)
     # The contract is checked on every load: a bad table stops here, before anything is written.
-    tables = read_tables(cfg.raw_dir, ["accounts", "leads", "events", "opportunities"])
+    names = ["accounts", "leads", "events", "opportunities"]
+    if table_path(cfg.raw_dir, "subscriptions") is not None:  # a funnel with no customers yet
+        names.append("subscriptions")
+    tables = read_tables(cfg.raw_dir, names)
     counts = build_feature_tables(
         tables, cfg.features_dir, start, end, cfg.feature_store.snapshot_every_days
     )

@@ -20,7 +20,10 @@ How the data arise
   30 days and demo requests in the last 90 days (the lead's own events excluded), with
   interactions so trees can beat linear models. The windows match the feature tables' 7/30/90
   days. Latent intent never enters the hazard directly, only through the events it caused.
-* After converting a lead keeps some events (at half the rate) plus product usage.
+* After converting a lead keeps some events (at half the rate). Product usage before conversion
+  comes from trials; customers (subscriptions, product usage, churn) are simulated afterwards by
+  ``funnel.data.customers``, and the randomized offer experiment by ``funnel.data.exposures``,
+  each with its own oracle.
 
 The oracle
 ----------
@@ -31,7 +34,8 @@ later weeks' hazards move with events not yet seen, so ``p_true`` is the best a 
 the observables up to that persistence approximation (a model may match it, it should not
 meaningfully beat it). It is written to ``<out>/oracle/mql_oracle.parquet`` with
 ``<out>/oracle/titles.parquet`` (each lead's canonical seniority/department, for judging the title
-parser). Oracle files are for evaluation only.
+parser), beside ``churn_oracle.parquet`` and ``nbo_oracle.parquet`` (see those modules). Oracle
+files are for evaluation only.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from funnel.data.contract import EVENT_TYPES, LEAD_SOURCES, empty_table
+from funnel.data import customers as cust
+from funnel.data import exposures as expo
+from funnel.data.contract import EVENT_TYPES, LEAD_SOURCES
 from funnel.timegrid import snapshot_grid, to_utc
 
 WEEK_S = 7 * 86_400
@@ -238,7 +244,6 @@ T = {name: i for i, name in enumerate(EVENT_TYPES)}
 BASE_RATE = np.array([0.55, 0.05, 0.18, 0.45, 0.07, 0.015, 0.05, 0.006, 0.004, 0.0])
 BETA = np.array([0.5, 1.0, 0.6, 0.25, 0.6, 0.6, 0.6, 1.3, 1.2, 0.5])
 POST_CONVERSION_FACTOR = 0.5  # engagement after an opportunity exists
-PRODUCT_ACTIVE_RATE = 2.0  # weekly, for converted adopters
 TRIAL_ACTIVE_RATE = 1.0  # weekly product usage of a lead with a trial before converting
 POST_TRIAL_RATE = 0.08
 # the five behaviours the hazard reads, and where they sit in the per-lead count arrays
@@ -423,6 +428,10 @@ class Simulation:
     end: pd.Timestamp
     label_rate: float
     oracle_auc: float
+    churn_oracle: pd.DataFrame
+    nbo_oracle: pd.DataFrame
+    churn_label_rate: float
+    churn_oracle_auc: float
 
 
 def _start_monday(start: object) -> pd.Timestamp:
@@ -436,9 +445,19 @@ def _start_monday(start: object) -> pd.Timestamp:
 
 
 def simulate(
-    n_leads: int, seed: int, start: object = "2026-01-05", weeks: int = 39, progress: bool = False
+    n_leads: int,
+    seed: int,
+    start: object = "2026-01-05",
+    weeks: int = 39,
+    progress: bool = False,
+    offer_effect_scale: float = 1.0,
 ) -> Simulation:
-    """Run the funnel simulation in memory (see the module docstring); deterministic per seed."""
+    """Run the funnel simulation in memory (see the module docstring); deterministic per seed.
+
+    Customers, churn and the offer experiment are simulated after the leads' weeks by
+    ``funnel.data.customers`` and ``funnel.data.exposures``; ``offer_effect_scale`` multiplies
+    every offer's true effect (tests use a strong effect).
+    """
     if n_leads < 1:
         raise ValueError(f"n_leads must be positive, got {n_leads}")
     if weeks < 1:
@@ -447,8 +466,8 @@ def simulate(
     end_ts = start_ts + pd.Timedelta(weeks=weeks)
     t0 = int(start_ts.timestamp())
     horizon = weeks * WEEK_S
-    seeds = np.random.SeedSequence(seed).spawn(6)
-    rng_acc, rng_lead, rng_title, rng_intent, rng_event, rng_opp = (
+    seeds = np.random.SeedSequence(seed).spawn(8)
+    rng_acc, rng_lead, rng_title, rng_intent, rng_event, rng_opp, rng_cust, rng_offer = (
         np.random.default_rng(s) for s in seeds
     )
     n = int(n_leads)
@@ -473,6 +492,9 @@ def simulate(
     tld_local = rng_acc.random(n_acc) < 0.45
     acc_intent = rng_acc.normal(0, 1, n_acc)
     acc_created_draw = t0 + (rng_acc.uniform(-3 * 365, 14, n_acc) * DAY_S).astype(np.int64)
+    # the installed base: customers before the data start, their people imported into the CRM
+    installed = rng_cust.random(n_acc) < cust.INSTALLED_BASE_P
+    installed_start = t0 - (rng_cust.uniform(63, 700, n_acc) * DAY_S).astype(np.int64)
 
     head_s = pd.Series(np.array(NAME_HEADS, dtype=object)[heads])
     head2_s = pd.Series(np.array(NAME_HEADS, dtype=object)[heads2])
@@ -498,6 +520,10 @@ def simulate(
         early, rng_lead.uniform(0, 3 * WEEK_S, n), rng_lead.uniform(0, horizon - 3600, n)
     )
     created = t0 + created_off.astype(np.int64)
+    imported = installed[acc_of]  # contacts of installed-base customers, in the CRM already
+    created = np.where(
+        imported, t0 - (rng_cust.uniform(63, 150, n) * DAY_S).astype(np.int64), created
+    )
     order = np.lexsort((acc_of, created))  # lead ids follow creation time
     acc_of, created = acc_of[order], created[order]
     source = _choice(rng_lead, SOURCE_P, n)
@@ -510,6 +536,7 @@ def simulate(
     first_seen = np.full(n_acc, np.iinfo(np.int64).max)
     np.minimum.at(first_seen, acc_of, created)
     acc_created = np.minimum(acc_created_draw, first_seen - 3600)
+    acc_created = np.where(installed, np.minimum(acc_created, installed_start - DAY_S), acc_created)
 
     local = (
         pd.Series(np.array(FIRST_NAMES, dtype=object)[first])
@@ -575,6 +602,8 @@ def simulate(
 
     oracle_lead, oracle_tick, oracle_p = [], [], []
     ev_lead, ev_type, ev_time = [], [], []
+    campaigns = set(expo.campaign_weeks(weeks))
+    campaign_own30: dict[int, np.ndarray] = {}  # what the offer experiment reads at its ticks
 
     bar = None
     if progress:
@@ -612,6 +641,8 @@ def simulate(
                 col_demo,
             )
         )
+        if w in campaigns:
+            campaign_own30[w] = own30.astype(np.int32)  # counts, exact
         eligible = np.flatnonzero((created < t) & (converted_week < 0))
         oracle_lead.append(eligible.astype(np.int32))
         oracle_tick.append(np.full(len(eligible), w, dtype=np.int16))
@@ -651,10 +682,9 @@ def simulate(
         )
         post = (converted_week[active] >= 0) & (converted_week[active] < w)
         rates[post] *= POST_CONVERSION_FACTOR
+        # trial usage until the lead converts; customers' usage comes from funnel.data.customers
         rates[:, T["product_active"]] = np.where(
-            post & adopter[active],
-            PRODUCT_ACTIVE_RATE,
-            np.where(trial_seen[active], TRIAL_ACTIVE_RATE, 0.0),
+            trial_seen[active] & ~post, TRIAL_ACTIVE_RATE, 0.0
         ) * np.exp(0.3 * intent[active])
         rates[post, T["trial_signup"]] = POST_TRIAL_RATE
         counts = rng_event.poisson(rates * frac[:, None])
@@ -683,12 +713,74 @@ def simulate(
         tail2[slot] = np.bincount(key[late2], minlength=n * n_h).reshape(n, n_h)
         demo_late = (e_type == T["demo_request"]) & (e_time >= t_next - 6 * DAY_S)
         tail6_demo[slot] = np.bincount(e_lead[demo_late], minlength=n)
-        np.maximum.at(last_event, e_lead, e_time)
+        # recency as the feature tables read it: engagement only, product usage is not a touch
+        engaged = e_type != T["product_active"]
+        np.maximum.at(last_event, e_lead[engaged], e_time[engaged])
         trial_seen[e_lead[e_type == T["trial_signup"]]] = True
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+
+    # --- customers: subscriptions, product usage, churn ---------------------------------------
+    e_lead = np.concatenate(ev_lead)
+    e_type = np.concatenate(ev_type)
+    e_time = np.concatenate(ev_time)
+    is_product = e_type == T["product_active"]
+    customers = cust.simulate_customers(
+        rng_cust,
+        t0=t0,
+        weeks=weeks,
+        acc_of=acc_of,
+        lead_created=created,
+        adopter=adopter,
+        employees=employees,
+        installed=installed,
+        installed_start=installed_start,
+        opp_time=opp_time,
+        trial_usage_lead=e_lead[is_product].astype(np.int64),
+        trial_usage_time=e_time[is_product],
+        engagement_lead=e_lead[~is_product].astype(np.int64),
+        engagement_time=e_time[~is_product],
+        progress=progress,
+    )
+    # all events in time order: the leads' weeks, then the customers' product usage
+    e_lead = np.concatenate([e_lead, customers.usage_lead.astype(np.int32)])
+    e_type = np.concatenate(
+        [e_type, np.full(len(customers.usage_lead), T["product_active"], dtype=np.int8)]
+    )
+    e_time = np.concatenate([e_time, customers.usage_time])
+    order = np.lexsort((e_type, e_lead, e_time))
+    e_lead, e_type, e_time = e_lead[order], e_type[order], e_time[order]
+
+    # --- the offer experiment -----------------------------------------------------------------
+    decision_maker = np.isin(obs_sen, [SENIORITIES.index(s) for s in DECISION_MAKERS])
+    low_seniority = np.isin(obs_sen, [SENIORITIES.index(s) for s in expo.LOW_SENIORITY])
+    has_opp = opp_time < np.iinfo(np.int64).max
+    parts = []
+    for w in sorted(campaign_own30):
+        t = t0 + w * WEEK_S
+        leads_now = np.flatnonzero(created < t)
+        own30 = campaign_own30[w][leads_now]
+        recent_opp = has_opp & (opp_time >= t - 90 * DAY_S) & (opp_time < t)
+        acc_opps = np.bincount(acc_of, weights=recent_opp, minlength=n_acc)
+        acc_now = acc_of[leads_now]
+        state = expo.LeadState(
+            pricing_30d=own30[:, H["pricing_view"]],
+            demo_30d=own30[:, H["demo_request"]],
+            trial_30d=own30[:, H["trial_signup"]],
+            webinar_30d=own30[:, H["webinar_attended"]],
+            content_30d=own30[:, H["content_download"]],
+            decision_maker=decision_maker[leads_now],
+            low_seniority=low_seniority[leads_now],
+            employees=employees[acc_now],
+            industry_fit=industry_fit[leads_now],
+            is_customer=customers.is_customer[w, acc_now],
+            utilization=customers.utilization[w, acc_now],
+            account_opportunities_90d=acc_opps[acc_now],
+        )
+        parts.append(expo.expose(rng_offer, leads_now, state, t, offer_effect_scale))
+    exposures = expo.concat(parts)
 
     # --- tables -------------------------------------------------------------------------------
     account_ids = format_ids("A", np.arange(1, n_acc + 1), 6)
@@ -714,9 +806,6 @@ def simulate(
             "created_at": _to_ts(created),
         }
     )
-    e_lead = np.concatenate(ev_lead)
-    e_type = np.concatenate(ev_type)
-    e_time = np.concatenate(ev_time)
     events = pd.DataFrame(
         copy=False,
         data={
@@ -739,6 +828,13 @@ def simulate(
         -2,
     )
     stage = np.where(rng_opp.random(len(conv_leads)) < 0.6, "qualified", "created").astype(object)
+    # the opportunity that made its account a customer is closed won
+    sub_start = np.full(n_acc, np.iinfo(np.int64).max)
+    np.minimum.at(sub_start, customers.sub_account, customers.sub_start)
+    first_of_account = ~pd.Series(acc_of[conv_leads]).duplicated().to_numpy()
+    won = first_of_account & (sub_start[acc_of[conv_leads]] > opp_time[conv_leads])
+    won &= (sub_start[acc_of[conv_leads]] < np.iinfo(np.int64).max) & ~installed[acc_of[conv_leads]]
+    stage[won] = "closed_won"
     opportunities = pd.DataFrame(
         {
             "opportunity_id": format_ids("O", np.arange(1, len(conv_leads) + 1), 7),
@@ -754,9 +850,32 @@ def simulate(
         "leads": leads,
         "events": events,
         "opportunities": opportunities,
-        "subscriptions": empty_table("subscriptions"),
-        "offer_exposures": empty_table("offer_exposures"),
+        "subscriptions": _subscriptions(customers, account_ids),
+        "offer_exposures": pd.DataFrame(
+            {
+                "subject_id": lead_ids[exposures.lead],
+                "offer_id": np.array(expo.ARMS, dtype=object)[exposures.arm],
+                "exposed_at": _to_ts(exposures.exposed_at),
+                "propensity": exposures.propensity.astype(np.float64),
+                "converted_at": _to_ts_or_nat(exposures.converted_at),
+            }
+        ),
     }
+    churn_oracle = pd.DataFrame(
+        {
+            "account_id": account_ids[customers.oracle_account],
+            "snapshot_ts": pd.Series(ticks[customers.oracle_tick]).dt.as_unit("ns"),
+            "p_true": customers.oracle_p.astype(np.float64),
+        }
+    )
+    nbo_oracle = pd.DataFrame(
+        {
+            "subject_id": lead_ids[exposures.lead],
+            "exposed_at": _to_ts(exposures.exposed_at),
+            "stage": np.array(expo.STAGES, dtype=object)[exposures.stage],
+            **{f"p_{arm}": exposures.p_true[:, j] for j, arm in enumerate(expo.ARMS)},
+        }
+    )
 
     # --- oracle -------------------------------------------------------------------------------
     o_lead = np.concatenate(oracle_lead)
@@ -789,7 +908,31 @@ def simulate(
         end=end_ts,
         label_rate=label_rate,
         oracle_auc=auc(label[observed], o_p[observed]),
+        churn_oracle=churn_oracle,
+        nbo_oracle=nbo_oracle,
+        churn_label_rate=customers.label_rate,
+        churn_oracle_auc=customers.oracle_auc,
     )
+
+
+def _subscriptions(customers: cust.CustomerSim, account_ids: np.ndarray) -> pd.DataFrame:
+    order = np.lexsort((customers.sub_start, customers.sub_account))
+    return pd.DataFrame(
+        {
+            "account_id": account_ids[customers.sub_account[order]],
+            "started_at": _to_ts(customers.sub_start[order]),
+            "ended_at": _to_ts_or_nat(customers.sub_end[order]),
+            "mrr": customers.sub_mrr[order],
+            "seats": customers.sub_seats[order],
+            "plan": np.array(cust.PLANS, dtype=object)[customers.sub_plan[order]],
+        }
+    )
+
+
+def _to_ts_or_nat(seconds: np.ndarray) -> pd.Series:
+    """Like ``_to_ts``, with -1 meaning "not yet" (NaT)."""
+    out = _to_ts(np.where(seconds < 0, 0, seconds))
+    return out.where(pd.Series(seconds >= 0), pd.NaT)
 
 
 def _properties(rng: np.random.Generator, e_type: np.ndarray) -> np.ndarray:
@@ -849,6 +992,8 @@ def generate(
     oracle_dir.mkdir(parents=True, exist_ok=True)
     sim.oracle.to_parquet(oracle_dir / "mql_oracle.parquet", index=False)
     sim.titles.to_parquet(oracle_dir / "titles.parquet", index=False)
+    sim.churn_oracle.to_parquet(oracle_dir / "churn_oracle.parquet", index=False)
+    sim.nbo_oracle.to_parquet(oracle_dir / "nbo_oracle.parquet", index=False)
     manifest = {
         "seed": int(seed),
         "leads": int(n_leads),
@@ -869,6 +1014,10 @@ def generate(
         "mql_label_rate": sim.label_rate,
         "oracle_rows": len(sim.oracle),
         "oracle_auc": sim.oracle_auc,
+        "customers": int(sim.tables["subscriptions"]["account_id"].nunique()),
+        "churn_label_rate": sim.churn_label_rate,
+        "churn_oracle_auc": sim.churn_oracle_auc,
+        "offer_exposures": len(sim.tables["offer_exposures"]),
         "start": manifest["start"],
         "end": manifest["end"],
         "seconds": round(time.perf_counter() - began, 2),

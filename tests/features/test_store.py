@@ -28,7 +28,9 @@ FEATURE_VIEWS = {
     "lead_profile_fv",
     "account_firmographic_fv",
     "colleague_interest_fv",
+    "account_usage_fv",
 }
+FEATURE_SERVICES = ["churn_v1", "mql_v1", "nbo_v1"]
 # the registry URL of the shipped production profile (its own schema in database `test`)
 POSTGRES_URL = os.environ.get(
     "FUNNEL_TEST_POSTGRES_URL",
@@ -70,7 +72,9 @@ def entity_rows_for(env, frame: pd.DataFrame) -> pd.DataFrame:
 
 def test_apply_registers_the_repository(feast_env):
     store = feast_env.store
-    assert set(feast_env.applied) >= FEATURE_VIEWS | {"lead", "account", "job_title_odfv", "mql_v1"}
+    assert set(feast_env.applied) >= FEATURE_VIEWS | {"lead", "account", "job_title_odfv"} | set(
+        FEATURE_SERVICES
+    )
     assert {fv.name for fv in store.list_feature_views()} == FEATURE_VIEWS
     assert [odfv.name for odfv in store.list_on_demand_feature_views()] == ["job_title_odfv"]
     service = store.get_feature_service("mql_v1")
@@ -233,10 +237,10 @@ def test_cli_reads_each_object_once_from_definitions(monkeypatch):
         sys.modules.pop("definitions", None)
     assert sorted(fv.name for fv in repo.feature_views) == sorted(FEATURE_VIEWS)
     assert [odfv.name for odfv in repo.on_demand_feature_views] == ["job_title_odfv"]
-    assert [fs.name for fs in repo.feature_services] == ["mql_v1"]
+    assert sorted(fs.name for fs in repo.feature_services) == FEATURE_SERVICES
     assert sorted(e.name for e in repo.entities if e.name != "__dummy") == ["account", "lead"]
     names = [ds.name for ds in repo.data_sources]
-    assert len(names) == len(set(names)) == 5
+    assert len(names) == len(set(names)) == 6
     data_features = FEATURES_DIR.parent / "data" / "features"
     for fv in repo.feature_views:
         assert Path(fv.batch_source.path).parent == data_features
