@@ -78,7 +78,16 @@ def test_apply_registers_the_repository(feast_env):
     assert {fv.name for fv in store.list_feature_views()} == FEATURE_VIEWS
     assert [odfv.name for odfv in store.list_on_demand_feature_views()] == ["job_title_odfv"]
     service = store.get_feature_service("mql_v1")
-    assert {p.name for p in service.feature_view_projections} == FEATURE_VIEWS | {"job_title_odfv"}
+    assert {p.name for p in service.feature_view_projections} == (
+        FEATURE_VIEWS - {"account_usage_fv"}
+    ) | {"job_title_odfv"}
+    nbo = store.get_feature_service("nbo_v1")
+    assert {p.name for p in nbo.feature_view_projections} == FEATURE_VIEWS | {"job_title_odfv"}
+    churn = store.get_feature_service("churn_v1")
+    assert {p.name for p in churn.feature_view_projections} == {
+        "account_usage_fv",
+        "account_firmographic_fv",
+    }
     for fv in store.list_feature_views():
         path = Path(fv.batch_source.path)
         assert path.is_absolute() and path.parent == (feast_env.data_dir / "features").resolve()
