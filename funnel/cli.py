@@ -125,11 +125,21 @@ def train() -> None:
 @click.pass_context
 def train_mql_cmd(ctx: click.Context, trials: int | None) -> None:
     """Tune and train the MQL model; register it in MLflow."""
-    from training.train import train_mql
+    from training.train import train_classifier
 
     cfg = _config(ctx)
-    result = train_mql(cfg, n_trials=trials)
-    click.echo(format_train_result(result))
+    click.echo(format_train_result(train_classifier(cfg, "mql", n_trials=trials)))
+
+
+@train.command("churn")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials.")
+@click.pass_context
+def train_churn_cmd(ctx: click.Context, trials: int | None) -> None:
+    """Tune and train the churn-risk model; register it in MLflow."""
+    from training.train import train_classifier
+
+    cfg = _config(ctx)
+    click.echo(format_train_result(train_classifier(cfg, "churn", n_trials=trials)))
 
 
 def format_train_result(result: TrainResult) -> str:
@@ -138,14 +148,28 @@ def format_train_result(result: TrainResult) -> str:
     oracle = ""
     if "oracle_roc_auc" in m:
         oracle = f"  (oracle {m['oracle_roc_auc']:.4f}, gap {m['roc_auc_gap_to_oracle']:+.4f})"
-    return "\n".join([
+    lines = [
         f"model {result.model_name} version {result.version}{champion}",
         f"  test ROC AUC {m['roc_auc']:.4f}{oracle}",
         (f"  PR AUC {m['pr_auc']:.4f}  Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  "
         f"lift@10% {m['lift_at_10pct']:.2f}"),
-        (f"  threshold {result.threshold:.4f}: precision {m['precision_at_threshold']:.3f}, "
-        f"recall {m['recall_at_threshold']:.3f}, {m['mql_per_week']:.0f} MQLs/week"),
-    ])
+    ]
+    if result.tiers:
+        parts = []
+        for tier in result.tiers:
+            name = tier["name"]
+            parts.append(
+                f"{name} (p >= {tier['min_probability']:g}): "
+                f"{m[f'tier_{name}_share']:.0%} of customers, {m[f'tier_{name}_rate']:.0%} churned"
+            )
+        tiers = "; ".join(parts)
+        lines.append(f"  risk tiers on the test weeks: {tiers}")
+    else:
+        lines.append(
+            f"  threshold {result.threshold:.4f}: precision {m['precision_at_threshold']:.3f}, "
+            f"recall {m['recall_at_threshold']:.3f}, {m['mql_per_week']:.0f} MQLs/week"
+        )
+    return "\n".join(lines)
 
 
 # -- serving ------------------------------------------------------------------------------------

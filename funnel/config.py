@@ -132,7 +132,7 @@ class ChurnConfig(ClassifierConfig):
     experiment: str = "funnel-churn"
     label_window_days: Annotated[int, Field(gt=0)] = 60
     # no warm-up: usage windows are full from the first week (installed-base usage predates it)
-    split: SplitConfig = SplitConfig(validation_weeks=5, test_weeks=5, warmup_weeks=0)
+    split: SplitConfig = SplitConfig(validation_weeks=6, test_weeks=8, warmup_weeks=0)
     # a customer's tier is the last one whose min_probability its churn probability reaches
     tiers: list[RiskTier] = [
         RiskTier(name="low", min_probability=0.0),

@@ -79,3 +79,79 @@ def time_split(
     )
     part = np.where(snapshots < train_from, "warmup", part)
     return pd.Series(part, index=snapshots.index, name="split")
+
+
+_OPEN = np.iinfo(np.int64).max  # a subscription that has not ended
+
+
+def coverage_end(subscriptions: pd.DataFrame, gap_days: float = 1.0) -> pd.Series:
+    """Per subscription row, when the account's continuous coverage that holds it ends.
+
+    Rows of one account that start within ``gap_days`` of the previous rows' end (a plan or seat
+    change, a renewal) are one coverage; its end is the churn. ``NaT`` means still a customer.
+    Returned in the input's index.
+    """
+    s = subscriptions[["account_id", "started_at", "ended_at"]].copy()
+    s["start"] = s["started_at"].astype("int64")
+    s["end"] = np.where(s["ended_at"].isna(), _OPEN, s["ended_at"].astype("int64"))
+    s = s.sort_values(["account_id", "start"], kind="stable")
+    # the furthest end among the account's earlier rows: a start beyond it (plus the gap)
+    # opens a new coverage
+    reach = s.groupby("account_id")["end"].cummax().groupby(s["account_id"]).shift(1)
+    gap = int(gap_days * 86_400 * 1e9)
+    fresh = reach.isna() | (s["start"] > reach.fillna(0).astype("int64") + gap)
+    coverage = fresh.cumsum()
+    ends = s.groupby(coverage)["end"].transform("max")
+    out = pd.to_datetime(ends.where(ends != _OPEN), utc=True)
+    return out.reindex(subscriptions.index)
+
+
+def churn_labels(
+    subscriptions: pd.DataFrame,
+    ticks: pd.DatetimeIndex,
+    window_days: int,
+    data_end: object,
+) -> pd.DataFrame:
+    """One row per customer account per snapshot: a subscription row is in force at the tick
+    (started before it, not ended before it), as the ``is_customer`` feature reads it.
+
+    ``label`` is 1 when the account's coverage ends within ``[tick, tick + window)``. Snapshots
+    whose window reaches past ``data_end`` are dropped. Returns the Feast entity frame:
+    account_id, event_timestamp, label.
+    """
+    if window_days <= 0:
+        raise ValueError(f"window_days must be positive, got {window_days}")
+    window = pd.Timedelta(days=window_days)
+    end = to_utc(data_end)
+    usable = [t for t in ticks if t + window <= end]
+    if not usable:
+        raise ValueError(
+            f"no snapshot has a complete {window_days}-day churn window before the data ends "
+            f"({end.date()}); generate or import a longer period"
+        )
+    if subscriptions.empty:
+        raise ValueError(
+            "the subscriptions table is empty: the churn model needs customers "
+            "(subscriptions with account_id, started_at, ended_at)"
+        )
+    account = subscriptions["account_id"].to_numpy()
+    start = subscriptions["started_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    ended = subscriptions["ended_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    churn = coverage_end(subscriptions).dt.tz_localize(None).to_numpy()
+    frames = []
+    for tick in usable:
+        t = np.datetime64(tick.tz_convert(None).to_datetime64(), "ns")
+        active = (start < t) & (np.isnat(ended) | (ended >= t))
+        label = ~np.isnat(churn) & (churn >= t) & (churn < t + np.timedelta64(window_days, "D"))
+        rows = pd.DataFrame(
+            {"account_id": account[active], "event_timestamp": tick, "label": label[active]}
+        )
+        # overlapping rows of one account: churned if its coverage ends in the window
+        frames.append(rows.groupby("account_id", sort=True, as_index=False).agg(
+            event_timestamp=("event_timestamp", "first"), label=("label", "max")
+        ))
+    out = pd.concat(frames, ignore_index=True)
+    if out.empty:
+        raise ValueError("no account is a customer at any usable snapshot")
+    out["label"] = out["label"].astype(np.int8)
+    return out

@@ -42,6 +42,20 @@ _FIXED = {
     "title_seniority": "Seniority: {s}",
     "title_department": "Department: {s}",
     "is_decision_maker": "{dm}",
+    # accounts (churn): the subscription, usage and the account's people
+    "plan": "On the {s} plan",
+    "seats": "Pays for {v:.0f} seat(s)",
+    "mrr": "Pays ${v:,.0f} a month",
+    "tenure_days": "A customer for {v:.0f} days",
+    "usage_events_7d": "The product was used {v:.0f} times in the last 7 days",
+    "usage_events_30d": "The product was used {v:.0f} times in the last 30 days",
+    "usage_events_prev_30d": "The product was used {v:.0f} times in the 30 days before that",
+    "active_users_30d": "{v:.0f} people used the product in the last 30 days",
+    "seat_utilization_30d": "{pct} of paid seats were in use in the last 30 days",
+    "lead_engagement_30d": "The account's people had {v:.0f} marketing touches in 30 days",
+    "engaged_leads_30d": "{v:.0f} of the account's people engaged in the last 30 days",
+    "known_leads": "{v:.0f} people at the account are known",
+    "opportunities_90d": "{v:.0f} opportunities opened at the account in 90 days",
 }
 
 # Zero reads better as "no ..." than as "0 ...".
@@ -52,6 +66,14 @@ _ZERO = {
     "colleague_demo_requests_90d": "No colleague requested a demo in the last 90 days",
     "colleague_open_opportunities": "The company has no open opportunity",
     "active_days_30d": "Not active on any of the last 30 days",
+    "usage_events_7d": "Nobody used the product in the last 7 days",
+    "usage_events_30d": "Nobody used the product in the last 30 days",
+    "usage_events_prev_30d": "Nobody used the product in the 30 days before that",
+    "active_users_30d": "Nobody used the product in the last 30 days",
+    "seat_utilization_30d": "None of the paid seats was used in the last 30 days",
+    "lead_engagement_30d": "The account's people had no marketing touch in 30 days",
+    "engaged_leads_30d": "None of the account's people engaged in the last 30 days",
+    "opportunities_90d": "No opportunity opened at the account in 90 days",
 }
 
 # "days since" features: 999 means never (see features.build.NEVER_DAYS)
@@ -93,6 +115,19 @@ def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _change(feature: str, value: float) -> str:
+    """Relative changes: the usage trend is a log ratio, the MRR change a fraction."""
+    ratio = math.exp(value) if feature == "usage_trend_30d" else 1.0 + value
+    what = (
+        "Product usage" if feature == "usage_trend_30d" else "Monthly spend"
+    )
+    since = "on the previous 30 days" if feature == "usage_trend_30d" else "over 90 days"
+    pct = abs(ratio - 1.0)
+    if pct < 0.05:
+        return f"{what} is steady {since}"
+    return f"{what} is {'down' if ratio < 1 else 'up'} {pct:.0%} {since}"
+
+
 def describe(feature: str, value: object) -> str:
     """One plain-English fact about a feature value, e.g. 'Viewed the pricing page 4 times in
     the last 7 days'."""
@@ -111,6 +146,10 @@ def describe(feature: str, value: object) -> str:
         return f"{verb.capitalize()} {obj} {times} in the last {match['days']} days"
     if feature in _RECENCY:
         return _recency(feature, float(value))  # type: ignore[arg-type]
+    if feature in ("usage_trend_30d", "mrr_change_90d"):
+        return _change(feature, float(value))  # type: ignore[arg-type]
+    if feature == "is_customer":
+        return "Is a customer" if float(value) >= 1 else "Is not a customer yet"  # type: ignore[arg-type]
     if feature in _ZERO and value == 0:
         return _ZERO[feature]
     template = _FIXED.get(feature)

@@ -41,7 +41,26 @@ def ensure_experiment(cfg: Config, name: str) -> str:
     return experiment_id
 
 
-def load_model(cfg: Config, name: str, alias: str = "champion") -> ScoringModel:
+def tag_and_crown(name: str, version: str, tags: dict[str, str]) -> bool:
+    """Tag a new model version; make it ``champion`` only when the model has none yet (a
+    retrain never silently replaces the serving model). Returns whether it became champion."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    for tag, value in tags.items():
+        client.set_model_version_tag(name, version, tag, value)
+    try:
+        client.get_model_version_by_alias(name, "champion")
+        return False
+    except MlflowException:
+        client.set_registered_model_alias(name, "champion", version)
+        return True
+
+
+def load_model(
+    cfg: Config, name: str, alias: str = "champion", kind: str = "mql"
+) -> ScoringModel:
     """Download ``models:/name@alias`` and load its bundle; fail fast naming what is missing."""
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
@@ -54,8 +73,13 @@ def load_model(cfg: Config, name: str, alias: str = "champion") -> ScoringModel:
     except MlflowException as exc:
         raise BundleError(
             f"no model '{name}' with alias '{alias}' in {cfg.tracking_uri}; "
-            "train one first with `funnel train mql`"
+            f"train one first with `funnel train {kind}`"
         ) from exc
     local = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}"))
     model = ScoringModel.load(local / "artifacts" / BUNDLE_ARTIFACT, version=f"{name}/{mv.version}")
+    if model.meta.model_kind != kind:
+        raise BundleError(
+            f"model {name}/{mv.version} ({alias}) is a '{model.meta.model_kind}' model, "
+            f"not '{kind}'; check training.{kind}.registered_model"
+        )
     return model

@@ -39,6 +39,8 @@ class BundleMeta:
     calibration: dict[str, float]  # Platt: p = sigmoid(a * raw + b)
     threshold: float
     extra: dict[str, Any] = field(default_factory=dict)
+    # churn: [{"name": "low", "min_probability": 0.0}, ...] in ascending order; None for mql
+    tiers: list[dict[str, Any]] | None = None
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -130,6 +132,16 @@ class ScoringModel:
 
     def predict_proba(self, columns: Mapping[str, Sequence[Any]], num_threads: int = 0) -> np.ndarray:
         return self.calibrate(self.raw_score(self.matrix(columns), num_threads))
+
+    def tier(self, probability: float) -> str | None:
+        """The risk tier a probability falls in (the last whose lower bound it reaches)."""
+        if not self.meta.tiers:
+            return None
+        name = self.meta.tiers[0]["name"]
+        for tier in self.meta.tiers:
+            if probability >= tier["min_probability"]:
+                name = tier["name"]
+        return name
 
     @staticmethod
     def score(probability: float) -> int:

@@ -1,5 +1,10 @@
-"""The training job: Feast historical features -> Optuna-tuned LightGBM -> calibrated,
-thresholded model in MLflow, registered and given the ``champion`` alias when none exists."""
+"""The training job of the classifiers (MQL and churn): Feast historical features ->
+Optuna-tuned LightGBM -> calibrated model with its decision rule (an MQL threshold or churn risk
+tiers) in MLflow, registered and given the ``champion`` alias when none exists.
+
+One path for both: what differs by model kind (the entity, the labels, the decision rule, the
+oracle file) is a ``ModelKind``; everything else is shared.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from funnel.config import Config
-from training.labels import mql_labels, time_split
+from funnel.config import ChurnConfig, ClassifierConfig, Config, MqlConfig
+from training.labels import churn_labels, mql_labels, time_split
 from training.metrics import (
     capacity_threshold,
     classification_report,
@@ -36,6 +41,28 @@ NON_FEATURES = {
 PIP_REQUIREMENTS = ["lightgbm==4.7.*", "pandas<3", "numpy", "scikit-learn==1.9.*"]
 
 
+@dataclass(frozen=True)
+class ModelKind:
+    """What one classifier kind trains on and how it decides."""
+
+    name: str  # "mql" | "churn"
+    entity_key: str  # the unit: lead_id or account_id
+    oracle_file: str  # in <data_dir>/oracle/, for evaluation only
+    title: str  # for progress lines
+
+
+KINDS: dict[str, ModelKind] = {
+    "mql": ModelKind("mql", "lead_id", "mql_oracle.parquet", "MQL"),
+    "churn": ModelKind("churn", "account_id", "churn_oracle.parquet", "churn"),
+}
+
+
+def kind_config(cfg: Config, kind: str) -> ClassifierConfig:
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(KINDS)}")
+    return getattr(cfg.training, kind)
+
+
 @dataclass
 class TrainResult:
     model_name: str
@@ -45,6 +72,8 @@ class TrainResult:
     threshold: float
     became_champion: bool
     timings: dict[str, float] = field(default_factory=dict)
+    kind: str = "mql"
+    tiers: list[dict[str, Any]] | None = None
 
 
 class Steps:
@@ -81,21 +110,31 @@ def feature_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     return names, categorical
 
 
-def build_training_frame(cfg: Config, store: Any, service: str) -> pd.DataFrame:
-    """Labels at weekly snapshots joined point-in-time to the feature service's features."""
-    from features.store import historical_features
+def label_entities(cfg: Config, kind: str = "mql") -> pd.DataFrame:
+    """The labelled entity rows of a model kind at the weekly snapshots."""
     from funnel.data.io import read_tables
     from funnel.timegrid import snapshot_grid
 
-    tables = read_tables(cfg.raw_dir, ["leads", "opportunities"])
     manifest = read_manifest(cfg.raw_dir)
     ticks = snapshot_grid(manifest["start"], manifest["end"], cfg.feature_store.snapshot_every_days)
-    entity = mql_labels(
-        tables["leads"], tables["opportunities"], ticks,
-        cfg.training.mql.label_window_days, manifest["end"],
-    )
+    window = kind_config(cfg, kind).label_window_days
+    if kind == "churn":
+        tables = read_tables(cfg.raw_dir, ["accounts", "subscriptions"])
+        return churn_labels(tables["subscriptions"], ticks, window, manifest["end"])
+    tables = read_tables(cfg.raw_dir, ["leads", "opportunities"])
+    entity = mql_labels(tables["leads"], tables["opportunities"], ticks, window, manifest["end"])
+    entity["request_job_title"] = ""  # the stored title
+    return entity
+
+
+def build_training_frame(
+    cfg: Config, store: Any, service: str, kind: str = "mql"
+) -> pd.DataFrame:
+    """Labels at weekly snapshots joined point-in-time to the feature service's features."""
+    from features.store import historical_features
+
+    entity = label_entities(cfg, kind)
     labels = entity.pop("label")
-    entity["request_job_title"] = ""
     frame = historical_features(store, entity, service)
     if len(frame) != len(entity):
         raise RuntimeError(f"historical retrieval returned {len(frame)} rows for {len(entity)}")
@@ -107,15 +146,36 @@ def _categories(frame: pd.DataFrame, categorical: list[str]) -> dict[str, list[s
     return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
 
 
-def choose_threshold(cfg: Config, prob: np.ndarray, y: np.ndarray, snapshot: np.ndarray) -> float:
-    rule = cfg.training.mql.threshold
+def choose_threshold(
+    cfg: Config, prob: np.ndarray, y: np.ndarray, snapshot: np.ndarray, kind: str = "mql"
+) -> float:
+    """The MQL threshold (sales capacity or a precision target); for churn, the top tier's
+    lower bound (a customer at or above it is flagged at risk)."""
+    conf = kind_config(cfg, kind)
+    if isinstance(conf, ChurnConfig):
+        return conf.tiers[-1].min_probability
+    assert isinstance(conf, MqlConfig)
+    rule = conf.threshold
     if rule.mode == "capacity":
         return capacity_threshold(prob, snapshot, rule.weekly_capacity)
     return precision_threshold(y, prob, rule.target)
 
 
+def tier_report(y: np.ndarray, prob: np.ndarray, tiers: list[dict[str, Any]]) -> dict[str, float]:
+    """Share of rows and observed positive rate per risk tier (a tier holds the probabilities
+    from its min_probability up to the next tier's)."""
+    bounds = [t["min_probability"] for t in tiers]
+    index = np.searchsorted(bounds, prob, side="right") - 1
+    out: dict[str, float] = {}
+    for i, tier in enumerate(tiers):
+        rows = index == i
+        out[f"tier_{tier['name']}_share"] = float(rows.mean())
+        out[f"tier_{tier['name']}_rate"] = float(y[rows].mean()) if rows.any() else float("nan")
+    return out
+
+
 def oracle_report(
-    cfg: Config, test: pd.DataFrame, prob: np.ndarray
+    cfg: Config, test: pd.DataFrame, prob: np.ndarray, kind: str = "mql"
 ) -> tuple[dict[str, float], np.ndarray | None]:
     """Evaluation only: the generator's true probabilities on the same test rows, if present.
 
@@ -124,12 +184,13 @@ def oracle_report(
     """
     from sklearn.metrics import roc_auc_score
 
-    path = cfg.oracle_dir / "mql_oracle.parquet"
+    key = KINDS[kind].entity_key
+    path = cfg.oracle_dir / KINDS[kind].oracle_file
     if not path.is_file():
         return {}, None
     oracle = pd.read_parquet(path).rename(columns={"snapshot_ts": "event_timestamp"})
-    rows = test[["lead_id", "event_timestamp", "label"]].assign(model=prob)
-    merged = rows.merge(oracle, on=["lead_id", "event_timestamp"], how="left")
+    rows = test[[key, "event_timestamp", "label"]].assign(model=prob)
+    merged = rows.merge(oracle, on=[key, "event_timestamp"], how="left")
     matched = merged[merged["p_true"].notna()]
     if matched.empty or matched["label"].nunique() < 2:
         return {}, None
@@ -167,16 +228,31 @@ def logged_trial(trial: Any, run: Any) -> float:
 
 def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -> TrainResult:
     """Tune, train, calibrate, evaluate, log and register the MQL model."""
+    return train_classifier(cfg, "mql", progress=progress, n_trials=n_trials)
+
+
+def train_churn(cfg: Config, progress: bool = True, n_trials: int | None = None) -> TrainResult:
+    """Tune, train, calibrate, evaluate, log and register the churn-risk model."""
+    return train_classifier(cfg, "churn", progress=progress, n_trials=n_trials)
+
+
+def train_classifier(
+    cfg: Config, kind: str, progress: bool = True, n_trials: int | None = None
+) -> TrainResult:
+    """The one training path of the classifiers, for model kind ``kind`` (mql or churn)."""
     import mlflow
     import optuna
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
     from funnel.jobs import feature_store
     from funnel.pg import ensure_schema
     from training import plots
-    from training.registry import BUNDLE_ARTIFACT, configure_tracking, ensure_experiment
+    from training.registry import (
+        BUNDLE_ARTIFACT,
+        configure_tracking,
+        ensure_experiment,
+        tag_and_crown,
+    )
     from training.tuning import (
         TrainData,
         fit_booster,
@@ -185,30 +261,36 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
         refit_booster,
     )
 
-    mql = cfg.training.mql
+    conf = kind_config(cfg, kind)
+    spec = KINDS[kind]
+    key = spec.entity_key
     steps = Steps(total=5, echo=progress)
     configure_tracking(cfg)
-    ensure_experiment(cfg, mql.experiment)
+    ensure_experiment(cfg, conf.experiment)
 
     with steps.step("build training set (labels + Feast historical features)"):
         store = feature_store(cfg)
-        frame = build_training_frame(cfg, store, mql.feature_service)
+        frame = build_training_frame(cfg, store, conf.feature_service, kind)
         frame["split"] = time_split(
-            frame["event_timestamp"], mql.split.validation_weeks, mql.split.test_weeks,
-            mql.split.warmup_weeks,
+            frame["event_timestamp"], conf.split.validation_weeks, conf.split.test_weeks,
+            conf.split.warmup_weeks,
         )
         names, categorical = feature_columns(frame)
         parts = {p: frame[frame["split"] == p] for p in ("train", "validation", "test")}
         for part, rows in parts.items():
             if rows["label"].nunique() < 2:
                 raise ValueError(
-                    f"the {part} rows have only one class (label={rows['label'].iloc[0]}); "
-                    "generate more leads or widen the split"
+                    f"the {part} rows of the {spec.title} model have only one class "
+                    f"(label={rows['label'].iloc[0]}); generate more data or widen "
+                    f"training.{kind}.split"
                 )
+        tiers = (
+            [t.model_dump() for t in conf.tiers] if isinstance(conf, ChurnConfig) else None
+        )
         meta = BundleMeta(
-            model_kind="mql", feature_service=mql.feature_service, features=names,
+            model_kind=kind, feature_service=conf.feature_service, features=names,
             categories=_categories(parts["train"], categorical),
-            calibration={"a": 1.0, "b": 0.0}, threshold=0.5,
+            calibration={"a": 1.0, "b": 0.0}, threshold=0.5, tiers=tiers,
         )
         shell = ScoringModel(booster=None, meta=meta)  # type: ignore[arg-type]
         data = TrainData(
@@ -217,14 +299,15 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             names, categorical,
         )
         datasets = data.datasets()
-        fixed = {"num_threads": mql.num_threads, "monotone_constraints": monotone_constraints(names)}
+        fixed = {"num_threads": conf.num_threads, "monotone_constraints": monotone_constraints(names)}
 
     trials = n_trials or cfg.optuna.n_trials
-    with mlflow.start_run(run_name="mql-train") as parent:
-        mlflow.set_tags({"model_kind": "mql", "feature_service": mql.feature_service})
+    rule = conf.threshold.mode if isinstance(conf, MqlConfig) else "risk_tiers"
+    with mlflow.start_run(run_name=f"{kind}-train") as parent:
+        mlflow.set_tags({"model_kind": kind, "feature_service": conf.feature_service})
         mlflow.log_params({
-            "feature_service": mql.feature_service, "n_trials": trials,
-            "label_window_days": mql.label_window_days, "threshold_rule": mql.threshold.mode,
+            "feature_service": conf.feature_service, "n_trials": trials,
+            "label_window_days": conf.label_window_days, "threshold_rule": rule,
             **{f"rows_{p}": len(r) for p, r in parts.items()},
         })
         with steps.step(f"tune LightGBM with Optuna ({trials} trials, each an MLflow child run)"):
@@ -235,7 +318,7 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             ensure_schema(cfg.optuna_storage)
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(
-                study_name=f"mql-{parent.info.run_id}",
+                study_name=f"{kind}-{parent.info.run_id}",
                 storage=cfg.optuna_storage,
                 direction="maximize",
                 sampler=optuna.samplers.TPESampler(
@@ -246,7 +329,7 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             study.optimize(
                 lambda t: logged_trial(
                     t, lambda: objective(
-                        t, datasets, mql.num_boost_round, mql.early_stopping_rounds, fixed
+                        t, datasets, conf.num_boost_round, conf.early_stopping_rounds, fixed
                     )
                 ),
                 n_trials=trials, timeout=cfg.optuna.timeout_s, show_progress_bar=progress,
@@ -255,11 +338,11 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
             mlflow.log_metric("best_val_roc_auc", best.value)
 
-        with steps.step("fit final model, calibrate, choose threshold"):
+        with steps.step("fit final model, calibrate, set the decision rule"):
             # Early stopping on the validation weeks fixes the number of rounds; the model's
             # validation scores (out of sample) fit the calibration and the threshold.
             holdout = fit_booster(
-                best.params, *datasets, mql.num_boost_round, mql.early_stopping_rounds,
+                best.params, *datasets, conf.num_boost_round, conf.early_stopping_rounds,
                 fixed=fixed,
             )
             val = parts["validation"]
@@ -267,20 +350,22 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             meta.calibration = fit_platt(val_raw, data.y_valid)
             val_prob = ScoringModel(holdout, meta).calibrate(val_raw)
             meta.threshold = choose_threshold(
-                cfg, val_prob, data.y_valid, val["event_timestamp"].to_numpy()
+                cfg, val_prob, data.y_valid, val["event_timestamp"].to_numpy(), kind
             )
             booster = (
                 refit_booster(best.params, data, holdout.best_iteration, fixed)
-                if mql.refit_on_validation else holdout
+                if conf.refit_on_validation else holdout
             )
             model = ScoringModel(booster, meta)
             mlflow.log_metric("val_roc_auc_holdout_model", holdout.best_score["valid"]["auc"])
             meta.extra = {
                 "best_iteration": int(holdout.best_iteration),
                 "num_trees": int(booster.num_trees()),
-                "refit_on_validation": mql.refit_on_validation,
+                "refit_on_validation": conf.refit_on_validation,
                 "data_window": [str(frame["event_timestamp"].min()), str(frame["event_timestamp"].max())],
-                "threshold_rule": mql.threshold.model_dump(),
+                "threshold_rule": (
+                    conf.threshold.model_dump() if isinstance(conf, MqlConfig) else {"mode": rule}
+                ),
             }
 
         with steps.step("evaluate on the test weeks"):
@@ -288,10 +373,15 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             prob = model.predict_proba(test)
             y_test = test["label"].to_numpy()
             metrics = classification_report(y_test, prob, meta.threshold)
-            oracle_metrics, oracle_prob = oracle_report(cfg, test, prob)
+            oracle_metrics, oracle_prob = oracle_report(cfg, test, prob, kind)
             metrics.update(oracle_metrics)
             weeks = test["event_timestamp"].nunique()
-            metrics["mql_per_week"] = float((prob >= meta.threshold).sum() / max(weeks, 1))
+            flagged = float((prob >= meta.threshold).sum() / max(weeks, 1))
+            if tiers is None:
+                metrics["mql_per_week"] = flagged
+            else:
+                metrics["at_risk_per_week"] = flagged
+                metrics.update(tier_report(y_test, prob, tiers))
             mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
             mlflow.log_metric("threshold", meta.threshold)
             mlflow.log_figure(plots.calibration_plot(y_test, prob), "plots/calibration.png")
@@ -303,9 +393,9 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
             mlflow.log_dict(
                 {
                     "examples": [
-                        {"lead_id": lid, "probability": float(p), "reasons": [r.text for r in rs]}
-                        for lid, p, rs in zip(
-                            example["lead_id"], example_prob, example_reasons, strict=True
+                        {key: uid, "probability": float(p), "reasons": [r.text for r in rs]}
+                        for uid, p, rs in zip(
+                            example[key], example_prob, example_reasons, strict=True
                         )
                     ]
                 },
@@ -329,22 +419,16 @@ def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -
                     signature=signature,
                     input_example=x_example,
                     pip_requirements=PIP_REQUIREMENTS,
-                    registered_model_name=mql.registered_model,
+                    registered_model_name=conf.registered_model,
                 )
             version = str(info.registered_model_version)
-            client = MlflowClient()
-            client.set_model_version_tag(
-                mql.registered_model, version, "feature_service", mql.feature_service
+            became_champion = tag_and_crown(
+                conf.registered_model, version,
+                {"feature_service": conf.feature_service, "model_kind": kind},
             )
-            try:
-                client.get_model_version_by_alias(mql.registered_model, "champion")
-                became_champion = False
-            except MlflowException:
-                client.set_registered_model_alias(mql.registered_model, "champion", version)
-                became_champion = True
             mlflow.set_tag("registered_version", version)
     return TrainResult(
-        model_name=mql.registered_model, version=version, run_id=parent.info.run_id,
+        model_name=conf.registered_model, version=version, run_id=parent.info.run_id,
         metrics=metrics, threshold=meta.threshold, became_champion=became_champion,
-        timings=steps.timings,
+        timings=steps.timings, kind=kind, tiers=tiers,
     )

@@ -25,10 +25,17 @@ How the data arise
 
 The oracle
 ----------
-For every tick ``t`` and every account that is a customer at ``t``:
-``p_true = 1 - (1 - h_t) ** (60 / 7)``, the probability of churning within 60 days if the hazard
-stayed at ``h_t`` (the same persistence approximation as the MQL oracle). Written to
-``<out>/oracle/churn_oracle.parquet``.
+For every tick ``t`` and every account that is a customer at ``t``, ``p_true`` is the
+probability that it churns within 60 days given everything the generator knows at ``t``: the
+observables plus the latent health and its users' rates. Usage evolves predictably (health
+reverts to its mean, a contraction stops counting after 90 days), so "the hazard stays at h_t"
+would be a poor yardstick; instead ``MC_PATHS`` futures are simulated from the state at ``t``
+(health, seat reviews, usage and the hazard at each of the next 8 ticks), with the churn draws
+integrated out. The leads' trials and marketing engagement, which do not depend on health, are
+taken as they happened. No model can beat this probability in expectation (it knows the latent
+state); a good one comes close. Snapshots whose window passes the data end have no label and get
+the persistence value ``1 - (1 - h_t) ** (60 / 7)``. Written to
+``<out>/oracle/churn_oracle.parquet``, with the weekly hazard ``h_t`` as ``hazard_7d``.
 """
 
 from __future__ import annotations
@@ -42,15 +49,15 @@ DAY_S = 86_400
 CHURN_LABEL_DAYS = 60
 PRE_WEEKS = 9  # installed-base usage before the data start: a full 60-day window at tick 0
 
-INSTALLED_BASE_P = 0.12
+INSTALLED_BASE_P = 0.25
 WIN_P = 0.7
 PLANS = ("team", "business", "enterprise")
 SEAT_PRICE = {"team": 25.0, "business": 45.0, "enterprise": 80.0}
 PLAN_NOISE_P = 0.2  # share of customers whose plan is not the one their head count suggests
-USER_RATE_MEDIAN = 0.7  # product sessions per user per week at health 0
+USER_RATE_MEDIAN = 1.5  # product sessions per user per week at health 0
 SEAT_CHANGE_P = 0.06  # weekly chance that a customer reviews its seats
 TRUE_UP_P = 0.5  # the same when more users are active than seats were bought
-HEALTH_PHI, HEALTH_SIGMA = 0.9, 0.4  # AR(1) of the latent account health
+HEALTH_PHI, HEALTH_SIGMA = 0.9, 0.3  # AR(1) of the latent account health
 SHOCK_P, SHOCK_SIZE = 0.015, 1.5  # weekly chance and size of a setback
 
 # Coefficients of the weekly churn logit (see ``churn_logit``).
@@ -108,6 +115,132 @@ def plan_for(employees: np.ndarray) -> np.ndarray:
     return np.where(employees < 100, 0, np.where(employees < 1000, 1, 2))
 
 
+MC_PATHS = 64  # simulated futures per customer snapshot for the oracle
+_PAST = 9  # weeks of history the 60-day window at the snapshot itself reaches back
+_AHEAD = 8  # ticks after the snapshot whose churn can fall in the 60-day window
+# the share of week 8 after the snapshot that is still inside the 60-day window
+_LAST_WEEK_SHARE = (CHURN_LABEL_DAYS * DAY_S - _AHEAD * WEEK_S - 1) / (WEEK_S - 1)
+
+
+def _windows(counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(last 30 days, the 30 days before) at the k-th tick after the snapshot, from segment
+    counts indexed by week ``j + _PAST`` (j = -_PAST .. _AHEAD - 1), summed over the last axis
+    but one. ``counts`` is (..., weeks, 3)."""
+    i = k + _PAST
+    last30 = counts[..., i - 4 : i, :].sum(axis=(-1, -2)) + counts[..., i - 5, 2]
+    last60 = counts[..., i - 8 : i, :].sum(axis=(-1, -2)) + counts[..., i - 9, 1:].sum(axis=-1)
+    return last30, last60 - last30
+
+
+@dataclass
+class _Snapshot:
+    """A customer snapshot, as the forward simulation of the oracle starts from it."""
+
+    t: int
+    accounts: np.ndarray  # customer accounts (global indices)
+    hazard: np.ndarray  # their churn hazard at t
+    health: np.ndarray
+    seats: np.ndarray
+    mrr: np.ndarray
+    mrr_then: np.ndarray  # (accounts, _AHEAD + 1): MRR 90 days before each tick ahead
+    start: np.ndarray
+    employees: np.ndarray
+    plan: np.ndarray
+    discount: np.ndarray
+
+
+def _forward_churn_probability(
+    rng: np.random.Generator,
+    snap: _Snapshot,
+    user_account: np.ndarray,
+    user_rate: np.ndarray,
+    user_created: np.ndarray,
+    usage_known: np.ndarray,
+    engagement: np.ndarray,
+    paths: int = MC_PATHS,
+) -> np.ndarray:
+    """P(churn within 60 days | everything the generator knows at t), by simulating ``paths``
+    futures of each account: health, seat reviews, its users' product usage and the hazard at
+    each of the 8 ticks ahead. Churn draws are integrated out: a path contributes
+    1 - prod(1 - h_k), with only the part of week 8 inside the window. The leads' trials and
+    their marketing engagement are taken as they happened (they do not depend on the account's
+    health).
+
+    ``usage_known`` is (users, _PAST + _AHEAD, 3): segment counts of the real product events
+    before t and of the trials after it; ``engagement`` the same per account for the people's
+    non-product events. ``user_rate`` is 0 for leads that never use the product as customers.
+    """
+    n_acc = len(snap.accounts)
+    shape = (paths, n_acc)
+    health = np.broadcast_to(snap.health, shape).copy()
+    seats = np.broadcast_to(snap.seats, shape).astype(np.int64)
+    mrr = np.broadcast_to(snap.mrr, shape).copy()
+    price = np.array([SEAT_PRICE[p] for p in PLANS])[snap.plan] * snap.discount
+    log_survive = np.broadcast_to(np.log1p(-snap.hazard), shape).copy()
+    flat = (np.arange(paths)[:, None] * n_acc + user_account[None, :]).ravel()
+
+    def per_account(values: np.ndarray) -> np.ndarray:
+        return np.bincount(flat, weights=values.ravel(), minlength=paths * n_acc).reshape(shape)
+
+    # The windows at tick k = what is known (fixed) + the simulated weeks 0..k-1 inside them.
+    known = [_windows(usage_known, k) for k in range(_AHEAD + 1)]
+    engaged = [_windows(engagement, k)[0] for k in range(_AHEAD + 1)]
+    # each user's exposure in each week ahead: days 0-4 and days 5-6 (the tail a 30-day
+    # window at tick j + 5 reads), in weeks
+    week_start = snap.t + np.arange(_AHEAD) * WEEK_S
+    split = week_start + 5 * DAY_S
+
+    def overlap(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        return np.clip(hi[None, :] - np.maximum(user_created[:, None], lo[None, :]), 0, None)
+
+    head = overlap(week_start, split) / WEEK_S  # (users, weeks)
+    tail = overlap(split, week_start + WEEK_S) / WEEK_S
+    cum = [np.zeros((paths, len(user_rate)))]  # simulated events before tick k
+    tails: list[np.ndarray] = []  # simulated events in days 5-6 of week j
+
+    def hazard(k: int, usage30: np.ndarray, usage_all: np.ndarray, active: np.ndarray) -> np.ndarray:
+        z = churn_logit(
+            per_account(usage30), per_account(usage_all - usage30), active, seats,
+            mrr / snap.mrr_then[:, k] - 1.0, (snap.t + k * WEEK_S - snap.start) / DAY_S,
+            engaged[k], snap.employees, snap.plan,
+        )  # fmt: skip
+        return 1.0 / (1.0 + np.exp(-z))
+
+    for k in range(_AHEAD + 1):
+        last30 = known[k][0] + cum[k] - cum[max(0, k - 4)]
+        if k >= 5:
+            last30 = last30 + tails[k - 5]
+        last60 = known[k][0] + known[k][1] + cum[k]
+        active = per_account(last30 > 0)
+        if k == _AHEAD:  # tick 8: only the part of its week inside the window counts
+            log_survive += np.log1p(-_LAST_WEEK_SHARE * hazard(k, last30, last60, active))
+            break
+        if k > 0:
+            log_survive += np.log1p(-hazard(k, last30, last60, active))
+        # seat reviews during week k
+        over = active > seats
+        review = rng.random(shape) < np.where(over, TRUE_UP_P, SEAT_CHANGE_P)
+        util = active / np.maximum(seats, 1)
+        grow = np.maximum(seats + 1 + rng.integers(0, 3, shape), active)
+        shrink = np.maximum(1, seats - 1 - rng.integers(0, 2, shape))
+        new = np.where(util >= 0.85, grow, np.where((util < 0.5) & (seats > 1), shrink, seats))
+        changed = review & (new != seats)
+        seats = np.where(changed, new, seats).astype(np.int64)
+        mrr = np.where(changed, np.round(seats * price, 2), mrr)
+        # health, then the week's usage
+        shock = rng.random(shape) < SHOCK_P
+        health = HEALTH_PHI * health + rng.normal(0.0, HEALTH_SIGMA, shape) - SHOCK_SIZE * shock
+        rate = user_rate[None, :] * np.exp(health[:, user_account])
+        if k < _AHEAD - 5 + 1:  # its tail is read by the 30-day window at tick k + 5 <= 8
+            week_tail = rng.poisson(rate * tail[None, :, k])
+            tails.append(week_tail)
+            week = rng.poisson(rate * head[None, :, k]) + week_tail
+        else:
+            week = rng.poisson(rate * (head[None, :, k] + tail[None, :, k]))
+        cum.append(cum[k] + week)
+    return 1.0 - np.exp(log_survive).mean(axis=0)
+
+
 @dataclass
 class CustomerSim:
     """What the customer phase produced (indices are account / lead positions)."""
@@ -123,11 +256,33 @@ class CustomerSim:
     oracle_account: np.ndarray
     oracle_tick: np.ndarray  # tick index
     oracle_p: np.ndarray
+    oracle_hazard: np.ndarray  # the weekly hazard at the tick (a function of the features)
     # per tick (rows) and account (columns), for the offer experiment
     is_customer: np.ndarray  # bool
     utilization: np.ndarray  # active users / seats at the tick, NaN for non-customers
     label_rate: float
     oracle_auc: float
+
+
+def _segment_counts(
+    times: np.ndarray, owners: np.ndarray, t: int, first_week: int, n_weeks: int, size: int
+) -> np.ndarray:
+    """(size, n_weeks, 3) counts of the time-sorted events in the weeks ``first_week`` ..
+    ``first_week + n_weeks - 1`` after ``t``, split into each week's days 0-2, 3-4 and 5-6.
+
+    Every window the churn hazard reads at a weekly tick is a run of whole weeks plus days 5-6
+    (the 2 extra days of 30) or days 3-6 (the 4 extra days of 60) of the week before the run.
+    Owners below 0 are skipped.
+    """
+    lo = t + first_week * WEEK_S
+    a, b = np.searchsorted(times, [lo, lo + n_weeks * WEEK_S], side="left")
+    rel, own = times[a:b] - lo, owners[a:b]
+    keep = own >= 0
+    rel, own = rel[keep], own[keep]
+    off = rel % WEEK_S
+    seg = (off >= 3 * DAY_S).astype(np.int64) + (off >= 5 * DAY_S)
+    index = (own * n_weeks + rel // WEEK_S) * 3 + seg
+    return np.bincount(index, minlength=size * n_weeks * 3).reshape(size, n_weeks, 3)
 
 
 def _window_counts(times: np.ndarray, owners: np.ndarray, lo: int, hi: int, size: int) -> np.ndarray:
@@ -164,6 +319,8 @@ def simulate_customers(
     n_acc = len(employees)
     n = len(acc_of)
     end = t0 + weeks * WEEK_S
+    # the oracle's simulated futures draw from their own stream: the data do not depend on them
+    rng_mc = np.random.default_rng(rng.integers(0, 2**63))
     never = np.iinfo(np.int64).max
 
     # --- who becomes a customer, and when -----------------------------------------------------
@@ -216,9 +373,53 @@ def simulate_customers(
     # the leads of each account, as slices of one array (no per-account scan of all leads)
     by_account = np.argsort(acc_of, kind="stable")
     bounds = np.searchsorted(acc_of[by_account], np.arange(n_acc + 1))
+    engagement_acc = acc_of[engagement_lead]
+    weeks_span = _PAST + _AHEAD
+
+    def forward(
+        t: int, accounts: np.ndarray, hazard: np.ndarray, recent: np.ndarray,
+        recent_lead: np.ndarray, usage30: np.ndarray, usage_prev: np.ndarray,
+    ) -> np.ndarray:
+        """The oracle at tick t for the customer ``accounts`` (see _forward_churn_probability)."""
+        mine = np.concatenate([by_account[bounds[a] : bounds[a + 1]] for a in accounts])
+        # every lead counts (trials are product usage too); only adopters use it as customers
+        mine = mine[lead_created[mine] < t + _AHEAD * WEEK_S]
+        local = np.full(n, -1)
+        local[mine] = np.arange(len(mine))
+        acc_local = np.full(n_acc, -1)
+        acc_local[accounts] = np.arange(len(accounts))
+        past = np.zeros((len(mine), weeks_span, 3), dtype=np.int64)
+        past[:, :_PAST] = _segment_counts(recent, local[recent_lead], t, -_PAST, _PAST, len(mine))
+        known = past.copy()
+        known[:, _PAST:] = _segment_counts(
+            trial_usage_time, local[trial_usage_lead], t, 0, _AHEAD, len(mine)
+        )
+        engagement = _segment_counts(
+            engagement_time, acc_local[engagement_acc], t, -_PAST, weeks_span, len(accounts)
+        )
+        # the snapshot's own windows must be the ones the hazard read
+        u30, uprev = _windows(past, 0)
+        user_acc = acc_local[acc_of[mine]]
+        check30 = np.bincount(user_acc, weights=u30, minlength=len(accounts))
+        checkprev = np.bincount(user_acc, weights=uprev, minlength=len(accounts))
+        if not (np.array_equal(check30, usage30[accounts])
+                and np.array_equal(checkprev, usage_prev[accounts])):  # fmt: skip
+            raise AssertionError("forward simulation windows differ from the hazard's")
+        snap = _Snapshot(
+            t=t, accounts=accounts, hazard=hazard, health=health[accounts],
+            seats=seats[accounts], mrr=np.array([mrr_at(a, t) for a in accounts]),
+            mrr_then=np.array([[mrr_at(a, t + k * WEEK_S - 90 * DAY_S) for k in range(_AHEAD + 1)]
+                               for a in accounts]).reshape(len(accounts), _AHEAD + 1),
+            start=start[accounts], employees=employees[accounts], plan=plan[accounts],
+            discount=discount[accounts],
+        )  # fmt: skip
+        return _forward_churn_probability(
+            rng_mc, snap, user_acc, user_rate[mine] * adopter[mine], lead_created[mine], known,
+            engagement,
+        )
     usage_lead_chunks: list[np.ndarray] = []
     usage_time_chunks: list[np.ndarray] = []
-    oracle_acc, oracle_tick, oracle_p = [], [], []
+    oracle_acc, oracle_tick, oracle_p, oracle_h = [], [], [], []
     n_ticks = weeks + 1
     is_customer_t = np.zeros((n_ticks, n_acc), dtype=bool)
     util_t = np.full((n_ticks, n_acc), np.nan)
@@ -261,7 +462,11 @@ def simulate_customers(
                 )))  # fmt: skip
                 oracle_acc.append(active.astype(np.int32))
                 oracle_tick.append(np.full(len(active), w, dtype=np.int16))
-                oracle_p.append(1.0 - (1.0 - hazard) ** (CHURN_LABEL_DAYS / 7))
+                oracle_h.append(hazard)
+                if t + CHURN_LABEL_DAYS * DAY_S <= end:
+                    oracle_p.append(forward(t, active, hazard, recent, recent_lead, usage30, usage_prev))
+                else:  # the window passes the data end: no label, persistence is enough
+                    oracle_p.append(1.0 - (1.0 - hazard) ** (CHURN_LABEL_DAYS / 7))
                 is_customer_t[w, active] = True
                 util_t[w, active] = active_users[active] / np.maximum(seats[active], 1)
             if w == weeks:  # the end tick only gets oracle rows
@@ -320,6 +525,7 @@ def simulate_customers(
     o_acc = np.concatenate(oracle_acc) if oracle_acc else np.zeros(0, dtype=np.int32)
     o_tick = np.concatenate(oracle_tick) if oracle_tick else np.zeros(0, dtype=np.int16)
     o_p = np.concatenate(oracle_p) if oracle_p else np.zeros(0)
+    o_h = np.concatenate(oracle_h) if oracle_h else np.zeros(0)
     label_rate, oracle_auc = _label_stats(o_acc, o_tick, o_p, t0, end, churn_at)
     return CustomerSim(
         sub_account=np.asarray(rows_acc, dtype=np.int64),
@@ -333,6 +539,7 @@ def simulate_customers(
         oracle_account=o_acc,
         oracle_tick=o_tick,
         oracle_p=o_p,
+        oracle_hazard=o_h,
         is_customer=is_customer_t,
         utilization=util_t,
         label_rate=label_rate,

@@ -866,6 +866,7 @@ def simulate(
             "account_id": account_ids[customers.oracle_account],
             "snapshot_ts": pd.Series(ticks[customers.oracle_tick]).dt.as_unit("ns"),
             "p_true": customers.oracle_p.astype(np.float64),
+            "hazard_7d": customers.oracle_hazard.astype(np.float64),
         }
     )
     nbo_oracle = pd.DataFrame(

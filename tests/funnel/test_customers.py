@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,6 +37,28 @@ def test_subscriptions_are_contiguous_rows_per_account(generated):
     assert summary["customers"] == subs["account_id"].nunique() > 100
     assert 0.05 < summary["churn_label_rate"] < 0.2
     assert 0.7 < summary["churn_oracle_auc"] < 0.95  # informative, not trivial
+
+
+def test_churn_oracle_is_calibrated(generated):
+    """p_true is P(churn within 60 days | the generator's state): on the snapshots whose window
+    is observed, the churn rate in each probability band matches the band's mean p_true."""
+    from funnel.timegrid import snapshot_grid
+    from training.labels import churn_labels
+
+    out, summary, tables = generated
+    oracle = pd.read_parquet(out / "oracle" / "churn_oracle.parquet")
+    ticks = snapshot_grid(summary["start"], summary["end"])
+    labels = churn_labels(tables["subscriptions"], ticks, cust.CHURN_LABEL_DAYS, summary["end"])
+    rows = labels.merge(
+        oracle.rename(columns={"snapshot_ts": "event_timestamp"}), on=["account_id", "event_timestamp"]
+    )
+    assert len(rows) == len(labels)
+    assert summary["churn_label_rate"] == pytest.approx(rows["label"].mean())
+    band = pd.qcut(rows["p_true"], 5, labels=False)
+    by_band = rows.groupby(band).agg(p=("p_true", "mean"), rate=("label", "mean"), n=("label", "size"))
+    # snapshots of one account are correlated: allow three binomial errors of a fifth as many
+    err = 3 * np.sqrt(by_band["p"] * (1 - by_band["p"]) / (by_band["n"] / 5)) + 0.01
+    assert ((by_band["rate"] - by_band["p"]).abs() <= err).all(), by_band
 
 
 def test_won_opportunities_start_subscriptions(generated):
