@@ -15,6 +15,7 @@ from funnel.config import Config, ConfigError, load_config
 from funnel.quiet import quiet_libraries
 
 if TYPE_CHECKING:
+    from training.nbo import NboResult
     from training.train import TrainResult
 
 # Errors that are the user's to fix: shown as one clear line, no traceback.
@@ -140,6 +141,42 @@ def train_churn_cmd(ctx: click.Context, trials: int | None) -> None:
 
     cfg = _config(ctx)
     click.echo(format_train_result(train_classifier(cfg, "churn", n_trials=trials)))
+
+
+@train.command("nbo")
+@click.pass_context
+def train_nbo_cmd(ctx: click.Context) -> None:
+    """Fit the next-best-offer uplift learners, keep the best, decide the policy; register it."""
+    from training.nbo import train_nbo
+
+    cfg = _config(ctx)
+    click.echo(format_nbo_result(train_nbo(cfg)))
+
+
+def format_nbo_result(result: NboResult) -> str:
+    m = result.metrics
+    champion = " (now champion)" if result.became_champion else ""
+    qinis = ", ".join(f"{k} {v:.3f}" for k, v in result.validation_qini.items())
+    lines = [
+        f"model {result.model_name} version {result.version}{champion}",
+        f"  learner {result.learner} (validation mean Qini: {qinis})",
+        f"  held-out (cross-fitted) mean Qini {m['mean_qini']:.3f}"
+        + (f", {m['mean_qini_vs_oracle']:.0%} of the oracle's" if "mean_qini_vs_oracle" in m else ""),
+        (
+            "  policy values out of fold (net value per unit over sending nothing, doubly "
+            "robust, 95% CI):"
+        ),
+    ]
+    for name, (v, lo, hi) in sorted(result.policy_values.items(), key=lambda kv: -kv[1][0]):
+        mark = "  <- served" if name == result.served else ""
+        lines.append(f"    {name:<16} {v:9.2f}  [{lo:9.2f}, {hi:9.2f}]{mark}")
+    if "true_value_learned" in m:
+        lines.append(
+            f"  true value per unit (oracle): learned {m['true_value_learned']:.2f}, best single "
+            f"offer {m['true_value_best_single']:.2f}, oracle policy {m['true_value_oracle_policy']:.2f}"
+        )
+    lines.append(f"  {result.reason}")
+    return "\n".join(lines)
 
 
 def format_train_result(result: TrainResult) -> str:

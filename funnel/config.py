@@ -165,8 +165,9 @@ class NboConfig(Strict):
     outcome_window_days: Annotated[int, Field(gt=0)] = 14
     # candidate learners; the one with the best validation Qini is kept
     learners: Annotated[list[Learner], Field(min_length=1)] = ["s", "t", "x"]
-    validation_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
-    test_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
+    # exposures are split into folds by lead: fold 0 picks the learner, all folds (cross-fitted)
+    # measure it and decide the policy
+    folds: Annotated[int, Field(ge=2, le=20)] = 5
     # base LightGBM of every learner
     n_estimators: Annotated[int, Field(gt=0)] = 150
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05

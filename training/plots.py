@@ -58,3 +58,43 @@ def importance_plot(names: list[str], gains: np.ndarray, top: int = 20) -> Figur
     ax.set_title("Feature importance (gain)")
     fig.tight_layout()
     return fig
+
+
+def qini_plot(
+    y: np.ndarray, uplift: np.ndarray, arm: np.ndarray, offers: list[str], control: str = "control"
+) -> Figure:
+    """Qini curve of each offer against control on held-out rows, with the random line."""
+    from training.uplift_metrics import qini_curve
+
+    fig, ax = _figure()
+    for j, offer in enumerate(offers):
+        rows = (arm == offer) | (arm == control)
+        t = (arm[rows] == offer).astype(int)
+        if t.sum() == 0 or t.sum() == len(t):
+            continue
+        x, q = qini_curve(y[rows], uplift[rows, j], t)
+        line = ax.plot(x / x[-1], q / max(len(t), 1), label=offer)[0]
+        ax.plot([0, 1], [0, q[-1] / max(len(t), 1)], ":", color=line.get_color())
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_xlabel("share of units targeted, by predicted uplift")
+    ax.set_ylabel("incremental conversions per unit")
+    ax.set_title("Qini curves (test rows; dotted: random targeting)")
+    ax.legend()
+    return fig
+
+
+def policy_plot(values: dict[str, tuple[float, float, float]], served: str) -> Figure:
+    """IPW net value per unit of each policy with its bootstrap interval; the served one
+    highlighted."""
+    names = list(values)
+    mid = np.array([values[n][0] for n in names])
+    low = mid - np.array([values[n][1] for n in names])
+    high = np.array([values[n][2] for n in names]) - mid
+    fig, ax = _figure(7.0, 0.45 * len(names) + 1.5)
+    colors = ["tab:orange" if n == served else "tab:blue" for n in names]
+    ax.barh(names, mid, xerr=[low, high], color=colors, capsize=3)
+    ax.axvline(0, color="grey", linewidth=0.5)
+    ax.set_xlabel("net value per unit over sending nothing (IPW, 95% interval)")
+    ax.set_title(f"Policies on held-out rows (served: {served})")
+    fig.tight_layout()
+    return fig

@@ -15,3 +15,19 @@ class ScoringPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         return self.model.predict_proba(model_input)
+
+
+class NboPyfunc(mlflow.pyfunc.PythonModel):
+    """The next-best-offer bundle: predicts each offer's uplift over control, one column per
+    offer (``uplift_<offer>``)."""
+
+    def load_context(self, context) -> None:
+        from training.nbo_model import NboModel
+
+        self.model = NboModel.load(context.artifacts["nbo"])
+
+    def predict(self, context, model_input, params=None):
+        import pandas as pd
+
+        uplift = self.model.uplift(model_input)
+        return pd.DataFrame(uplift, columns=[f"uplift_{o}" for o in self.model.offers])

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from funnel.config import Config
 from training.scoring import BundleError, ScoringModel
+
+if TYPE_CHECKING:
+    from training.nbo_model import NboModel
 
 BUNDLE_ARTIFACT = "bundle"
 
@@ -83,3 +87,24 @@ def load_model(
             f"not '{kind}'; check training.{kind}.registered_model"
         )
     return model
+
+
+def load_nbo_model(cfg: Config, alias: str = "champion") -> NboModel:
+    """The next-best-offer bundle of ``models:/<training.nbo.registered_model>@alias``."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from training.nbo_model import NboModel
+
+    name = cfg.training.nbo.registered_model
+    configure_tracking(cfg)
+    try:
+        mv = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise BundleError(
+            f"no model '{name}' with alias '{alias}' in {cfg.tracking_uri}; "
+            "train one first with `funnel train nbo`"
+        ) from exc
+    local = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}"))
+    return NboModel.load(local / "artifacts" / "nbo", version=f"{name}/{mv.version}")

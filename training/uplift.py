@@ -233,6 +233,12 @@ class XLearner(_BaseUpliftLearner):
         self.propensity_ = np.asarray(weights)
         return self
 
+    def predict_outcome(self, X: Any) -> np.ndarray:
+        """P(y=1) under each arm from the stage-1 models, shape (n, n_arms), order of
+        ``arms_``."""
+        X = self._validate_predict(X)
+        return np.column_stack([m.predict_proba(X)[:, 1] for m in self.outcome_models_])
+
     def predict(self, X: Any) -> np.ndarray:
         """Uplift of each offer over control, shape (n, n_offers), order of ``offers_``."""
         X = self._validate_predict(X)
@@ -278,3 +284,42 @@ def best_offer(
         return np.full(len(net), -1)
     best = np.argmax(net, axis=1)
     return np.where(net[np.arange(len(net)), best] > 0, best, -1)
+
+
+def _booster_predict(estimator: BaseEstimator, X: np.ndarray) -> np.ndarray:
+    """``predict_proba[:, 1]`` (classifiers) or ``predict`` (regressors) of a fitted LightGBM
+    estimator through its native booster, one thread, no input checks."""
+    return estimator.booster_.predict(X, num_threads=1)
+
+
+def _is_lightgbm(estimator: BaseEstimator) -> bool:
+    return isinstance(estimator, LGBMClassifier | LGBMRegressor)
+
+
+def predict_uplift_fast(learner: _BaseUpliftLearner, X: np.ndarray) -> np.ndarray:
+    """``learner.predict(X)`` for a float64 matrix, through the LightGBM boosters directly.
+
+    scikit-learn's input validation and the wrappers cost about 0.2 ms per model call; serving
+    one row through a T-learner with four offers would pay that five times. Learners on other
+    base models fall back to ``predict``.
+    """
+    check_is_fitted(learner)
+    X = np.asarray(X, dtype=np.float64)
+    if isinstance(learner, SLearner) and _is_lightgbm(learner.model_):
+        p = np.column_stack(
+            [_booster_predict(learner.model_, learner._design(X, i)) for i in range(len(learner.arms_))]
+        )
+        return p[:, 1:] - p[:, [0]]
+    if isinstance(learner, TLearner) and all(_is_lightgbm(m) for m in learner.models_):
+        p = np.column_stack([_booster_predict(m, X) for m in learner.models_])
+        return p[:, 1:] - p[:, [0]]
+    if isinstance(learner, XLearner) and all(
+        _is_lightgbm(m) for pair in learner.effect_models_ for m in pair
+    ):
+        return np.column_stack(
+            [
+                g * _booster_predict(tau_0, X) + (1 - g) * _booster_predict(tau_1, X)
+                for (tau_0, tau_1), g in zip(learner.effect_models_, learner.propensity_, strict=True)
+            ]
+        )
+    return learner.predict(X)
