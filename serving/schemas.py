@@ -88,3 +88,66 @@ class BatchResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str | list[dict]
+
+
+AccountId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class ChurnRiskRequest(_Request):
+    """One customer account, by id."""
+
+    account_id: AccountId = Field(description="The account's id in the CRM, e.g. A000001.")
+
+
+class ChurnRisk(BaseModel):
+    account_id: str
+    probability: float = Field(ge=0.0, le=1.0, description="Calibrated P(churn within 60 days).")
+    risk_tier: str = Field(description="The tier the probability falls in (training.churn.tiers).")
+    tier_thresholds: dict[str, float] = Field(description="Each tier's lowest probability.")
+    reasons: list[Reason]
+    model_version: str
+    feature_service: str
+    features_as_of: datetime | None = Field(
+        description="Event time of the newest feature row used (UTC)."
+    )
+    feature_age_seconds: float | None = Field(description="Now minus features_as_of.")
+
+
+class NextBestOfferRequest(_Request):
+    """One lead, by id; ``job_title`` overrides the stored title, as for scoring."""
+
+    lead_id: LeadId = Field(description="The lead's id in the CRM, e.g. L0000001.")
+    job_title: JobTitle | None = Field(
+        default=None,
+        description="Request-time job title; replaces the stored one for the title features.",
+    )
+
+
+class OfferValue(BaseModel):
+    offer_id: str
+    uplift: float = Field(description="Predicted change in P(conversion) against no offer.")
+    value: float = Field(description="Worth of a conversion (configs/offers.yaml).")
+    cost: float = Field(description="Cost of the offer per exposure.")
+    expected_net_value: float = Field(description="uplift x value - cost")
+
+
+class NextBestOffer(BaseModel):
+    lead_id: str
+    stage: Literal["awareness", "consideration", "decision", "retention"]
+    is_customer: bool
+    offers: list[OfferValue] = Field(
+        description="The lead's eligible offers, best expected net value first."
+    )
+    chosen_offer: str = Field(description="The offer to give, or 'control' for none.")
+    policy: str = Field(
+        description="What this model serves: 'learned' (best offer per lead), or the single "
+        "offer (or 'control') it fell back to because the learned policy did not beat it."
+    )
+    policy_choice: str = Field(description="The policy's pick before exploration.")
+    explored: bool = Field(description="Whether chosen_offer was drawn at random (exploration).")
+    propensity: float = Field(
+        gt=0.0, le=1.0, description="Probability that this answer gives chosen_offer; log it."
+    )
+    model_version: str
+    feature_service: str
+    features_as_of: datetime | None

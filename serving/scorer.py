@@ -1,27 +1,42 @@
-"""Score leads from the Feast online store with the champion model (no BentoML, no HTTP).
+"""Score from the Feast online store with the champion models (no BentoML, no HTTP): leads'
+MQL scores, accounts' churn risk and leads' next best offer.
 
-Per batch there are exactly two online reads, whatever the batch size: the leads' account id
-from ``lead_profile_fv`` (the account features are keyed by account, so the entity rows need it),
-then the feature service itself. A lead without a profile row is "not found".
+For lead requests there are exactly two online reads per batch, whatever its size: the leads'
+account id from ``lead_profile_fv`` (the account features are keyed by account, so the entity
+rows need it), then the feature service itself. A lead without a profile row is "not found".
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving.schemas import LeadScore, LeadScoreRequest, Reason
+from serving.schemas import (
+    ChurnRisk,
+    ChurnRiskRequest,
+    LeadScore,
+    LeadScoreRequest,
+    NextBestOffer,
+    NextBestOfferRequest,
+    OfferValue,
+    Reason,
+)
 from training.reasons import Reason as ModelReason
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from funnel.config import StagesConfig
+    from funnel.offers import Offers
+    from training.nbo_model import NboModel
     from training.scoring import ScoringModel
 
 PROFILE_VIEW = "lead_profile_fv"
@@ -35,6 +50,82 @@ SINGLE_THREAD_ROWS = 32
 
 class FeatureContractError(RuntimeError):
     """The model and the feature store disagree (feature service or feature names)."""
+
+
+_STORE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def _store_lock(store: Any) -> threading.Lock:
+    """One lock per feature store: the SQLite online store shares one connection between the
+    service's threads, whichever model reads through it."""
+    return _STORE_LOCKS.setdefault(store, threading.Lock())
+
+
+def _resolve_service(store: Any, name: str, needed: Sequence[str], version: str) -> Any:
+    """The feature service object (resolved once: by name, Feast looks it up per call), after
+    checking it serves every feature the model needs."""
+    try:
+        service = store.get_feature_service(name)
+    except Exception as exc:  # Feast raises its own *NotFoundException types
+        raise FeatureContractError(
+            f"feature service '{name}' (needed by model {version}) is not in the Feast "
+            f"registry: {exc}; apply the feature definitions first"
+        ) from exc
+    served = {f.name for proj in service.feature_view_projections for f in proj.features}
+    missing = [n for n in needed if n not in served]
+    if missing:
+        raise FeatureContractError(
+            f"model {version} needs features that feature service '{name}' does not serve: "
+            f"{', '.join(missing)}"
+        )
+    return service
+
+
+class LeadFeatureReader:
+    """Online features of a lead-keyed feature service for scoring requests.
+
+    Per batch there are exactly two online reads: the leads' account ids from
+    ``lead_profile_fv`` (account features are keyed by account), then the service itself.
+    """
+
+    def __init__(self, store: Any, service_name: str, needed: Sequence[str], version: str) -> None:
+        self.store = store
+        self._lock = _store_lock(store)
+        self.feature_service = _resolve_service(store, service_name, needed, version)
+        _check_account_lookup(store)
+
+    def _accounts(self, lead_ids: list[str]) -> list[str | None]:
+        with self._lock:
+            resp = self.store.get_online_features([ACCOUNT_REF], entity_rows={"lead_id": lead_ids})
+        data = resp.to_dict()
+        _check_order(data["lead_id"], lead_ids)
+        return data[ACCOUNT_FIELD]
+
+    def ping(self) -> None:
+        """One tiny online read; raises if the online store does not answer."""
+        self._accounts(["__readyz__"])
+
+    def features(self, requests: Sequence[Any]) -> tuple[dict[str, list], list[str]]:
+        """Online feature columns (with ``<name>__ts`` event times, epoch seconds) for the
+        requests whose lead exists, in request order, and the ids that do not exist. Requests
+        have ``lead_id`` and an optional ``job_title``."""
+        ids = [r.lead_id for r in requests]
+        accounts = self._accounts(ids)
+        found = [i for i, acc in enumerate(accounts) if acc is not None]
+        not_found = [ids[i] for i, acc in enumerate(accounts) if acc is None]
+        if not found:
+            return {}, not_found
+        rows = {
+            "lead_id": [ids[i] for i in found],
+            "account_id": [accounts[i] for i in found],
+            # "" tells job_title_odfv to use the stored title
+            "request_job_title": [requests[i].job_title or "" for i in found],
+        }
+        with self._lock:
+            resp = self.store.get_online_features(self.feature_service, entity_rows=rows)
+        data = resp.to_dict(include_event_timestamps=True)
+        _check_order(data["lead_id"], rows["lead_id"])
+        return data, not_found
 
 
 class LeadScorer:
@@ -57,58 +148,16 @@ class LeadScorer:
         self.model = model
         self.top_k = top_k
         self.clock = clock
-        self._read_lock = threading.Lock()
-        # Resolve the service once: by name, Feast would look it up in the registry per call.
-        try:
-            self.feature_service = store.get_feature_service(model.feature_service)
-        except Exception as exc:  # Feast raises its own *NotFoundException types
-            raise FeatureContractError(
-                f"feature service '{model.feature_service}' (needed by model {model.version}) is "
-                f"not in the Feast registry: {exc}; apply the feature definitions first"
-            ) from exc
-        served = {
-            f.name for proj in self.feature_service.feature_view_projections for f in proj.features
-        }
-        missing = [name for name in model.feature_names if name not in served]
-        if missing:
-            raise FeatureContractError(
-                f"model {model.version} needs features that feature service "
-                f"'{model.feature_service}' does not serve: {', '.join(missing)}"
-            )
-        _check_account_lookup(store)
-
-    # -- reads --------------------------------------------------------------------------------
-    def _accounts(self, lead_ids: list[str]) -> list[str | None]:
-        with self._read_lock:
-            resp = self.store.get_online_features([ACCOUNT_REF], entity_rows={"lead_id": lead_ids})
-        data = resp.to_dict()
-        _check_order(data["lead_id"], lead_ids)
-        return data[ACCOUNT_FIELD]
+        self.reader = LeadFeatureReader(
+            store, model.feature_service, model.feature_names, model.version
+        )
+        self.feature_service = self.reader.feature_service
 
     def ping(self) -> None:
-        """One tiny online read; raises if the online store does not answer."""
-        self._accounts(["__readyz__"])
+        self.reader.ping()
 
     def features(self, requests: Sequence[LeadScoreRequest]) -> tuple[dict[str, list], list[str]]:
-        """Online feature columns (with ``<name>__ts`` event times, epoch seconds) for the
-        requests whose lead exists, in request order, and the ids that do not exist."""
-        ids = [r.lead_id for r in requests]
-        accounts = self._accounts(ids)
-        found = [i for i, acc in enumerate(accounts) if acc is not None]
-        not_found = [ids[i] for i, acc in enumerate(accounts) if acc is None]
-        if not found:
-            return {}, not_found
-        rows = {
-            "lead_id": [ids[i] for i in found],
-            "account_id": [accounts[i] for i in found],
-            # "" tells job_title_odfv to use the stored title
-            "request_job_title": [requests[i].job_title or "" for i in found],
-        }
-        with self._read_lock:
-            resp = self.store.get_online_features(self.feature_service, entity_rows=rows)
-        data = resp.to_dict(include_event_timestamps=True)
-        _check_order(data["lead_id"], rows["lead_id"])
-        return data, not_found
+        return self.reader.features(requests)
 
     # -- scoring ------------------------------------------------------------------------------
     def predict(self, data: dict[str, list]) -> tuple[np.ndarray, list[list[ModelReason]]]:
@@ -146,6 +195,136 @@ class LeadScorer:
         return results, not_found
 
 
+class NotACustomerError(LookupError):
+    """The account exists but has no subscription in force."""
+
+
+class AccountScorer:
+    """Churn risk of a customer account: Feast online features of the churn feature service
+    (keyed by account) -> calibrated probability, risk tier and top reasons."""
+
+    def __init__(
+        self, store: Any, model: ScoringModel, *, top_k: int = 3,
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        if not model.meta.tiers:
+            raise FeatureContractError(f"model {model.version} has no risk tiers: not a churn model")
+        self.store, self.model, self.top_k, self.clock = store, model, top_k, clock
+        self._lock = _store_lock(store)
+        needed = [*model.feature_names, "is_customer"]
+        self.feature_service = _resolve_service(
+            store, model.feature_service, needed, model.version
+        )
+
+    def score(self, request: ChurnRiskRequest) -> ChurnRisk | None:
+        """The account's churn risk; None when the account is unknown; NotACustomerError when
+        it is not a customer now."""
+        with self._lock:
+            resp = self.store.get_online_features(
+                self.feature_service, entity_rows={"account_id": [request.account_id]}
+            )
+        data = resp.to_dict(include_event_timestamps=True)
+        customer = data.get("is_customer", [None])[0]
+        if customer is None or (isinstance(customer, float) and math.isnan(customer)):
+            return None
+        if customer < 1:
+            raise NotACustomerError(
+                f"account '{request.account_id}' has no subscription in force: churn risk is "
+                "scored for customers"
+            )
+        probs, reasons = self.model.predict_explain(data, self.top_k, num_threads=1)
+        p = float(probs[0])
+        ts = _newest_timestamps(data, key="account_id")[0]
+        tiers = self.model.meta.tiers or []
+        return ChurnRisk(
+            account_id=request.account_id,
+            probability=p,
+            risk_tier=self.model.tier(p) or "",
+            tier_thresholds={t["name"]: float(t["min_probability"]) for t in tiers},
+            reasons=[_reason(r) for r in reasons[0]],
+            model_version=self.model.version,
+            feature_service=self.model.feature_service,
+            features_as_of=datetime.fromtimestamp(ts, UTC) if ts else None,
+            feature_age_seconds=float(self.clock() - ts) if ts else None,
+        )
+
+
+class OfferRanker:
+    """Next best offer for a lead: online features -> uplift per offer -> the lead's eligible
+    offers ranked by expected net value -> the served policy's choice, with epsilon-greedy
+    exploration and the propensity of the answer.
+
+    Offers' values, costs and eligibility come from the current offers file, so a business
+    change needs no retraining; offers the model was not trained on cannot be ranked and are
+    left out (as are model offers the file no longer declares).
+    """
+
+    def __init__(
+        self, store: Any, model: NboModel, offers: Offers, stages: StagesConfig,
+        epsilon: float, *, clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        from funnel.stages import features_needed
+
+        self.model, self.offers, self.stages, self.epsilon, self.clock = (
+            model, offers, stages, epsilon, clock
+        )
+        needed = [*model.feature_names, *features_needed(stages), "is_customer"]
+        self.reader = LeadFeatureReader(store, model.feature_service, needed, model.version)
+        self.served = [o for o in model.offers if o in offers.ids]
+        self._columns = [model.offers.index(o) for o in self.served]
+        self._values = [offers.get(o).value for o in self.served]
+        self._costs = [offers.get(o).cost for o in self.served]
+
+    def _draws(self, lead_id: str) -> tuple[float, float]:
+        """Two uniforms fixed per lead, model version and UTC day: asking twice the same day
+        gives the same answer (and the logged propensity stays true)."""
+        day = datetime.fromtimestamp(self.clock(), UTC).date().isoformat()
+        digest = hashlib.sha256(f"{lead_id}|{self.model.version}|{day}".encode()).digest()
+        return (
+            int.from_bytes(digest[:8], "big") / 2**64,
+            int.from_bytes(digest[8:16], "big") / 2**64,
+        )
+
+    def recommend(self, request: NextBestOfferRequest) -> NextBestOffer | None:
+        from funnel.stages import assign_stages
+        from training.nbo_policy import choose_offer, rank_offers
+
+        data, not_found = self.reader.features([request])
+        if not_found:
+            return None
+        stage = str(assign_stages(self.stages, data)[0])
+        is_customer = data["is_customer"][0]
+        eligible = self.offers.eligible([stage], [is_customer if is_customer is not None else 0])
+        mask = [bool(eligible[0, self.offers.ids.index(o)]) for o in self.served]
+        uplift = self.model.uplift(data)[0, self._columns]
+        ranked = rank_offers(uplift, self.served, self._values, self._costs, mask)
+        choice = choose_offer(
+            ranked, self.model.served_policy, self.epsilon, self._draws(request.lead_id),
+            control=self.model.meta.control,
+        )  # fmt: skip
+        ts = _newest_timestamps(data)[0]
+        return NextBestOffer(
+            lead_id=request.lead_id,
+            stage=stage,  # type: ignore[arg-type]
+            is_customer=bool(is_customer is not None and is_customer >= 1),
+            offers=[
+                OfferValue(
+                    offer_id=r.offer_id, uplift=r.uplift, value=r.value, cost=r.cost,
+                    expected_net_value=r.expected_net_value,
+                )
+                for r in ranked
+            ],
+            chosen_offer=choice.chosen,
+            policy=self.model.served_policy,
+            policy_choice=choice.greedy,
+            explored=choice.explored,
+            propensity=choice.propensity,
+            model_version=self.model.version,
+            feature_service=self.model.feature_service,
+            features_as_of=datetime.fromtimestamp(ts, UTC) if ts else None,
+        )
+
+
 def _check_account_lookup(store: FeatureStore) -> None:
     """Fail at start-up, not on every request, when the online store cannot map a lead to its
     account (the account features need the account id as an entity key)."""
@@ -169,7 +348,7 @@ def _check_order(returned: list[Any], requested: list[str]) -> None:
         raise RuntimeError("online store returned rows out of request order")
 
 
-def _newest_timestamps(data: dict[str, list]) -> list[int]:
+def _newest_timestamps(data: dict[str, list], key: str = "lead_id") -> list[int]:
     """Per row, the newest event time (epoch s) over the feature views' features. Join keys and
     on-demand features carry 0, and so does a feature with no row."""
     columns = [
@@ -178,7 +357,7 @@ def _newest_timestamps(data: dict[str, list]) -> list[int]:
         if name.endswith(TS_SUFFIX) and name.removesuffix(TS_SUFFIX) not in KEY_COLUMNS
     ]
     if not columns:
-        return [0] * len(data["lead_id"])
+        return [0] * len(data[key])
     return np.max(np.asarray(columns, dtype=np.int64), axis=0).tolist()
 
 

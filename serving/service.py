@@ -29,14 +29,23 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
-from serving.schemas import BatchRequest, BatchResponse, ErrorResponse, LeadScore, LeadScoreRequest
+from serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ChurnRisk,
+    ChurnRiskRequest,
+    ErrorResponse,
+    LeadScore,
+    LeadScoreRequest,
+    NextBestOffer,
+    NextBestOfferRequest,
+)
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
     from funnel.config import Config
-    from serving.scorer import LeadScorer
-    from training.scoring import ScoringModel
+    from serving.scorer import AccountScorer, LeadScorer, OfferRanker
 
 log = logging.getLogger("funnel.serving")
 CONFIG_ENV = "FUNNEL_CONFIG"
@@ -97,43 +106,75 @@ async def _authorize(
     )
 
 
-def load_parts() -> tuple[Config, FeatureStore, ScoringModel]:
+def load_parts() -> tuple[Config, FeatureStore, dict[str, Any]]:
     """Config from ``FUNNEL_CONFIG`` (+ ``FUNNEL_OVERRIDES``), the Feast store and the champion
-    model; slow imports live here, not at module import. Tests replace this function."""
+    of every model kind in ``serving.models``; slow imports live here, not at module import.
+    Tests replace this function."""
     from funnel.config import DEFAULT_CONFIG, load_config
     from funnel.jobs import feature_store
-    from training.registry import load_model
+    from training.registry import load_model, load_nbo_model
 
     overrides = [line for line in os.environ.get(OVERRIDES_ENV, "").splitlines() if line.strip()]
     cfg = load_config(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG, overrides)
     store = feature_store(cfg)
-    model = load_model(cfg, cfg.training.mql.registered_model, cfg.serving.model_alias)
-    return cfg, store, model
+    alias = cfg.serving.model_alias
+    models: dict[str, Any] = {}
+    for kind in cfg.serving.models:
+        if kind == "nbo":
+            models[kind] = load_nbo_model(cfg, alias)
+        else:
+            name = getattr(cfg.training, kind).registered_model
+            models[kind] = load_model(cfg, name, alias, kind=kind)
+    return cfg, store, models
+
+
+def _not_served(kind: str) -> HTTPException:
+    return HTTPException(
+        503, f"the {kind} model is not served here: add '{kind}' to serving.models and restart"
+    )
 
 
 @bentoml.service(name="funnel", traffic={"timeout": 30})
 @bentoml.asgi_app(api, path="/v1")
 class FunnelService:
-    """Lead scoring (MQL): Feast online features + the champion model, loaded once per worker."""
+    """MQL scores, churn risk and next best offers: Feast online features + the champion
+    models, loaded once per worker."""
 
     def __init__(self) -> None:
         self.attach(*load_parts())
 
-    def attach(self, cfg: Config, store: FeatureStore, model: ScoringModel) -> None:
-        """Wire config, store and model; refuse to start on a feature-service mismatch."""
-        from serving.scorer import LeadScorer
+    def attach(self, cfg: Config, store: FeatureStore, models: dict[str, Any]) -> None:
+        """Wire config, store and models; refuse to start when a configured model is missing
+        or was trained on another feature service than the config names."""
+        from funnel.offers import load_offers
+        from serving.scorer import AccountScorer, LeadScorer, OfferRanker
 
-        wanted = cfg.training.mql.feature_service
-        if model.feature_service != wanted:
-            raise RuntimeError(
-                f"refusing to start: model {model.version} was trained on feature service "
-                f"'{model.feature_service}' but this service requests '{wanted}' "
-                "(training.mql.feature_service); retrain or point the alias at a matching model"
-            )
+        missing = [k for k in cfg.serving.models if k not in models]
+        if missing:
+            raise RuntimeError(f"refusing to start: no model loaded for {missing} (serving.models)")
+        for kind, model in models.items():
+            wanted = getattr(cfg.training, kind).feature_service
+            if model.feature_service != wanted:
+                raise RuntimeError(
+                    f"refusing to start: model {model.version} was trained on feature service "
+                    f"'{model.feature_service}' but this service requests '{wanted}' "
+                    f"(training.{kind}.feature_service); retrain or point the alias at a "
+                    "matching model"
+                )
         self.cfg = cfg
-        self.model = model
+        self.models = models
+        self.model = models.get("mql")
         self.max_batch = cfg.serving.max_batch
-        self.scorer: LeadScorer = LeadScorer(store, model)
+        self.scorer: LeadScorer | None = LeadScorer(store, models["mql"]) if "mql" in models else None
+        self.churn: AccountScorer | None = (
+            AccountScorer(store, models["churn"]) if "churn" in models else None
+        )
+        self.ranker: OfferRanker | None = None
+        if "nbo" in models:
+            self.ranker = OfferRanker(
+                store, models["nbo"], load_offers(cfg), cfg.stages, cfg.serving.exploration_epsilon
+            )
+        self._store = store
         key = cfg.api_key()
         self._api_key: bytes | None = key.encode() if key else None
         if self._api_key is None:
@@ -141,22 +182,31 @@ class FunnelService:
                 "no API key configured (FUNNEL_API_KEY or serving.api_key): "
                 "the scoring routes are open to anyone who can reach this port"
             )
-        log.info(
-            "serving model %s (feature service %s, threshold %.4f)",
-            model.version,
-            model.feature_service,
-            model.threshold,
-        )
+        for kind, model in models.items():
+            log.info("serving %s model %s (feature service %s)", kind, model.version,
+                     model.feature_service)  # fmt: skip
+
+    def _ping(self) -> None:
+        if self.scorer is not None:
+            self.scorer.ping()
+        elif self.ranker is not None:
+            self.ranker.reader.ping()
+        else:
+            self._store.get_online_features(
+                ["account_firmographic_fv:industry"], entity_rows={"account_id": ["__readyz__"]}
+            )
 
     async def __is_ready__(self) -> bool:
         try:
-            self.scorer.ping()
+            self._ping()
         except Exception:
             log.exception("readiness: the online store did not answer")
             return False
         return True
 
     def _score(self, requests: list[LeadScoreRequest]) -> tuple[list[LeadScore], list[str]]:
+        if self.scorer is None:
+            raise _not_served("mql")
         try:
             return self.scorer.score(requests)
         except Exception as exc:
@@ -197,3 +247,53 @@ class FunnelService:
         results, not_found = await anyio.to_thread.run_sync(self._score, request.leads)
         body = BatchResponse(results=results, not_found=not_found)
         return Response(body.model_dump_json(), media_type="application/json")
+
+    @api.post(
+        "/accounts/churn_risk",
+        response_model=ChurnRisk,
+        dependencies=[Depends(_authorize)],
+        responses={
+            **_ERRORS,
+            404: {"model": ErrorResponse, "description": "Unknown account, or not a customer"},
+            503: {"model": ErrorResponse, "description": "The churn model is not served"},
+        },
+        summary="Churn risk of one customer account",
+    )
+    async def churn_risk(self, request: ChurnRiskRequest) -> Response:
+        from serving.scorer import NotACustomerError
+
+        if self.churn is None:
+            raise _not_served("churn")
+        try:
+            result = self.churn.score(request)
+        except NotACustomerError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except Exception as exc:
+            log.exception("churn scoring failed")
+            raise HTTPException(500, "internal error while scoring; see the server log") from exc
+        if result is None:
+            raise HTTPException(404, f"account '{request.account_id}' not found")
+        return Response(result.model_dump_json(), media_type="application/json")
+
+    @api.post(
+        "/next_best_offer",
+        response_model=NextBestOffer,
+        dependencies=[Depends(_authorize)],
+        responses={
+            **_ERRORS,
+            404: {"model": ErrorResponse, "description": "Unknown lead id"},
+            503: {"model": ErrorResponse, "description": "The next-best-offer model is not served"},
+        },
+        summary="The lead's eligible offers ranked by expected net value, and the one to give",
+    )
+    async def next_best_offer(self, request: NextBestOfferRequest) -> Response:
+        if self.ranker is None:
+            raise _not_served("nbo")
+        try:
+            result = self.ranker.recommend(request)
+        except Exception as exc:
+            log.exception("next-best-offer failed")
+            raise HTTPException(500, "internal error while ranking; see the server log") from exc
+        if result is None:
+            raise HTTPException(404, f"lead '{request.lead_id}' not found")
+        return Response(result.model_dump_json(), media_type="application/json")

@@ -14,6 +14,7 @@ import pytest
 from funnel.config import Config, load_config
 
 if TYPE_CHECKING:
+    from training.nbo import NboResult
     from training.train import TrainResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,23 +57,30 @@ def production_services() -> None:
 class PipelineRun:
     cfg: Config
     result: TrainResult
+    churn: TrainResult
+    nbo: NboResult
 
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
-    """A trained champion, features applied and materialized, on the embedded default."""
+    """Trained MQL, churn and next-best-offer champions, features applied and materialized,
+    on the embedded default. The offers' true effects are doubled (a strong known effect for
+    the uplift quality test)."""
     from funnel.data.generate import generate
     from funnel.jobs import apply_features, materialize_features
-    from training.train import train_mql
+    from training.nbo import train_nbo
+    from training.train import train_churn, train_mql
 
     base = tmp_path_factory.mktemp("pipeline")
     cfg = make_config(base, "serving.api_key=test-key")
     generate(n_leads=PIPELINE_LEADS, seed=11, start=cfg.data.start, weeks=cfg.data.weeks,
-             out_dir=cfg.data_dir, progress=False)
+             out_dir=cfg.data_dir, progress=False, offer_effect_scale=2.0)
     apply_features(cfg)
     result = train_mql(cfg, progress=False, n_trials=PIPELINE_TRIALS)
+    churn = train_churn(cfg, progress=False, n_trials=PIPELINE_TRIALS)
+    nbo = train_nbo(cfg, progress=False)
     materialize_features(cfg)
-    return PipelineRun(cfg, result)
+    return PipelineRun(cfg, result, churn, nbo)
 
 
 @pytest.fixture(scope="session")

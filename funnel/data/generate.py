@@ -968,6 +968,7 @@ def generate(
     *,
     out_dir: str | Path,
     progress: bool = True,
+    offer_effect_scale: float = 1.0,
 ) -> dict:
     """Simulate and write ``<out_dir>/raw/*.parquet`` + manifest and ``<out_dir>/oracle/``.
 
@@ -985,7 +986,10 @@ def generate(
             f"data end {end_ts.isoformat()} is in the future; choose an earlier start "
             "or fewer weeks"
         )
-    sim = simulate(n_leads, seed, start=start_ts, weeks=weeks, progress=progress)
+    sim = simulate(
+        n_leads, seed, start=start_ts, weeks=weeks, progress=progress,
+        offer_effect_scale=offer_effect_scale,
+    )  # fmt: skip
     out = Path(out_dir)
     raw_dir = out / "raw"
     write_tables(sim.tables, raw_dir)

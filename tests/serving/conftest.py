@@ -42,6 +42,12 @@ class TinyPipeline:
     store: Any  # feast.FeatureStore
     model: Any  # training.scoring.ScoringModel
     latest: pd.Timestamp  # the newest snapshot tick (= the data's end)
+    churn: Any = None  # training.scoring.ScoringModel with risk tiers
+    nbo: Any = None  # training.nbo_model.NboModel
+
+    @property
+    def models(self) -> dict[str, Any]:
+        return {"mql": self.model, "churn": self.churn, "nbo": self.nbo}
 
     def offline_rows(self, lead_ids: list[str]) -> pd.DataFrame:
         """The leads' model inputs at the latest tick, built from the offline parquet tables
@@ -117,6 +123,78 @@ def _train_tiny_model(cfg: Config, store: Any) -> Any:
     return ScoringModel(booster, meta, version="funnel-mql/tiny")
 
 
+def _train_tiny_churn(cfg: Config, store: Any) -> Any:
+    """A small booster on the customers' real churn_v1 features, with labels leaning on idle
+    seats (ten weeks hold too few observed churns to learn from)."""
+    import lightgbm as lgb
+
+    from features.store import historical_features
+    from training.scoring import BundleMeta, ScoringModel
+    from training.train import feature_columns
+
+    usage = pd.read_parquet(cfg.features_dir / "account_usage.parquet")
+    entity = usage.loc[usage["is_customer"] == 1, ["account_id", "event_timestamp"]]
+    frame = historical_features(store, entity.reset_index(drop=True), "churn_v1")
+    names, categorical = feature_columns(frame)
+    rng = np.random.default_rng(4)
+    signal = 2.0 * (0.6 - frame["seat_utilization_30d"].fillna(0).clip(0, 1)) - 1.5
+    label = rng.uniform(size=len(frame)) < 1 / (1 + np.exp(-signal))
+    categories = {c: sorted(frame[c].dropna().astype(str).unique()) for c in categorical}
+    tiers = [
+        {"name": "low", "min_probability": 0.0},
+        {"name": "medium", "min_probability": 0.2},
+        {"name": "high", "min_probability": 0.4},
+    ]
+    meta = BundleMeta(
+        "churn", "churn_v1", names, categories, {"a": 1.0, "b": 0.0}, 0.4, tiers=tiers
+    )
+    x = ScoringModel(None, meta).matrix(frame)  # type: ignore[arg-type]
+    data = lgb.Dataset(x, label.astype(int), feature_name=names, categorical_feature=categorical,
+                       params={"verbose": -1})  # fmt: skip
+    params = {"objective": "binary", "num_leaves": 7, "min_data_in_leaf": 5, "verbose": -1,
+              "seed": 1, "num_threads": 1}  # fmt: skip
+    return ScoringModel(
+        lgb.train(params, data, num_boost_round=30), meta, version="funnel-churn/tiny"
+    )
+
+
+def _train_tiny_nbo(cfg: Config, store: Any, served: str = "learned") -> Any:
+    """A small T-learner on the real exposures and nbo_v1 features, with outcomes in which each
+    offer helps some leads (the real ten weeks hold too few conversions per arm)."""
+    from features.store import historical_features
+    from funnel.config import NboConfig
+    from funnel.data.io import read_table
+    from training.nbo import make_learner
+    from training.nbo_model import NboMeta, NboModel
+    from training.scoring import BundleMeta, ScoringModel
+    from training.train import feature_columns
+
+    ex = read_table(cfg.raw_dir, "offer_exposures")
+    leads = read_table(cfg.raw_dir, "leads").set_index("lead_id")["account_id"]
+    entity = pd.DataFrame({
+        "lead_id": ex["subject_id"], "account_id": leads.loc[ex["subject_id"]].to_numpy(),
+        "event_timestamp": ex["exposed_at"],
+    }).reset_index(drop=True)  # fmt: skip
+    frame = historical_features(store, entity, "nbo_v1")
+    names, categorical = feature_columns(frame)
+    categories = {c: sorted(frame[c].dropna().astype(str).unique()) for c in categorical}
+    x = ScoringModel(
+        None, BundleMeta("nbo", "nbo_v1", names, categories, {"a": 1, "b": 0}, 0.5)
+    ).matrix(frame)  # type: ignore[arg-type]
+    arm = ex["offer_id"].to_numpy().astype(str)
+    rng = np.random.default_rng(5)
+    lift = np.where(arm == "control", 0.0, 0.25 * (frame["events_30d"].fillna(0) > 3) - 0.05)
+    y = (rng.uniform(size=len(arm)) < 0.3 + lift).astype(int)
+    conf = NboConfig(n_estimators=20, num_leaves=4, min_child_samples=5)
+    learner = make_learner("t", conf).fit(x, y, arm)
+    meta = NboMeta(
+        feature_service="nbo_v1", features=names, categories=categories,
+        offers=[str(o) for o in learner.offers_], control="control", learner="t",
+        policy={"served": served, "reason": "tiny test model"},
+    )  # fmt: skip
+    return NboModel(learner, meta, version="funnel-nbo/tiny")
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
     from funnel.data.generate import generate
@@ -136,8 +214,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
     materialize_features(cfg)
     store = feature_store(cfg)
     model = _train_tiny_model(cfg, store)
+    churn = _train_tiny_churn(cfg, store)
+    nbo = _train_tiny_nbo(cfg, store)
     _, end = data_window(cfg)
-    return TinyPipeline(cfg, store, model, pd.Timestamp(end))
+    return TinyPipeline(cfg, store, model, pd.Timestamp(end), churn, nbo)
 
 
 @pytest.fixture(scope="session")
@@ -158,8 +238,14 @@ def make_client(asgi_app: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[...,
 
     import serving.service as service_module
 
-    def factory(cfg: Config, store: Any, model: Any) -> TestClient:
-        monkeypatch.setattr(service_module, "load_parts", lambda: (cfg, store, model))
+    def factory(cfg: Config, store: Any, models: Any) -> TestClient:
+        """``models``: {kind: model}, or one MQL model (then only the MQL routes are served)."""
+        if not isinstance(models, dict):
+            models = {"mql": models}
+            cfg = cfg.model_copy(
+                update={"serving": cfg.serving.model_copy(update={"models": ["mql"]})}
+            )
+        monkeypatch.setattr(service_module, "load_parts", lambda: (cfg, store, models))
         return TestClient(asgi_app)
 
     return factory

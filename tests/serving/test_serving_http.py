@@ -289,9 +289,10 @@ def test_service_refuses_a_model_trained_on_another_feature_service(tiny):
                 update={
                     "mql": tiny.cfg.training.mql.model_copy(update={"feature_service": "mql_v2"})
                 }
-            )
+            ),
+            "serving": tiny.cfg.serving.model_copy(update={"models": ["mql"]}),
         }
     )
     service = FunnelService.inner.__new__(FunnelService.inner)
     with pytest.raises(RuntimeError, match="trained on feature service 'mql_v1'.*'mql_v2'"):
-        service.attach(cfg, tiny.store, tiny.model)
+        service.attach(cfg, tiny.store, {"mql": tiny.model})
