@@ -1,4 +1,5 @@
-"""`funnel demo`: the whole MQL path on the embedded default, end to end, with timings."""
+"""`funnel demo`: the whole path on the embedded default, end to end, with timings: MQL scores,
+churn risk and next best offers over HTTP."""
 
 from __future__ import annotations
 
@@ -19,6 +20,39 @@ def sample_leads(cfg: Config, n: int = 300) -> list[str]:
     return profile["lead_id"].sample(min(n, len(profile)), random_state=0).tolist()
 
 
+def sample_customers(cfg: Config, n: int = 60) -> list[str]:
+    """Accounts that are customers at the newest snapshot, a random sample (fixed seed)."""
+    usage = pd.read_parquet(
+        cfg.features_dir / "account_usage.parquet",
+        columns=["account_id", "event_timestamp", "is_customer"],
+    )
+    now = usage[usage["event_timestamp"] == usage["event_timestamp"].max()]
+    customers = now.loc[now["is_customer"] == 1, "account_id"]
+    return customers.sample(min(n, len(customers)), random_state=0).tolist()
+
+
+def print_churn(results: list[dict]) -> None:
+    for r in results:
+        print(f"  {r['account_id']}  p(churn in 60 days)={r['probability']:.3f}  {r['risk_tier']}")
+        for reason in r["reasons"]:
+            sign = "+" if reason["direction"] == "raises" else "-"
+            print(f"      {sign} {reason['text']}")
+
+
+def print_offers(results: list[dict]) -> None:
+    for r in results:
+        how = "explored" if r["explored"] else f"policy: {r['policy']}"
+        print(
+            f"  {r['lead_id']}  {r['stage']:<13} -> {r['chosen_offer']:<14} "
+            f"(propensity {r['propensity']:.2f}, {how})"
+        )
+        for o in r["offers"]:
+            print(
+                f"      {o['offer_id']:<14} uplift {o['uplift']:+.3f}  "
+                f"net value {o['expected_net_value']:+8.2f}"
+            )
+
+
 def print_scores(results: list[dict]) -> None:
     for r in sorted(results, key=lambda r: -r["probability"]):
         flag = "MQL" if r["is_mql"] else "   "
@@ -36,10 +70,11 @@ def run_demo(
     trials: int | None = None,
     port: int | None = None,
 ) -> dict[str, float]:
-    from funnel.cli import format_train_result
+    from funnel.cli import format_nbo_result, format_train_result
     from funnel.data.generate import generate
     from funnel.jobs import apply_features, materialize_features, serve_command
-    from training.train import train_mql
+    from training.nbo import train_nbo
+    from training.train import train_churn, train_mql
 
     timings: dict[str, float] = {}
 
@@ -60,6 +95,10 @@ def run_demo(
     print("  " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     result = timed("train MQL model (Optuna + MLflow)", train_mql, cfg, n_trials=trials)
     print(format_train_result(result))
+    churn = timed("train churn model (Optuna + MLflow)", train_churn, cfg, n_trials=trials)
+    print(format_train_result(churn))
+    nbo = timed("train next-best-offer model (uplift learners + MLflow)", train_nbo, cfg)
+    print(format_nbo_result(nbo))
     timed("materialize online store", materialize_features, cfg)
 
     port = port or process.free_port(cfg.serving.host)
@@ -89,6 +128,16 @@ def run_demo(
                 json={"lead_id": results[-1]["lead_id"], "job_title": "VP of Marketing"},
             )
             retitled.raise_for_status()
+            risks = []
+            for account in sample_customers(cfg):
+                answer = client.post("/v1/accounts/churn_risk", json={"account_id": account})
+                answer.raise_for_status()
+                risks.append(answer.json())
+            offers = []
+            for lead_id in ids[:40]:
+                answer = client.post("/v1/next_best_offer", json={"lead_id": lead_id})
+                answer.raise_for_status()
+                offers.append(answer.json())
         timings["score leads over HTTP"] = time.perf_counter() - start
         mqls = sum(r["is_mql"] for r in results)
         print(f"\n== scored {len(results)} random leads over HTTP in one batch: {mqls} are MQLs "
@@ -100,6 +149,17 @@ def run_demo(
         print_scores([results[len(results) // 2], results[-2], results[-1]])
         print("  the last lead again, with job title 'VP of Marketing' sent in the request:")
         print_scores([retitled.json()])
+        risks.sort(key=lambda r: -r["probability"])
+        tiers = pd.Series([r["risk_tier"] for r in risks]).value_counts().to_dict()
+        print(f"\n== churn risk of {len(risks)} random customers over HTTP: {tiers}")
+        print("  the three most at risk:")
+        print_churn(risks[:3])
+        print("  and the safest:")
+        print_churn(risks[-1:])
+        chosen = pd.Series([r["chosen_offer"] for r in offers]).value_counts().to_dict()
+        print(f"\n== next best offer for {len(offers)} leads over HTTP: {chosen}")
+        one_per_stage = {r["stage"]: r for r in offers}
+        print_offers(list(one_per_stage.values()))
     finally:
         process.stop(proc)
         print("\n== service stopped")

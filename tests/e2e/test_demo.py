@@ -31,6 +31,12 @@ def test_demo_runs_every_step_and_prints_scored_leads(tmp_path):
     assert re.search(r"L\d{7}  score +\d+  p=0\.\d{3}", out)
     assert re.search(r"^\s+[+-] \S", out, re.MULTILINE)
     assert "with job title 'VP of Marketing' sent in the request" in out
+    assert re.search(r"model funnel-churn version 1 \(now champion\)", out)
+    assert re.search(r"model funnel-nbo version 1 \(now champion\)", out)
+    assert re.search(r"churn risk of \d+ random customers over HTTP", out)
+    assert re.search(r"A\d{6}  p\(churn in 60 days\)=0\.\d{3}  (low|medium|high)", out)
+    assert re.search(r"next best offer for \d+ leads over HTTP", out)
+    assert re.search(r"L\d{7}  \w+ +-> \w+ +\(propensity", out)
     assert "service stopped" in out
     for step in ("generate synthetic funnel", "train MQL model", "start service"):
         assert re.search(rf"{step}.*\d+\.\ds", out), step

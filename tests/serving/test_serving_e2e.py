@@ -108,6 +108,26 @@ def test_scores_a_lead_with_the_registered_champion(server, pipeline, lead_ids):
         assert batch.json()["results"][0]["probability"] == body["probability"]
 
 
+def test_churn_risk_and_next_best_offer_with_the_registered_champions(server, pipeline, lead_ids):
+    usage = pd.read_parquet(pipeline.cfg.features_dir / "account_usage.parquet")
+    now = usage[usage["event_timestamp"] == usage["event_timestamp"].max()]
+    account = now.loc[now["is_customer"] == 1, "account_id"].iloc[0]
+    with httpx.Client(base_url=server.base, headers={"X-API-Key": KEY}, timeout=10) as http:
+        risk = http.post("/v1/accounts/churn_risk", json={"account_id": account})
+        assert risk.status_code == 200, risk.text
+        body = risk.json()
+        assert body["model_version"] == f"funnel-churn/{pipeline.churn.version}"
+        assert body["risk_tier"] in {"low", "medium", "high"} and body["reasons"]
+        offer = http.post("/v1/next_best_offer", json={"lead_id": lead_ids[0]})
+        assert offer.status_code == 200, offer.text
+        answer = offer.json()
+        assert answer["model_version"] == f"funnel-nbo/{pipeline.nbo.version}"
+        assert answer["policy"] == pipeline.nbo.served
+        assert 0 < answer["propensity"] <= 1
+        spec = http.get("/docs.json").json()
+        assert {"/v1/accounts/churn_risk", "/v1/next_best_offer"} <= set(spec["paths"])
+
+
 def test_errors_over_the_wire(server):
     with httpx.Client(base_url=server.base, timeout=10) as http:
         assert http.post("/v1/leads/score", json={"lead_id": "L1"}).status_code == 401

@@ -72,3 +72,32 @@ def test_served_policy_never_below_best_single_arm(hillstrom):
     if d.served != "learned":
         assert d.served == d.best_single_arm and "falling back" in d.reason
     assert d.best_single_arm in {"mens", "womens"}  # e-mails beat no e-mail on visits
+
+
+def test_the_nbo_training_path_on_hillstrom_serves_no_worse_than_the_best_arm(hillstrom):
+    """fit_and_choose, as `funnel train nbo` runs it, on a real subsample: learner chosen on one
+    fold, cross-fitted over the folds, and a policy served only when it wins."""
+    from funnel.config import NboConfig
+    from training.nbo import fit_and_choose, subject_folds
+
+    X, y, _, arm = hillstrom
+    idx, _ = train_test_split(np.arange(len(y)), train_size=12_000, random_state=1)
+    X, y, arm = X.to_numpy(float)[idx], y[idx], arm[idx]
+    conf = NboConfig(learners=["s", "t"], n_estimators=40, min_child_samples=100, folds=3,
+                     n_boot=300)  # fmt: skip
+    fold = subject_folds(idx.astype(str), conf.folds)
+    fit = fit_and_choose(
+        X, y, arm, arm_propensity(arm), fold, ["mens", "womens"], np.ones(2), np.zeros(2),
+        np.ones((len(y), 2), dtype=bool), conf,
+    )  # fmt: skip
+    c = fit.comparison
+    alternatives = {k: v for k, v in c.values.items() if k != "learned"}
+    assert set(alternatives) == {"control", "mens", "womens"}
+    assert c.values["control"][0] == 0.0  # net value over sending nothing
+    assert c.served_value >= max(v[0] for v in alternatives.values()) - 1e-12 or c.served == "learned"
+    if c.served == "learned":
+        assert c.difference[1] > 0
+    else:
+        assert c.served == c.best_alternative and "falling back" in c.reason
+    assert fit.heldout_uplift.shape == (len(y), 2)
+    assert set(fit.validation) == {"s", "t"} and fit.learner_name in {"s", "t"}
