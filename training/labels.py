@@ -8,6 +8,23 @@ import pandas as pd
 from funnel.timegrid import to_utc
 
 
+def usable_ticks(
+    ticks: pd.DatetimeIndex, window_days: int, data_end: object, what: str
+) -> list[pd.Timestamp]:
+    """The snapshots whose whole label window lies inside the data (their label is known)."""
+    if window_days <= 0:
+        raise ValueError(f"window_days must be positive, got {window_days}")
+    window = pd.Timedelta(days=window_days)
+    end = to_utc(data_end)
+    usable = [t for t in ticks if t + window <= end]
+    if not usable:
+        raise ValueError(
+            f"no snapshot has a complete {window_days}-day {what} window before the data ends "
+            f"({end.date()}); generate or import a longer period"
+        )
+    return usable
+
+
 def mql_labels(
     leads: pd.DataFrame,
     opportunities: pd.DataFrame,
@@ -21,16 +38,7 @@ def mql_labels(
     Snapshots whose window reaches past ``data_end`` are dropped: their label is not known yet.
     Returns the Feast entity frame: lead_id, account_id, event_timestamp, label.
     """
-    if window_days <= 0:
-        raise ValueError(f"window_days must be positive, got {window_days}")
-    window = pd.Timedelta(days=window_days)
-    end = to_utc(data_end)
-    usable = [t for t in ticks if t + window <= end]
-    if not usable:
-        raise ValueError(
-            f"no snapshot has a complete {window_days}-day label window before the data ends "
-            f"({end.date()}); generate or import a longer period"
-        )
+    usable = usable_ticks(ticks, window_days, data_end, "label")
     first_opp = opportunities.groupby("lead_id")["created_at"].min()
     opp_at = leads["lead_id"].map(first_opp)
     # naive UTC datetime64 for fast comparisons; NaT where the lead never converts
@@ -119,16 +127,7 @@ def churn_labels(
     whose window reaches past ``data_end`` are dropped. Returns the Feast entity frame:
     account_id, event_timestamp, label.
     """
-    if window_days <= 0:
-        raise ValueError(f"window_days must be positive, got {window_days}")
-    window = pd.Timedelta(days=window_days)
-    end = to_utc(data_end)
-    usable = [t for t in ticks if t + window <= end]
-    if not usable:
-        raise ValueError(
-            f"no snapshot has a complete {window_days}-day churn window before the data ends "
-            f"({end.date()}); generate or import a longer period"
-        )
+    usable = usable_ticks(ticks, window_days, data_end, "churn")
     if subscriptions.empty:
         raise ValueError(
             "the subscriptions table is empty: the churn model needs customers "

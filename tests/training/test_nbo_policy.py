@@ -89,3 +89,40 @@ def test_rejects_bad_inputs():
         choose_policy(np.zeros((4, 3)), y, received, p, ARMS, n_boot=10)
     with pytest.raises(ValueError, match="offers only"):
         choose_policy(np.zeros((4, 2)), y, received, p, ["control", "mens"], n_boot=10)
+
+
+def test_rank_offers_by_net_value_and_only_eligible():
+    from training.nbo_policy import rank_offers
+
+    ranked = rank_offers(
+        [0.02, 0.10, 0.05], ["cheap", "dear", "blocked"], [1000, 1000, 1000], [1, 90, 0],
+        [True, True, False],
+    )  # fmt: skip
+    # cheap: 0.02*1000 - 1 = 19; dear: 0.10*1000 - 90 = 10; blocked is not eligible
+    assert [(r.offer_id, r.expected_net_value) for r in ranked] == [("cheap", 19.0), ("dear", 10.0)]
+    with pytest.raises(ValueError, match="one entry per offer"):
+        rank_offers([0.1], ["a", "b"], [1, 1], [0, 0], [True, True])
+
+
+def test_choose_offer_greedy_fallback_and_exploration():
+    from training.nbo_policy import RankedOffer, choose_offer
+
+    good = [RankedOffer("a", 0.1, 100, 1), RankedOffer("b", 0.05, 100, 1)]
+    worthless = [RankedOffer("a", 0.001, 100, 1)]
+    # no exploration: the best offer worth its cost, else control
+    pick = choose_offer(good, "learned", 0.0, (0.5, 0.5))
+    assert (pick.chosen, pick.explored, pick.propensity) == ("a", False, 1.0)
+    assert choose_offer(worthless, "learned", 0.0, (0.5, 0.5)).chosen == "control"
+    # a fallback single offer where eligible, control elsewhere
+    assert choose_offer(good, "b", 0.0, (0.5, 0.5)).chosen == "b"
+    assert choose_offer(worthless, "b", 0.0, (0.5, 0.5)).chosen == "control"
+    # epsilon 0.3, three arms (control, a, b): explore when the first draw is below 0.3
+    explored = choose_offer(good, "learned", 0.3, (0.1, 0.99))
+    assert (explored.chosen, explored.explored) == ("b", True)
+    assert explored.propensity == pytest.approx(0.3 / 3)
+    greedy = choose_offer(good, "learned", 0.3, (0.9, 0.0))
+    assert greedy.propensity == pytest.approx(0.7 + 0.1)
+    # exploring onto the greedy arm has the same propensity as not exploring
+    assert choose_offer(good, "learned", 0.3, (0.1, 0.5)).propensity == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="epsilon"):
+        choose_offer(good, "learned", 1.0, (0.1, 0.1))

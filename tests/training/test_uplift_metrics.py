@@ -258,3 +258,70 @@ def test_paired_policy_difference_ci_by_hand():
         random_state=1,
     )
     assert same == (0.0, 0.0, 0.0)
+
+
+# --- net value over sending nothing (incremental IPW and doubly robust) -------------------------
+def test_incremental_policy_terms_by_hand():
+    from training.uplift_metrics import incremental_policy_terms, incremental_policy_value_ipw
+
+    # four units; arms received at random with the propensities shown
+    y = np.array([1, 0, 1, 1])
+    received = np.array(["a", "control", "control", "a"], dtype=object)
+    p = np.array([0.5, 0.5, 0.25, 0.5])
+    chosen = np.array(["a", "a", "a", "control"], dtype=object)
+    value, cost = {"a": 10.0}, {"a": 2.0}
+    # unit 0: got a as chosen: (1*10 - 2)/0.5 = 16; not control: - 0      -> 16
+    # unit 1: chosen a, got control: 0 - 0*10/0.5                          -> 0
+    # unit 2: chosen a, got control: 0 - 1*10/0.25                         -> -40
+    # unit 3: chosen control: 0
+    terms = incremental_policy_terms(y, chosen, received, p, value, cost)
+    np.testing.assert_allclose(terms, [16.0, 0.0, -40.0, 0.0])
+    assert incremental_policy_value_ipw(y, chosen, received, p, value, cost) == pytest.approx(-6.0)
+    always_control = np.full(4, "control", dtype=object)
+    assert incremental_policy_value_ipw(y, always_control, received, p, value, cost) == 0.0
+    with pytest.raises(ValueError, match="value has no entry"):
+        incremental_policy_terms(y, np.full(4, "b", dtype=object), received, p, value, cost)
+
+
+def test_doubly_robust_terms_by_hand():
+    from training.uplift_metrics import doubly_robust_policy_terms
+
+    y = np.array([1, 0, 1])
+    received = np.array(["a", "control", "a"], dtype=object)
+    p = np.array([0.5, 0.5, 0.5])
+    chosen = np.array(["a", "a", "control"], dtype=object)
+    outcome = np.array([[0.2, 0.6], [0.1, 0.3], [0.5, 0.5]])  # columns: control, a
+    # unit 0: (0.6-0.2)*10 - 2 + (1-0.6)*10/0.5 - 0        = 2 + 8 = 10
+    # unit 1: (0.3-0.1)*10 - 2 + 0 - (0-0.1)*10/0.5        = 0 + 2 = 2
+    # unit 2: chosen control                               = 0
+    terms = doubly_robust_policy_terms(
+        y, chosen, received, p, outcome, ["control", "a"], {"a": 10.0}, {"a": 2.0}
+    )
+    np.testing.assert_allclose(terms, [10.0, 2.0, 0.0])
+    with pytest.raises(ValueError, match="outcome must have shape"):
+        doubly_robust_policy_terms(
+            y, chosen, received, p, outcome[:, :1], ["control", "a"], {"a": 1}, {"a": 0}
+        )
+    with pytest.raises(ValueError, match="include the control"):
+        doubly_robust_policy_terms(y, chosen, received, p, outcome, ["x", "a"], {"a": 1}, {"a": 0})
+
+
+def test_doubly_robust_and_ipw_agree_on_a_large_randomized_sample():
+    from training.uplift_metrics import doubly_robust_policy_terms, incremental_policy_terms
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    received = rng.choice(np.array(["control", "a"], dtype=object), n)
+    x = rng.random(n)
+    true = np.column_stack([0.1 + 0.1 * x, 0.1 + 0.3 * x])  # a helps high x
+    y = (rng.random(n) < np.where(received == "a", true[:, 1], true[:, 0])).astype(int)
+    chosen = np.where(x > 0.5, "a", "control").astype(object)
+    p = np.full(n, 0.5)
+    biased = np.clip(true + 0.1, 0, 1)  # a wrong outcome model
+    dr = doubly_robust_policy_terms(
+        y, chosen, received, p, biased, ["control", "a"], {"a": 1.0}, {"a": 0.0}
+    )
+    ipw = incremental_policy_terms(y, chosen, received, p, {"a": 1.0}, {"a": 0.0})
+    truth = np.mean(np.where(chosen == "a", true[:, 1] - true[:, 0], 0.0))
+    assert dr.mean() == pytest.approx(truth, abs=0.003)
+    assert ipw.mean() == pytest.approx(truth, abs=0.006)
