@@ -55,7 +55,10 @@ def test_missing_config_file(tmp_path):
 
 
 def test_steps_out_of_order_say_what_to_run(run):
-    for args in (("features", "apply"), ("features", "materialize"), ("train", "mql")):
+    for args in (
+        ("features", "apply"), ("features", "materialize"), ("train", "mql"), ("train", "churn"),
+        ("train", "nbo"),
+    ):  # fmt: skip
         result = run(*args)
         assert result.exit_code == 1, args
         assert "funnel data generate" in result.output, (args, result.output)
@@ -86,3 +89,23 @@ def test_generate_writes_the_contract_tables(run, tmp_path):
     for table in ("accounts", "leads", "events", "opportunities", "subscriptions", "offer_exposures"):
         assert (raw / f"{table}.parquet").is_file()
     assert (tmp_path / "data" / "oracle" / "mql_oracle.parquet").is_file()
+
+
+def test_an_offer_the_catalogue_does_not_declare_is_named(run, tmp_path):
+    from funnel.data.generate import generate
+    from funnel.data.io import read_tables, write_tables
+
+    generate(300, 2, out_dir=tmp_path / "data", progress=False)
+    tables = read_tables(tmp_path / "data" / "raw")
+    tables["offer_exposures"].loc[0, "offer_id"] = "free_lunch"
+    write_tables(tables, tmp_path / "data" / "raw")
+    result = run("train", "nbo")
+    assert result.exit_code == 1
+    assert "free_lunch" in result.output and "offers.yaml" in result.output
+
+
+def test_a_bad_offers_file_is_named(run, tmp_path):
+    bad = tmp_path / "offers.yaml"
+    bad.write_text("offers:\n  - {id: a, cost: -1, value: 2}\n")
+    result = run("--set", f"training.nbo.offers_file={bad}", "train", "nbo")
+    assert result.exit_code == 1 and "offers.0.cost" in result.output
