@@ -30,13 +30,12 @@ from pathlib import Path
 
 import numpy as np
 from lightgbm import LGBMClassifier, LGBMRegressor
-from sklearn.model_selection import StratifiedKFold
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.hillstrom_uplift import LGBM, N_FOLDS, SEED
+from benchmarks.hillstrom_uplift import LGBM, N_FOLDS, SEED, make_folds
 from training.hillstrom import load_hillstrom
 from training.uplift import SLearner, TLearner, XLearner
 from training.uplift_metrics import qini_coefficient, uplift_at_k
@@ -58,14 +57,6 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 RESULTS = ROOT / "benchmarks" / "results"
 TOP_K = 0.3
 LATENCY_CALLS = 200
-
-
-def make_folds(y: np.ndarray, arm: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The folds of ``benchmarks/hillstrom_uplift.py``: stratified on arm x outcome, seed 42."""
-    strata = np.char.add(arm.astype(str), y.astype(str))
-    return list(
-        StratifiedKFold(N_FOLDS, shuffle=True, random_state=SEED).split(np.zeros(len(y)), strata)
-    )
 
 
 class _Ours:

@@ -339,17 +339,26 @@ def _format_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def read_yaml_mapping(
+    path: Path, what: str = "config file", found_by: str = "", shape: str = "at the top level"
+) -> dict[str, Any]:
+    """A YAML file holding a mapping; a missing file, bad YAML or another shape raises
+    ``ConfigError`` naming the file (and ``found_by``, the key that points at it)."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}{f' ({found_by})' if found_by else ''}")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping {shape}")
+    return tree
+
+
 def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load and validate a YAML config; a bad key or value raises ``ConfigError`` naming it."""
     cfg_path = Path(path) if path else DEFAULT_CONFIG
-    if not cfg_path.exists():
-        raise ConfigError(f"config file not found: {cfg_path}")
-    try:
-        tree = yaml.safe_load(cfg_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {cfg_path} is not valid YAML: {exc}") from exc
-    if not isinstance(tree, dict):
-        raise ConfigError(f"config file {cfg_path} must hold a mapping at the top level")
+    tree = read_yaml_mapping(cfg_path)
     for key, value in parse_overrides(overrides):
         _set_dotted(tree, key, value)
     tree.setdefault("root", str(_project_root_for(cfg_path)))

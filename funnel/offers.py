@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from funnel.config import Config, ConfigError, StageName, Strict, _format_error
+from funnel.config import (
+    Config,
+    ConfigError,
+    StageName,
+    Strict,
+    _format_error,
+    read_yaml_mapping,
+)
 
 CONTROL = "control"
 
@@ -84,14 +90,7 @@ class Offers(Strict):
 def read_offers(path: Path | str) -> Offers:
     """Load and validate an offers file; a bad key or value raises ``ConfigError`` naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"offers file not found: {path} (training.nbo.offers_file)")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"offers file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(tree, dict):
-        raise ConfigError(f"offers file {path} must hold a mapping with an 'offers' list")
+    tree = read_yaml_mapping(path, "offers file", "training.nbo.offers_file", "with an 'offers' list")
     try:
         return Offers.model_validate({**tree, "source": str(path)})
     except ValidationError as exc:

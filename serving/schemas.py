@@ -113,14 +113,8 @@ class ChurnRisk(BaseModel):
     feature_age_seconds: float | None = Field(description="Now minus features_as_of.")
 
 
-class NextBestOfferRequest(_Request):
+class NextBestOfferRequest(LeadScoreRequest):
     """One lead, by id; ``job_title`` overrides the stored title, as for scoring."""
-
-    lead_id: LeadId = Field(description="The lead's id in the CRM, e.g. L0000001.")
-    job_title: JobTitle | None = Field(
-        default=None,
-        description="Request-time job title; replaces the stored one for the title features.",
-    )
 
 
 class OfferValue(BaseModel):

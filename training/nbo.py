@@ -327,7 +327,7 @@ def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
     from training.nbo_model import NboMeta, NboModel
     from training.pyfunc import NboPyfunc
     from training.registry import configure_tracking, ensure_experiment, tag_and_crown
-    from training.scoring import BundleMeta, ScoringModel
+    from training.scoring import FeatureMatrix
     from training.train import Steps, _categories, feature_columns
 
     conf = cfg.training.nbo
@@ -358,11 +358,7 @@ def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
         names, categorical = feature_columns(frame.drop(columns=["arm", "propensity"]))
         fold = subject_folds(frame["lead_id"].to_numpy(), conf.folds, conf.seed)
         categories = _categories(frame, categorical)
-        encoder = ScoringModel(None, BundleMeta(  # type: ignore[arg-type]
-            model_kind="nbo", feature_service=conf.feature_service, features=names,
-            categories=categories, calibration={"a": 1.0, "b": 0.0}, threshold=0.5,
-        ))  # fmt: skip
-        X = encoder.matrix(frame)
+        X = FeatureMatrix(names, categories)(frame)
 
     with mlflow.start_run(run_name="nbo-train") as parent:
         mlflow.set_tags({"model_kind": "nbo", "feature_service": conf.feature_service})

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from training.scoring import BundleError, BundleMeta, ScoringModel
+from training.scoring import BundleError, FeatureMatrix
 
 NBO_FILE = "nbo.json"
 LEARNER_FILE = "learner.joblib"
@@ -45,14 +45,7 @@ class NboModel:
         self.learner = learner
         self.meta = meta
         self.version = version
-        # the classifiers' matrix code (categorical levels -> codes, missing -> NaN)
-        self._encoder = ScoringModel(
-            None,  # type: ignore[arg-type]
-            BundleMeta(
-                model_kind="nbo", feature_service=meta.feature_service, features=meta.features,
-                categories=meta.categories, calibration={"a": 1.0, "b": 0.0}, threshold=0.5,
-            ),
-        )  # fmt: skip
+        self._matrix = FeatureMatrix(meta.features, meta.categories)
 
     @property
     def feature_service(self) -> str:
@@ -71,7 +64,7 @@ class NboModel:
         return str(self.meta.policy.get("served", "learned"))
 
     def matrix(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        return self._encoder.matrix(columns)
+        return self._matrix(columns)
 
     def uplift(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """(n, n_offers) predicted uplift of each offer over control, columns ``offers``."""

@@ -62,28 +62,33 @@ def tag_and_crown(name: str, version: str, tags: dict[str, str]) -> bool:
         return True
 
 
-def load_model(
-    cfg: Config, name: str, alias: str = "champion", kind: str = "mql"
-) -> ScoringModel:
-    """Download ``models:/name@alias`` and load its bundle; fail fast naming what is missing."""
+def _download(cfg: Config, name: str, alias: str, kind: str) -> tuple[Path, str]:
+    """The local artifacts folder of ``models:/name@alias`` and its version ("name/3")."""
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     configure_tracking(cfg)
-    client = MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(name, alias)
+        mv = MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise BundleError(
             f"no model '{name}' with alias '{alias}' in {cfg.tracking_uri}; "
             f"train one first with `funnel train {kind}`"
         ) from exc
     local = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}"))
-    model = ScoringModel.load(local / "artifacts" / BUNDLE_ARTIFACT, version=f"{name}/{mv.version}")
+    return local / "artifacts", f"{name}/{mv.version}"
+
+
+def load_model(
+    cfg: Config, name: str, alias: str = "champion", kind: str = "mql"
+) -> ScoringModel:
+    """Download ``models:/name@alias`` and load its bundle; fail fast naming what is missing."""
+    artifacts, version = _download(cfg, name, alias, kind)
+    model = ScoringModel.load(artifacts / BUNDLE_ARTIFACT, version=version)
     if model.meta.model_kind != kind:
         raise BundleError(
-            f"model {name}/{mv.version} ({alias}) is a '{model.meta.model_kind}' model, "
+            f"model {version} ({alias}) is a '{model.meta.model_kind}' model, "
             f"not '{kind}'; check training.{kind}.registered_model"
         )
     return model
@@ -91,20 +96,7 @@ def load_model(
 
 def load_nbo_model(cfg: Config, alias: str = "champion") -> NboModel:
     """The next-best-offer bundle of ``models:/<training.nbo.registered_model>@alias``."""
-    from mlflow import MlflowClient
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
     from training.nbo_model import NboModel
 
-    name = cfg.training.nbo.registered_model
-    configure_tracking(cfg)
-    try:
-        mv = MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        raise BundleError(
-            f"no model '{name}' with alias '{alias}' in {cfg.tracking_uri}; "
-            "train one first with `funnel train nbo`"
-        ) from exc
-    local = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}"))
-    return NboModel.load(local / "artifacts" / "nbo", version=f"{name}/{mv.version}")
+    artifacts, version = _download(cfg, cfg.training.nbo.registered_model, alias, "nbo")
+    return NboModel.load(artifacts / "nbo", version=version)

@@ -43,6 +43,39 @@ class BundleMeta:
     tiers: list[dict[str, Any]] | None = None
 
 
+class FeatureMatrix:
+    """Feature columns -> the float64 matrix a model was trained on: features in training
+    order, categorical levels as their codes. Shared by every model bundle."""
+
+    def __init__(self, features: list[str], categories: Mapping[str, list[str]]) -> None:
+        self.features = features
+        self._codes = {
+            name: {level: i for i, level in enumerate(levels)} for name, levels in categories.items()
+        }
+
+    def __call__(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """From a DataFrame or a dict of column lists (serving skips building a one-row
+        DataFrame, which costs more than the model).
+
+        Categorical levels become their codes and an unseen level becomes missing (LightGBM
+        sends it down the default branch); None, NaN and non-numeric text become missing.
+        """
+        missing = [name for name in self.features if name not in columns]
+        if missing:
+            raise KeyError(f"features missing from input: {', '.join(missing)}")
+        out = []
+        for name in self.features:
+            values = columns[name]
+            codes = self._codes.get(name)
+            if codes is not None:
+                values = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in values]
+            try:
+                out.append(np.asarray(values, dtype=np.float64))
+            except (TypeError, ValueError):  # a stray string in a numeric column -> missing
+                out.append(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64))
+        return np.column_stack(out) if out else np.empty((len(columns[next(iter(columns))]), 0))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -54,10 +87,7 @@ class ScoringModel:
         self.booster = booster
         self.meta = meta
         self.version = version
-        self._codes = {
-            name: {level: i for i, level in enumerate(levels)}
-            for name, levels in meta.categories.items()
-        }
+        self._matrix = FeatureMatrix(meta.features, meta.categories)
 
     # -- contract -----------------------------------------------------------------------------
     @property
@@ -102,26 +132,8 @@ class ScoringModel:
 
     # -- scoring ------------------------------------------------------------------------------
     def matrix(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """Features in training order as float64, from a DataFrame or a dict of column lists
-        (serving skips building a one-row DataFrame, which costs more than the model).
-
-        Categorical levels become their codes and an unseen level becomes missing (LightGBM
-        sends it down the default branch); None, NaN and non-numeric text become missing.
-        """
-        missing = [name for name in self.feature_names if name not in columns]
-        if missing:
-            raise KeyError(f"features missing from input: {', '.join(missing)}")
-        out = []
-        for name in self.feature_names:
-            values = columns[name]
-            codes = self._codes.get(name)
-            if codes is not None:
-                values = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in values]
-            try:
-                out.append(np.asarray(values, dtype=np.float64))
-            except (TypeError, ValueError):  # a stray string in a numeric column -> missing
-                out.append(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64))
-        return np.column_stack(out) if out else np.empty((len(columns[next(iter(columns))]), 0))
+        """Features in training order as float64 (see ``FeatureMatrix``)."""
+        return self._matrix(columns)
 
     def raw_score(self, x: np.ndarray, num_threads: int = 0) -> np.ndarray:
         return self.booster.predict(x, raw_score=True, num_threads=num_threads)

@@ -166,7 +166,7 @@ def _train_tiny_nbo(cfg: Config, store: Any, served: str = "learned") -> Any:
     from funnel.data.io import read_table
     from training.nbo import make_learner
     from training.nbo_model import NboMeta, NboModel
-    from training.scoring import BundleMeta, ScoringModel
+    from training.scoring import FeatureMatrix
     from training.train import feature_columns
 
     ex = read_table(cfg.raw_dir, "offer_exposures")
@@ -178,9 +178,7 @@ def _train_tiny_nbo(cfg: Config, store: Any, served: str = "learned") -> Any:
     frame = historical_features(store, entity, "nbo_v1")
     names, categorical = feature_columns(frame)
     categories = {c: sorted(frame[c].dropna().astype(str).unique()) for c in categorical}
-    x = ScoringModel(
-        None, BundleMeta("nbo", "nbo_v1", names, categories, {"a": 1, "b": 0}, 0.5)
-    ).matrix(frame)  # type: ignore[arg-type]
+    x = FeatureMatrix(names, categories)(frame)
     arm = ex["offer_id"].to_numpy().astype(str)
     rng = np.random.default_rng(5)
     lift = np.where(arm == "control", 0.0, 0.25 * (frame["events_30d"].fillna(0) > 3) - 0.05)
