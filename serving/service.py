@@ -162,8 +162,6 @@ class FunnelService:
                     "matching model"
                 )
         self.cfg = cfg
-        self.models = models
-        self.model = models.get("mql")
         self.max_batch = cfg.serving.max_batch
         self.scorer: LeadScorer | None = LeadScorer(store, models["mql"]) if "mql" in models else None
         self.churn: AccountScorer | None = (
