@@ -15,11 +15,17 @@ from funnel.config import Config, ConfigError, load_config
 from funnel.quiet import quiet_libraries
 
 if TYPE_CHECKING:
+    from serving.jobs.promotion import PromotionReport
     from training.nbo import NboResult
     from training.train import TrainResult
 
 # Errors that are the user's to fix: shown as one clear line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ValueError, KeyError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    FileNotFoundError,
+    ValueError,
+    KeyError,
+)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -39,11 +45,17 @@ class FunnelGroup(click.Group):
 
 @click.group(cls=FunnelGroup)
 @click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="YAML config (default: configs/local.yaml).",
 )
 @click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a config key, e.g. --set optuna.n_trials=5 (repeatable).",
 )
 @click.pass_context
@@ -73,14 +85,19 @@ def data() -> None:
 @click.option("--seed", type=int, default=None, help="Random seed (same seed, same data).")
 @click.option("--weeks", type=click.IntRange(min=8), default=None, help="Weeks of events.")
 @click.pass_context
-def data_generate(ctx: click.Context, leads: int | None, seed: int | None, weeks: int | None) -> None:
+def data_generate(
+    ctx: click.Context, leads: int | None, seed: int | None, weeks: int | None
+) -> None:
     """Write a synthetic B2B funnel (and its oracle) under <data_dir>/raw."""
     from funnel.data.generate import generate
 
     cfg = _config(ctx)
     summary = generate(
-        n_leads=leads or cfg.data.leads, seed=cfg.data.seed if seed is None else seed,
-        start=cfg.data.start, weeks=weeks or cfg.data.weeks, out_dir=cfg.data_dir,
+        n_leads=leads or cfg.data.leads,
+        seed=cfg.data.seed if seed is None else seed,
+        start=cfg.data.start,
+        weeks=weeks or cfg.data.weeks,
+        out_dir=cfg.data_dir,
     )
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
@@ -161,7 +178,11 @@ def format_nbo_result(result: NboResult) -> str:
         f"model {result.model_name} version {result.version}{champion}",
         f"  learner {result.learner} (validation mean Qini: {qinis})",
         f"  held-out (cross-fitted) mean Qini {m['mean_qini']:.3f}"
-        + (f", {m['mean_qini_vs_oracle']:.0%} of the oracle's" if "mean_qini_vs_oracle" in m else ""),
+        + (
+            f", {m['mean_qini_vs_oracle']:.0%} of the oracle's"
+            if "mean_qini_vs_oracle" in m
+            else ""
+        ),
         (
             "  policy values out of fold (net value per unit over sending nothing, doubly "
             "robust, 95% CI):"
@@ -188,8 +209,10 @@ def format_train_result(result: TrainResult) -> str:
     lines = [
         f"model {result.model_name} version {result.version}{champion}",
         f"  test ROC AUC {m['roc_auc']:.4f}{oracle}",
-        (f"  PR AUC {m['pr_auc']:.4f}  Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  "
-        f"lift@10% {m['lift_at_10pct']:.2f}"),
+        (
+            f"  PR AUC {m['pr_auc']:.4f}  Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  "
+            f"lift@10% {m['lift_at_10pct']:.2f}"
+        ),
     ]
     if result.tiers:
         parts = []
@@ -207,6 +230,100 @@ def format_train_result(result: TrainResult) -> str:
             f"recall {m['recall_at_threshold']:.3f}, {m['mql_per_week']:.0f} MQLs/week"
         )
     return "\n".join(lines)
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+@main.group("jobs")
+def jobs_group() -> None:
+    """Send scores out: MQL promotion, audience and campaign sync (state in the state store)."""
+
+
+def _lease_held() -> tuple[type[BaseException], ...]:
+    from serving.jobs.state import LeaseHeldError, LeaseLostError
+
+    return (LeaseHeldError, LeaseLostError)
+
+
+@jobs_group.command("promote")
+@click.option("--all", "all_leads", is_flag=True, help="Rescore every lead, not only changed ones.")
+@click.option(
+    "--scores",
+    "scores_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Promote from a scores file (parquet/CSV: lead_id, probability) instead of the champion.",
+)
+@click.option("--no-send", is_flag=True, help="Decide and queue only; send on the next run.")
+@click.pass_context
+def jobs_promote(
+    ctx: click.Context, all_leads: bool, scores_file: Path | None, no_send: bool
+) -> None:
+    """Promote leads whose MQL score crossed the threshold to the sales destination, once each."""
+    from serving.jobs.promotion import run_promotion
+
+    cfg = _config(ctx)
+    try:
+        report = run_promotion(cfg, all_leads=all_leads, scores_file=scores_file, send=not no_send)
+    except _lease_held() as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(LEASE_HELD_EXIT)
+    click.echo(format_promotion(report, cfg.jobs.promotion.destination))
+    if report.delivery.stopped_early:
+        ctx.exit(PARTIAL_EXIT)
+
+
+# exit codes a scheduler can act on: 0 done, 3 another run holds the lease, 4 some messages
+# could not be sent this time (they stay in the outbox for the next run)
+LEASE_HELD_EXIT = 3
+PARTIAL_EXIT = 4
+
+
+def format_promotion(report: PromotionReport, destination: str) -> str:
+    r, t, d = report, report.thresholds, report.delivery
+    lines = [
+        (
+            f"scored {r.scored:,} leads with {r.model_version or '-'}; "
+            f"{r.changed:,} changed since the last run"
+        )
+    ]
+    if t is not None:
+        lines.append(f"  threshold p >= {t.promote:.4f}, re-arm below {t.rearm:.4f}")
+    lines.append(
+        f"  promoted {r.promoted} (daily cap: {r.cap_left} left today); "
+        f"{r.waiting} over the cap wait for the next run"
+    )
+    retried = f", {d.failures} failed tries" if d.failures else ""
+    lines.append(
+        f"  sent to {destination}: {d.sent}, dead-lettered {d.dead}, "
+        f"still pending {d.pending}{retried}"
+    )
+    if d.stopped_early:
+        lines.append(f"  stopped sending: {d.stopped_early}")
+    return "\n".join(lines)
+
+
+@jobs_group.command("dead-letters")
+@click.option("--requeue", is_flag=True, help="Put them back in the outbox for the next run.")
+@click.option("--destination", default=None, help="Only this destination's.")
+@click.pass_context
+def jobs_dead_letters(ctx: click.Context, requeue: bool, destination: str | None) -> None:
+    """List the messages a destination refused or that ran out of attempts."""
+    from serving.jobs.outbox import requeue_dead_letters
+    from serving.jobs.state import dead_letters, open_engine, rows_of
+
+    cfg = _config(ctx)
+    engine = open_engine(cfg.state_store_url)
+    where = [] if destination is None else [dead_letters.c.destination == destination]
+    rows = rows_of(engine, dead_letters, *where)
+    for row in rows:
+        click.echo(
+            f"{row['destination']}  {row['idempotency_key']}  after {row['attempts']} tries: "
+            f"{row['last_error']}"
+        )
+    if requeue:
+        click.echo(f"requeued {requeue_dead_letters(engine, destination)} message(s)")
+    elif not rows:
+        click.echo("no dead letters")
 
 
 # -- serving ------------------------------------------------------------------------------------
@@ -237,7 +354,9 @@ def demo(ctx: click.Context, leads: int | None, trials: int | None, port: int | 
     from funnel.demo import run_demo
 
     cfg = _config(ctx)
-    run_demo(cfg, ctx.obj["config_path"], ctx.obj["overrides"], leads=leads, trials=trials, port=port)
+    run_demo(
+        cfg, ctx.obj["config_path"], ctx.obj["overrides"], leads=leads, trials=trials, port=port
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ class SqlRegistry(Strict):
 
 class FeatureStoreConfig(Strict):
     project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = "funnel"
-    online_store: Annotated[SqliteOnline | RedisOnline, Field(discriminator="type")] = SqliteOnline()
+    online_store: Annotated[SqliteOnline | RedisOnline, Field(discriminator="type")] = (
+        SqliteOnline()
+    )
     registry: Annotated[FileRegistry | SqlRegistry, Field(discriminator="type")] = FileRegistry()
     snapshot_every_days: Annotated[int, Field(gt=0)] = 7
 
@@ -214,7 +216,11 @@ class StagesConfig(Strict):
         ),
         StageRule(
             stage="consideration",
-            when=["pricing_view_30d >= 1", "webinar_attended_30d >= 1", "content_download_30d >= 1"],
+            when=[
+                "pricing_view_30d >= 1",
+                "webinar_attended_30d >= 1",
+                "content_download_30d >= 1",
+            ],
         ),
     ]
     default: StageName = "awareness"
@@ -236,6 +242,80 @@ class ServingConfig(Strict):
     exploration_epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 
+class FileDestinationConfig(Strict):
+    type: Literal["file"]
+    path: Path  # relative to the data folder
+    format: Literal["jsonl", "csv"] = "jsonl"
+    hash_emails: bool = False  # SHA-256 of the normalized email instead of the email
+
+
+class WebhookDestinationConfig(Strict):
+    type: Literal["webhook"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    secret_env: str | None = None  # environment variable holding the HMAC secret (never the file)
+    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    hash_emails: bool = False
+
+
+DestinationConfig = Annotated[
+    FileDestinationConfig | WebhookDestinationConfig, Field(discriminator="type")
+]
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class RetryConfig(Strict):
+    """Sending: exponential backoff with full jitter between tries; after ``max_attempts`` tries
+    over all runs a message goes to the dead-letter table."""
+
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    attempts_per_run: Annotated[int, Field(ge=1)] = 3
+    base_delay_s: Annotated[float, Field(ge=0)] = 0.5
+    max_delay_s: Annotated[float, Field(ge=0)] = 30.0
+
+
+class PromotionConfig(Strict):
+    destination: str = "sales"
+    # promote at p >= threshold (null: the champion's own threshold); a promoted lead may be
+    # promoted again only after its probability fell below rearm_threshold (null: 0.75 x threshold)
+    threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
+    rearm_threshold: Annotated[float, Field(ge=0, lt=1)] | None = None
+    daily_cap: Annotated[int, Field(gt=0)] = 30  # sales capacity: promotions per UTC day
+    batch_size: Annotated[int, Field(gt=0, le=5000)] = 1000
+
+    @model_validator(mode="after")
+    def _rearm_below(self) -> PromotionConfig:
+        if None not in (self.threshold, self.rearm_threshold) and (
+            self.rearm_threshold >= self.threshold  # type: ignore[operator]
+        ):
+            raise ValueError(
+                f"rearm_threshold ({self.rearm_threshold}) must be below threshold "
+                f"({self.threshold})"
+            )
+        return self
+
+
+class JobsConfig(Strict):
+    state_store: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/jobs.db
+    lease_seconds: Annotated[float, Field(gt=0)] = 300.0
+    retry: RetryConfig = RetryConfig()
+    destinations: dict[Annotated[str, Field(pattern=_NAME)], DestinationConfig] = {
+        "sales": FileDestinationConfig(type="file", path=Path("outbox/sales.jsonl")),
+        "ads": FileDestinationConfig(type="file", path=Path("outbox/ads.jsonl"), hash_emails=True),
+        "campaigns": FileDestinationConfig(type="file", path=Path("outbox/campaigns.jsonl")),
+    }
+    promotion: PromotionConfig = PromotionConfig()
+    audiences_file: Path = Path("configs/audiences.yaml")
+
+    @model_validator(mode="after")
+    def _known_destination(self) -> JobsConfig:
+        if self.promotion.destination not in self.destinations:
+            raise ValueError(
+                f"promotion.destination '{self.promotion.destination}' is not one of the "
+                f"destinations: {sorted(self.destinations)}"
+            )
+        return self
+
+
 class Config(Strict):
     profile: Literal["local", "production"] = "local"
     paths: PathsConfig = PathsConfig()
@@ -246,6 +326,7 @@ class Config(Strict):
     training: TrainingConfig = TrainingConfig()
     stages: StagesConfig = StagesConfig()
     serving: ServingConfig = ServingConfig()
+    jobs: JobsConfig = JobsConfig()
     # where this config was loaded from; relative paths resolve against its project root
     root: Path = PROJECT_ROOT
 
@@ -258,6 +339,9 @@ class Config(Strict):
         offers = self.training.nbo.offers_file
         if not offers.is_absolute():
             object.__setattr__(self.training.nbo, "offers_file", (self.root / offers).resolve())
+        audiences = self.jobs.audiences_file
+        if not audiences.is_absolute():
+            object.__setattr__(self.jobs, "audiences_file", (self.root / audiences).resolve())
         return self
 
     # Resolved locations: defaults follow the paths so tests can point everything at tmp_path.
@@ -284,6 +368,13 @@ class Config(Strict):
     @property
     def artifact_location(self) -> str:
         return self.tracking.artifact_location or str(self.paths.mlruns_dir / "artifacts")
+
+    @property
+    def state_store_url(self) -> str:
+        return self.jobs.state_store or f"sqlite:///{self.data_dir / 'jobs.db'}"
+
+    def destination_path(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.data_dir / path
 
     @property
     def optuna_storage(self) -> str:
@@ -333,7 +424,9 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
 def _format_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-")))
+        where = ".".join(
+            str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-"))
+        )
         msg = "unknown key (not allowed here)" if e["type"] == "extra_forbidden" else e["msg"]
         lines.append(f"  {where}: {msg}")
     return "\n".join(lines)
@@ -355,7 +448,9 @@ def read_yaml_mapping(
     return tree
 
 
-def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Load and validate a YAML config; a bad key or value raises ``ConfigError`` naming it."""
     cfg_path = Path(path) if path else DEFAULT_CONFIG
     tree = read_yaml_mapping(cfg_path)

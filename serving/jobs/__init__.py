@@ -1,0 +1,1 @@
+"""Jobs that send scores out (promotion, audience and campaign sync) and the funnel report."""
