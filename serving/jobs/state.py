@@ -139,7 +139,7 @@ class LeaseLostError(RuntimeError):
 
 def open_engine(url: str) -> Engine:
     """An engine for the state store; creates the PostgreSQL schema and the tables if needed."""
-    from funnel.pg import ensure_schema
+    from funnel.pg import schema_of
 
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
@@ -154,11 +154,33 @@ def open_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             cur.execute("PRAGMA synchronous=FULL")  # a committed decision survives power loss
             cur.close()
+
+        _create_tables(engine)
     else:
-        ensure_schema(url)
         engine = sa.create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+        with engine.begin() as conn:
+            # job processes started together must not race to create the schema and tables
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
+            schema = schema_of(url)
+            if schema is not None:
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            metadata.create_all(conn)
     return engine
+
+
+_DDL_LOCK = 7_041_113  # the advisory lock id guarding the state store's DDL
+
+
+def _create_tables(engine: Engine) -> None:
+    """``create_all`` that tolerates another process creating the same tables meanwhile."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            return
+        except sa.exc.OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def upsert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
