@@ -302,6 +302,58 @@ def format_promotion(report: PromotionReport, destination: str) -> str:
     return "\n".join(lines)
 
 
+@jobs_group.command("sync-audiences")
+@click.argument("names", nargs=-1)
+@click.pass_context
+def jobs_sync_audiences(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Send each audience's adds and removes since its last successful sync (all, or NAMES)."""
+    from serving.jobs.audience_sync import sync_audiences
+
+    cfg = _config(ctx)
+    try:
+        report = sync_audiences(cfg, names)
+    except _lease_held() as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(LEASE_HELD_EXIT)
+    for a in report.audiences:
+        state = f"FAILED, nothing changed: {a.error}" if a.error else f"now at sync {a.version}"
+        click.echo(
+            f"{a.audience} -> {a.destination}: {a.members:,} members, +{a.adds:,} / "
+            f"-{a.removes:,}; {state}"
+        )
+    if report.failed:
+        ctx.exit(PARTIAL_EXIT)
+
+
+@jobs_group.command("sync-campaigns")
+@click.argument("names", nargs=-1)
+@click.option("--wave", default=None, help="Wave id (default: today's UTC date); reruns reuse it.")
+@click.pass_context
+def jobs_sync_campaigns(ctx: click.Context, names: tuple[str, ...], wave: str | None) -> None:
+    """Assign offers to each campaign's audience with a random holdout; log and send them."""
+    from serving.jobs.campaigns import sync_campaigns
+
+    cfg = _config(ctx)
+    try:
+        report = sync_campaigns(cfg, names, wave=wave)
+    except _lease_held() as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(LEASE_HELD_EXIT)
+    stopped = False
+    for c in report.campaigns:
+        arms = ", ".join(f"{k} {v}" for k, v in c.by_arm.items()) or "none new"
+        d = c.delivery
+        click.echo(
+            f"{c.campaign} wave {c.wave}: {c.members:,} in the audience, {c.eligible:,} eligible, "
+            f"{c.assigned:,} newly assigned ({c.holdout:,} held out); arms: {arms}"
+        )
+        click.echo(f"  sent {d.sent}, dead-lettered {d.dead}, still pending {d.pending}")
+        stopped = stopped or bool(d.stopped_early)
+    click.echo(f"offer_exposures: {report.exposures_written:,} new rows")
+    if stopped:
+        ctx.exit(PARTIAL_EXIT)
+
+
 @jobs_group.command("dead-letters")
 @click.option("--requeue", is_flag=True, help="Put them back in the outbox for the next run.")
 @click.option("--destination", default=None, help="Only this destination's.")
@@ -324,6 +376,29 @@ def jobs_dead_letters(ctx: click.Context, requeue: bool, destination: str | None
         click.echo(f"requeued {requeue_dead_letters(engine, destination)} message(s)")
     elif not rows:
         click.echo("no dead letters")
+
+
+# -- reports ------------------------------------------------------------------------------------
+@main.group("report")
+def report_group() -> None:
+    """HTML reports with plots."""
+
+
+@report_group.command("funnel")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the HTML (default: <data_dir>/reports/funnel.html).",
+)
+@click.pass_context
+def report_funnel(ctx: click.Context, out_path: Path | None) -> None:
+    """Stage counts over time, conversion and drop-off by cohort and channel, time per stage."""
+    from serving.jobs.funnel_report import write_funnel_report
+
+    cfg = _config(ctx)
+    click.echo(f"funnel report: {write_funnel_report(cfg, out_path)}")
 
 
 # -- serving ------------------------------------------------------------------------------------

@@ -117,10 +117,14 @@ def fingerprint(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return np.char.mod("%016x", hashed.astype(np.uint64))
 
 
-def score_online(cfg: Config, *, progress: bool = True) -> tuple[pd.DataFrame, float]:
-    """Every lead's champion MQL score from the Feast online store: lead_id, account_id,
-    probability, score, reasons (texts), fingerprint (of the features), features_as_of,
-    model_version; and the model's threshold."""
+Explain = Callable[[list[str]], dict[str, list[str]]]
+
+
+def score_online(cfg: Config, *, progress: bool = True) -> tuple[pd.DataFrame, float, Explain]:
+    """Every lead's champion MQL probability from the Feast online store (lead_id, account_id,
+    probability, fingerprint of the features, features_as_of, model_version), the model's
+    threshold, and ``explain(lead_ids)`` giving their reason texts (computed for the few leads
+    promoted, not for all)."""
     from tqdm import tqdm
 
     from funnel.data.io import read_table
@@ -133,22 +137,22 @@ def score_online(cfg: Config, *, progress: bool = True) -> tuple[pd.DataFrame, f
     scorer = LeadScorer(feature_store(cfg), model)
     ids = read_table(cfg.raw_dir, "leads")["lead_id"].astype(str).tolist()
     size = cfg.jobs.promotion.batch_size
-    parts = []
+    parts, features = [], []
     batches = range(0, len(ids), size)
     for start in tqdm(batches, desc="scoring leads", unit="batch", disable=not progress):
         requests = [LeadScoreRequest(lead_id=i) for i in ids[start : start + size]]
         data, _ = scorer.features(requests)
         if not data:
             continue
-        probs, reasons = scorer.predict(data)
-        frame = pd.DataFrame({n: data[n] for n in model.feature_names})
+        frame = pd.DataFrame({n: data[n] for n in model.feature_names}, index=data["lead_id"])
+        features.append(frame)
         parts.append(
             pd.DataFrame(
                 {
                     "lead_id": data["lead_id"],
                     "account_id": data["account_id"],
-                    "probability": probs,
-                    "reasons": [[r.text for r in rs] for rs in reasons],
+                    "probability": model.predict_proba(frame),
+                    "reasons": None,
                     "fingerprint": fingerprint(frame, model.feature_names),
                     "features_as_of": np.asarray(_newest_timestamps(data), dtype=float),
                 }
@@ -157,7 +161,15 @@ def score_online(cfg: Config, *, progress: bool = True) -> tuple[pd.DataFrame, f
     scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
     scores["model_version"] = model.version
     scores["feature_service"] = model.feature_service
-    return scores, float(model.threshold)
+    table = pd.concat(features) if features else pd.DataFrame(columns=model.feature_names)
+
+    def explain(lead_ids: list[str]) -> dict[str, list[str]]:
+        if not lead_ids:
+            return {}
+        _, reasons = model.predict_explain(table.loc[lead_ids], top_k=3)
+        return {i: [r.text for r in rs] for i, rs in zip(lead_ids, reasons, strict=True)}
+
+    return scores, float(model.threshold), explain
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -224,7 +236,13 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _message(
-    row: Any, number: int, directory: pd.DataFrame, thresholds: Thresholds, now: float, hashed: bool
+    row: Any,
+    number: int,
+    reasons: list[str],
+    directory: pd.DataFrame,
+    thresholds: Thresholds,
+    now: float,
+    hashed: bool,
 ) -> dict[str, Any]:
     lead = directory.loc[row.lead_id] if row.lead_id in directory.index else None
     email = None if lead is None else str(lead["email"])
@@ -237,7 +255,7 @@ def _message(
         "score": round(100 * float(row.probability)),
         "probability": round(float(row.probability), 6),
         "threshold": thresholds.promote,
-        "reasons": json.loads(row.reasons),
+        "reasons": reasons,
         "model_version": row.model_version,
         "features_as_of": _iso(row.features_as_of),
         "promotion_number": number,
@@ -259,6 +277,7 @@ def commit_decisions(
     all_leads: bool,
     now: float,
     report: PromotionReport,
+    explain: Explain | None = None,
 ) -> None:
     """Store the changed scores, decide, log promotions and enqueue their messages: one
     transaction, so a crash leaves either the old state or all of the new."""
@@ -279,7 +298,9 @@ def commit_decisions(
                 "probability": changed["probability"].to_numpy(dtype=float),
                 "score": np.rint(100 * changed["probability"].to_numpy(dtype=float)).astype(int),
                 "fingerprint": changed["fingerprint"].to_numpy(),
-                "reasons": [json.dumps(list(r)) for r in changed["reasons"]],
+                "reasons": [
+                    json.dumps(list(r)) if isinstance(r, list) else "[]" for r in changed["reasons"]
+                ],
                 "model_version": changed["model_version"].to_numpy(),
                 "features_as_of": changed["features_as_of"].to_numpy(dtype=float),
             }
@@ -307,8 +328,17 @@ def commit_decisions(
         rows["updated_at"] = now
         upsert(conn, lead_state, rows.astype(object).where(rows.notna(), None).to_dict("records"))
         promoted = decided[decided["promote"]].sort_values("probability", ascending=False)
+        fresh_reasons = explain(promoted["lead_id"].tolist()) if explain else {}
         messages = [
-            _message(r, int(r.promotions), directory, thresholds, now, dest_cfg.hash_emails)
+            _message(
+                r,
+                int(r.promotions),
+                fresh_reasons.get(r.lead_id) or json.loads(r.reasons),
+                directory,
+                thresholds,
+                now,
+                dest_cfg.hash_emails,
+            )
             for r in promoted.itertuples()
         ]
         log = [
@@ -348,10 +378,9 @@ def run_promotion(
     try:
         lease = Lease(engine, JOB, cfg.jobs.lease_seconds, clock=clock)
         with lease, JobRun(engine, JOB, lease.holder, clock=clock) as run:
-            if scores is not None:
-                model_threshold = None
-            else:
-                scores, model_threshold = score_online(cfg, progress=progress)
+            explain = model_threshold = None
+            if scores is None:
+                scores, model_threshold, explain = score_online(cfg, progress=progress)
             report.scored = len(scores)
             report.model_version = str(scores["model_version"].iloc[0]) if len(scores) else ""
             report.thresholds = resolve_thresholds(cfg.jobs.promotion, model_threshold)
@@ -364,6 +393,7 @@ def run_promotion(
                 all_leads=all_leads,
                 now=clock(),
                 report=report,
+                explain=explain,
             )
             if send:
                 destination = open_destination(cfg, cfg.jobs.promotion.destination)

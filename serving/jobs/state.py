@@ -6,7 +6,8 @@ Tables:
 - ``promotions``: every promotion decided, with its idempotency key (the decision log).
 - ``outbox``: messages decided but not yet acknowledged by their destination.
 - ``dead_letters``: messages a destination refused for good, or that ran out of attempts.
-- ``audience_members``: each audience's membership as of its last successful sync.
+- ``audience_members``: each audience's membership as of its last successful sync, and
+  ``audience_syncs`` its version (successful syncs so far).
 - ``campaign_assignments``: every offer assignment of a campaign wave, with its propensity.
 - ``leases``: one row per job name; the holder may run it until ``expires_at``.
 - ``job_runs``: one row per run, for the operator.
@@ -96,6 +97,16 @@ audience_members = sa.Table(
     sa.Column("synced_at", sa.Double, nullable=False),
 )
 
+audience_syncs = sa.Table(
+    "audience_syncs",
+    metadata,
+    sa.Column("audience", sa.String(64), primary_key=True),
+    sa.Column("destination", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),  # successful syncs so far
+    sa.Column("members", sa.Integer, nullable=False),
+    sa.Column("synced_at", sa.Double, nullable=False),
+)
+
 campaign_assignments = sa.Table(
     "campaign_assignments",
     metadata,
@@ -105,7 +116,8 @@ campaign_assignments = sa.Table(
     sa.Column("offer_id", sa.String(64), nullable=False),
     sa.Column("propensity", sa.Double, nullable=False),
     sa.Column("holdout", sa.Boolean, nullable=False),
-    sa.Column("assigned_at", sa.Double, nullable=False),
+    sa.Column("assigned_at", sa.Double, nullable=False),  # = the exposure time
+    sa.Column("exported", sa.Boolean, nullable=False),  # written to offer_exposures
 )
 
 leases = sa.Table(
