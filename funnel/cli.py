@@ -15,6 +15,8 @@ from funnel.config import Config, ConfigError, load_config
 from funnel.quiet import quiet_libraries
 
 if TYPE_CHECKING:
+    from serving.jobs.audience_sync import SyncReport
+    from serving.jobs.campaigns import CampaignsReport
     from serving.jobs.promotion import PromotionReport
     from training.nbo import NboResult
     from training.train import TrainResult
@@ -315,12 +317,7 @@ def jobs_sync_audiences(ctx: click.Context, names: tuple[str, ...]) -> None:
     except _lease_held() as exc:
         click.echo(str(exc), err=True)
         ctx.exit(LEASE_HELD_EXIT)
-    for a in report.audiences:
-        state = f"FAILED, nothing changed: {a.error}" if a.error else f"now at sync {a.version}"
-        click.echo(
-            f"{a.audience} -> {a.destination}: {a.members:,} members, +{a.adds:,} / "
-            f"-{a.removes:,}; {state}"
-        )
+    click.echo(format_audiences(report))
     if report.failed:
         ctx.exit(PARTIAL_EXIT)
 
@@ -339,19 +336,34 @@ def jobs_sync_campaigns(ctx: click.Context, names: tuple[str, ...], wave: str | 
     except _lease_held() as exc:
         click.echo(str(exc), err=True)
         ctx.exit(LEASE_HELD_EXIT)
-    stopped = False
+    click.echo(format_campaigns(report))
+    if any(c.delivery.stopped_early for c in report.campaigns):
+        ctx.exit(PARTIAL_EXIT)
+
+
+def format_audiences(report: SyncReport) -> str:
+    lines = []
+    for a in report.audiences:
+        state = f"FAILED, nothing changed: {a.error}" if a.error else f"now at sync {a.version}"
+        lines.append(
+            f"{a.audience} -> {a.destination}: {a.members:,} members, +{a.adds:,} / "
+            f"-{a.removes:,}; {state}"
+        )
+    return "\n".join(lines)
+
+
+def format_campaigns(report: CampaignsReport) -> str:
+    lines = []
     for c in report.campaigns:
         arms = ", ".join(f"{k} {v}" for k, v in c.by_arm.items()) or "none new"
         d = c.delivery
-        click.echo(
+        lines.append(
             f"{c.campaign} wave {c.wave}: {c.members:,} in the audience, {c.eligible:,} eligible, "
             f"{c.assigned:,} newly assigned ({c.holdout:,} held out); arms: {arms}"
         )
-        click.echo(f"  sent {d.sent}, dead-lettered {d.dead}, still pending {d.pending}")
-        stopped = stopped or bool(d.stopped_early)
-    click.echo(f"offer_exposures: {report.exposures_written:,} new rows")
-    if stopped:
-        ctx.exit(PARTIAL_EXIT)
+        lines.append(f"  sent {d.sent}, dead-lettered {d.dead}, still pending {d.pending}")
+    lines.append(f"offer_exposures: {report.exposures_written:,} new rows")
+    return "\n".join(lines)
 
 
 @jobs_group.command("dead-letters")

@@ -62,6 +62,41 @@ def print_scores(results: list[dict]) -> None:
             print(f"      {sign} {reason['text']}")
 
 
+def run_jobs(cfg: Config, timed) -> None:
+    """The activation jobs on the demo data: promotion to sales, audiences, a campaign wave and
+    the funnel report (destinations are files under <data_dir>/outbox)."""
+    from funnel.cli import format_audiences, format_campaigns, format_promotion
+    from serving.jobs.audience_sync import sync_audiences
+    from serving.jobs.campaigns import sync_campaigns
+    from serving.jobs.funnel_report import write_funnel_report
+    from serving.jobs.promotion import run_promotion
+
+    if cfg.jobs.state_store is None:  # the demo's own state: it describes the data just replaced
+        for path in (*cfg.data_dir.glob("jobs.db*"), *(cfg.data_dir / "outbox").glob("*.jsonl")):
+            path.unlink()
+    promo = timed(
+        "jobs promote (MQL promotions to sales, through the outbox)",
+        run_promotion,
+        cfg,
+        progress=False,
+    )
+    print(format_promotion(promo, cfg.jobs.promotion.destination))
+    again = run_promotion(cfg, progress=False)
+    print(
+        f"  run again at once: {again.changed} leads changed, {again.promoted} promoted, "
+        f"{again.delivery.sent} sent; {again.waiting} wait for tomorrow's capacity"
+    )
+    audiences = timed("jobs sync-audiences", sync_audiences, cfg, progress=False)
+    print(format_audiences(audiences))
+    campaigns = timed("jobs sync-campaigns", sync_campaigns, cfg, progress=False)
+    print(format_campaigns(campaigns))
+    report = timed("report funnel", write_funnel_report, cfg)
+    print(f"  funnel report: {report}")
+    for name, dest in cfg.jobs.destinations.items():
+        where = cfg.destination_path(dest.path) if dest.type == "file" else dest.url
+        print(f"  destination {name}: {where}")
+
+
 def run_demo(
     cfg: Config,
     config_path: Path | None,
@@ -87,8 +122,13 @@ def run_demo(
         return out
 
     summary = timed(
-        "generate synthetic funnel", generate, n_leads=leads or cfg.data.leads,
-        seed=cfg.data.seed, start=cfg.data.start, weeks=cfg.data.weeks, out_dir=cfg.data_dir,
+        "generate synthetic funnel",
+        generate,
+        n_leads=leads or cfg.data.leads,
+        seed=cfg.data.seed,
+        start=cfg.data.start,
+        weeks=cfg.data.weeks,
+        out_dir=cfg.data_dir,
     )
     print("  " + ", ".join(f"{k}={v}" for k, v in summary.items()))
     counts = timed("build features and apply Feast definitions", apply_features, cfg)
@@ -140,9 +180,11 @@ def run_demo(
                 offers.append(answer.json())
         timings["score leads over HTTP"] = time.perf_counter() - start
         mqls = sum(r["is_mql"] for r in results)
-        print(f"\n== scored {len(results)} random leads over HTTP in one batch: {mqls} are MQLs "
-              f"(model {results[0]['model_version']}, threshold {results[0]['threshold']:.3f}, "
-              f"features as of {results[0]['features_as_of']})")
+        print(
+            f"\n== scored {len(results)} random leads over HTTP in one batch: {mqls} are MQLs "
+            f"(model {results[0]['model_version']}, threshold {results[0]['threshold']:.3f}, "
+            f"features as of {results[0]['features_as_of']})"
+        )
         print("  the three highest scores:")
         print_scores(results[:3])
         print("  three from the middle and the bottom:")
@@ -163,6 +205,7 @@ def run_demo(
     finally:
         process.stop(proc)
         print("\n== service stopped")
+    run_jobs(cfg, timed)
     print("\n== timings")
     for name, seconds in timings.items():
         print(f"  {name:<45} {seconds:7.1f}s")

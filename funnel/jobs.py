@@ -65,8 +65,14 @@ def serve_command(
     env["FUNNEL_CONFIG"] = str(config_path or "")
     env["FUNNEL_OVERRIDES"] = "\n".join(overrides)
     cmd = [
-        bentoml, "serve", "serving.service:FunnelService",
-        "--host", cfg.serving.host, "--port", str(port or cfg.serving.port),
-        "--working-dir", str(cfg.root),
+        bentoml,
+        "serve",
+        "serving.service:FunnelService",
+        "--host",
+        cfg.serving.host,
+        "--port",
+        str(port or cfg.serving.port),
+        "--working-dir",
+        str(cfg.root),
     ]
     return cmd, env

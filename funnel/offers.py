@@ -90,7 +90,9 @@ class Offers(Strict):
 def read_offers(path: Path | str) -> Offers:
     """Load and validate an offers file; a bad key or value raises ``ConfigError`` naming it."""
     path = Path(path)
-    tree = read_yaml_mapping(path, "offers file", "training.nbo.offers_file", "with an 'offers' list")
+    tree = read_yaml_mapping(
+        path, "offers file", "training.nbo.offers_file", "with an 'offers' list"
+    )
     try:
         return Offers.model_validate({**tree, "source": str(path)})
     except ValidationError as exc:

@@ -22,7 +22,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start(cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
+def start(
+    cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+) -> subprocess.Popen:
     """Run ``cmd`` in its own process group (the server and its workers stop together),
     its output going to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,9 @@ def wait_ready(
             pass
         time.sleep(0.5)
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
-    raise TimeoutError(f"the service at {base_url} was not ready after {timeout_s:.0f}s:\n{log[-4000:]}")
+    raise TimeoutError(
+        f"the service at {base_url} was not ready after {timeout_s:.0f}s:\n{log[-4000:]}"
+    )
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:

@@ -198,7 +198,9 @@ def _forward_churn_probability(
     cum = [np.zeros((paths, len(user_rate)))]  # simulated events before tick k
     tails: list[np.ndarray] = []  # simulated events in days 5-6 of week j
 
-    def hazard(k: int, usage30: np.ndarray, usage_all: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def hazard(
+        k: int, usage30: np.ndarray, usage_all: np.ndarray, active: np.ndarray
+    ) -> np.ndarray:
         z = churn_logit(
             per_account(usage30), per_account(usage_all - usage30), active, seats,
             mrr / snap.mrr_then[:, k] - 1.0, (snap.t + k * WEEK_S - snap.start) / DAY_S,
@@ -285,7 +287,9 @@ def _segment_counts(
     return np.bincount(index, minlength=size * n_weeks * 3).reshape(size, n_weeks, 3)
 
 
-def _window_counts(times: np.ndarray, owners: np.ndarray, lo: int, hi: int, size: int) -> np.ndarray:
+def _window_counts(
+    times: np.ndarray, owners: np.ndarray, lo: int, hi: int, size: int
+) -> np.ndarray:
     """How many of the time-sorted events fall in ``[lo, hi)``, per owner index."""
     a, b = np.searchsorted(times, [lo, hi], side="left")
     return np.bincount(owners[a:b], minlength=size)
@@ -333,7 +337,9 @@ def simulate_customers(
     start = np.where(installed, installed_start, np.where(won_start < end, won_start, never))
     health = rng.normal(0.0, 0.6, n_acc)
     user_rate = USER_RATE_MEDIAN * np.exp(rng.normal(0.0, 0.5, n))
-    plan = np.where(rng.random(n_acc) < PLAN_NOISE_P, rng.integers(0, 3, n_acc), plan_for(employees))
+    plan = np.where(
+        rng.random(n_acc) < PLAN_NOISE_P, rng.integers(0, 3, n_acc), plan_for(employees)
+    )
     discount = rng.uniform(0.8, 1.0, n_acc)
     churn_at = np.full(n_acc, never)
     seats = np.zeros(n_acc, dtype=np.int64)
@@ -377,8 +383,13 @@ def simulate_customers(
     weeks_span = _PAST + _AHEAD
 
     def forward(
-        t: int, accounts: np.ndarray, hazard: np.ndarray, recent: np.ndarray,
-        recent_lead: np.ndarray, usage30: np.ndarray, usage_prev: np.ndarray,
+        t: int,
+        accounts: np.ndarray,
+        hazard: np.ndarray,
+        recent: np.ndarray,
+        recent_lead: np.ndarray,
+        usage30: np.ndarray,
+        usage_prev: np.ndarray,
     ) -> np.ndarray:
         """The oracle at tick t for the customer ``accounts`` (see _forward_churn_probability)."""
         mine = np.concatenate([by_account[bounds[a] : bounds[a + 1]] for a in accounts])
@@ -414,9 +425,15 @@ def simulate_customers(
             discount=discount[accounts],
         )  # fmt: skip
         return _forward_churn_probability(
-            rng_mc, snap, user_acc, user_rate[mine] * adopter[mine], lead_created[mine], known,
+            rng_mc,
+            snap,
+            user_acc,
+            user_rate[mine] * adopter[mine],
+            lead_created[mine],
+            known,
             engagement,
         )
+
     usage_lead_chunks: list[np.ndarray] = []
     usage_time_chunks: list[np.ndarray] = []
     oracle_acc, oracle_tick, oracle_p, oracle_h = [], [], [], []
@@ -464,7 +481,9 @@ def simulate_customers(
                 oracle_tick.append(np.full(len(active), w, dtype=np.int16))
                 oracle_h.append(hazard)
                 if t + CHURN_LABEL_DAYS * DAY_S <= end:
-                    oracle_p.append(forward(t, active, hazard, recent, recent_lead, usage30, usage_prev))
+                    oracle_p.append(
+                        forward(t, active, hazard, recent, recent_lead, usage30, usage_prev)
+                    )
                 else:  # the window passes the data end: no label, persistence is enough
                     oracle_p.append(1.0 - (1.0 - hazard) ** (CHURN_LABEL_DAYS / 7))
                 is_customer_t[w, active] = True
@@ -476,7 +495,9 @@ def simulate_customers(
             # 2) churn during (t, t + 7d)
             if len(active):
                 leaving = active[rng.random(len(active)) < hazard]
-                churn_at[leaving] = t + 1 + (rng.random(len(leaving)) * (WEEK_S - 1)).astype(np.int64)
+                churn_at[leaving] = (
+                    t + 1 + (rng.random(len(leaving)) * (WEEK_S - 1)).astype(np.int64)
+                )
                 for a in leaving.tolist():
                     rows_end[open_row[a]] = int(churn_at[a])
                 # 3) seat reviews of those who stay
@@ -510,8 +531,9 @@ def simulate_customers(
             counts = rng.poisson(user_rate[users] * np.exp(health[a_of]) * span / WEEK_S)
             ev_user = np.repeat(users, counts)
             ev_lo, ev_span = np.repeat(lo, counts), np.repeat(span, counts)
-            ev_time = ev_lo + np.minimum((rng.random(len(ev_user)) * ev_span).astype(np.int64),
-                                         np.maximum(ev_span - 1, 0))
+            ev_time = ev_lo + np.minimum(
+                (rng.random(len(ev_user)) * ev_span).astype(np.int64), np.maximum(ev_span - 1, 0)
+            )
             usage_lead_chunks.append(ev_user.astype(np.int64))
             usage_time_chunks.append(ev_time.astype(np.int64))
         else:

@@ -72,9 +72,7 @@ def lead_stage(s: LeadState) -> np.ndarray:
     """Funnel stage per lead by the default rules (indices into ``STAGES``)."""
     decision = (s.demo_30d >= 1) | (s.trial_30d >= 1) | (s.account_opportunities_90d >= 1)
     consideration = (s.pricing_30d >= 1) | (s.webinar_30d >= 1) | (s.content_30d >= 1)
-    return np.select(
-        [s.is_customer, decision, consideration], [3, 2, 1], default=0
-    ).astype(np.int8)
+    return np.select([s.is_customer, decision, consideration], [3, 2, 1], default=0).astype(np.int8)
 
 
 def eligibility(stage: np.ndarray, is_customer: np.ndarray) -> np.ndarray:
@@ -131,7 +129,9 @@ def true_probabilities(s: LeadState, stage: np.ndarray, scale: float = 1.0) -> n
 def campaign_weeks(weeks: int) -> list[int]:
     """Campaign ticks whose 14-day outcome window (plus the campaign day) ends in the data."""
     last = weeks * WEEK_S - (OUTCOME_DAYS + 1) * DAY_S
-    return [w for w in range(FIRST_CAMPAIGN_WEEK, weeks, CAMPAIGN_EVERY_WEEKS) if w * WEEK_S <= last]
+    return [
+        w for w in range(FIRST_CAMPAIGN_WEEK, weeks, CAMPAIGN_EVERY_WEEKS) if w * WEEK_S <= last
+    ]
 
 
 @dataclass

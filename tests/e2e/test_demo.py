@@ -16,9 +16,15 @@ def test_demo_runs_every_step_and_prints_scored_leads(tmp_path):
     result = CliRunner().invoke(
         main,
         [
-            "--set", f"paths.data_dir={tmp_path / 'data'}",
-            "--set", f"paths.mlruns_dir={tmp_path / 'mlruns'}",
-            "demo", "--leads", "1500", "--trials", "2",
+            "--set",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "--set",
+            f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+            "demo",
+            "--leads",
+            "1500",
+            "--trials",
+            "2",
         ],
         catch_exceptions=False,
     )
@@ -38,5 +44,26 @@ def test_demo_runs_every_step_and_prints_scored_leads(tmp_path):
     assert re.search(r"next best offer for \d+ leads over HTTP", out)
     assert re.search(r"L\d{7}  \w+ +-> \w+ +\(propensity", out)
     assert "service stopped" in out
-    for step in ("generate synthetic funnel", "train MQL model", "start service"):
+    # the activation jobs on the demo data
+    promoted = re.search(r"promoted (\d+) \(daily cap: \d+ left today\)", out)
+    assert promoted and int(promoted[1]) > 0, out[-3000:]
+    assert re.search(rf"sent to sales: {promoted[1]}, dead-lettered 0, still pending 0", out)
+    assert re.search(r"run again at once: 0 leads changed, 0 promoted, 0 sent", out)
+    assert re.search(
+        r"pricing_no_opportunity -> ads: [\d,]+ members, \+[\d,]+ / -0; now at sync 1", out
+    )
+    assert re.search(r"nurture wave \d{4}-\d\d-\d\d: [\d,]+ in the audience", out)
+    assert re.search(r"offer_exposures: [1-9][\d,]* new rows", out)
+    assert (tmp_path / "data" / "reports" / "funnel.html").is_file()
+    sales = (tmp_path / "data" / "outbox" / "sales.jsonl").read_text().splitlines()
+    assert len(sales) == int(promoted[1])
+    for step in (
+        "generate synthetic funnel",
+        "train MQL model",
+        "start service",
+        "jobs promote",
+        "jobs sync-audiences",
+        "jobs sync-campaigns",
+        "report funnel",
+    ):
         assert re.search(rf"{step}.*\d+\.\ds", out), step
