@@ -190,3 +190,22 @@ def test_assignment_frequencies_match_the_logged_propensities() -> None:
             assert abs(share - logged) < 0.01, (arm, share, logged)
     # rows where o1 is ineligible never get it
     assert "o1" not in set(out.arm[: n // 2])
+
+
+def test_the_sync_commands_refuse_a_bad_audiences_file_before_touching_anything(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from funnel.cli import main
+
+    bad = write(tmp_path, {"audiences": {"a": {"destination": "ads", "wher": {}}}})
+    base = ["--set", f"paths.data_dir={tmp_path / 'data'}", "--set", f"jobs.audiences_file={bad}"]
+    for command in ("sync-audiences", "sync-campaigns"):
+        result = CliRunner().invoke(main, [*base, "jobs", command])
+        assert result.exit_code == 1 and "audiences.a.wher: unknown key" in result.output
+    good = write(tmp_path, {"audiences": {"a": {"destination": "ads"}}})
+    base[-1] = f"jobs.audiences_file={good}"
+    result = CliRunner().invoke(main, [*base, "jobs", "sync-audiences", "nope"])
+    assert result.exit_code == 1 and "unknown audience(s) ['nope']" in result.output
+    result = CliRunner().invoke(main, [*base, "jobs", "sync-campaigns"])
+    assert result.exit_code == 1 and "declares no campaigns" in result.output
+    assert not (tmp_path / "data" / "jobs.db").exists()  # refused before the state store opened
