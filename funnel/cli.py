@@ -31,9 +31,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from serving.jobs.state import StateStoreError
     from training.scoring import BundleError
 
-    return (*USER_ERRORS, BundleError)
+    return (*USER_ERRORS, BundleError, StateStoreError)
 
 
 class FunnelGroup(click.Group):

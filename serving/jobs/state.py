@@ -141,6 +141,10 @@ job_runs = sa.Table(
 )
 
 
+class StateStoreError(RuntimeError):
+    """The state store cannot be opened (unreachable server, bad URL, unwritable file)."""
+
+
 class LeaseHeldError(RuntimeError):
     """Another process holds the job's lease."""
 
@@ -150,7 +154,21 @@ class LeaseLostError(RuntimeError):
 
 
 def open_engine(url: str) -> Engine:
-    """An engine for the state store; creates the PostgreSQL schema and the tables if needed."""
+    """An engine for the state store; creates the PostgreSQL schema and the tables if needed.
+    ``StateStoreError`` names the store (without its password) when it cannot be opened."""
+    try:
+        return _open_engine(url)
+    except (sa.exc.OperationalError, sa.exc.ArgumentError, OSError) as exc:
+        shown = (
+            sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+        )
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StateStoreError(
+            f"cannot open the jobs' state store {shown} (jobs.state_store): {reason}"
+        ) from exc
+
+
+def _open_engine(url: str) -> Engine:
     from funnel.pg import schema_of
 
     if url.startswith("sqlite"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 
 import pandas as pd
 import pytest
@@ -335,3 +336,34 @@ def test_promote_on_postgresql_state_store(tmp_path, monkeypatch, pg_state_store
     assert engine.dialect.name == "postgresql"
     assert len(rows_of(engine, promotions)) == len(expected)
     receiver.down()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql+psycopg://u:pw@127.0.0.1:9/test", r"u:\*\*\*@127\.0\.0\.1:9/test .*refused"),
+        ("nonsense", "Could not parse SQLAlchemy URL"),
+    ],
+)
+def test_an_unreachable_state_store_is_one_clear_line(tmp_path, url: str, message: str) -> None:
+    from click.testing import CliRunner
+
+    from funnel.cli import main
+
+    write_scores(tmp_path / "s.parquet", 5)
+    result = CliRunner().invoke(
+        main,
+        [
+            "--set",
+            f"jobs.state_store={url}",
+            "--set",
+            "jobs.promotion.threshold=0.5",
+            "jobs",
+            "promote",
+            "--scores",
+            str(tmp_path / "s.parquet"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert re.search(rf"cannot open the jobs' state store .*{message}", result.output), result.output
+    assert "pw" not in result.output
