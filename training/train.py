@@ -226,6 +226,40 @@ def logged_trial(trial: Any, run: Any) -> float:
         return value
 
 
+@dataclass
+class TrainingSplit:
+    """A model kind's labelled rows with their features, split by time, as training sees them."""
+
+    frame: pd.DataFrame
+    parts: dict[str, pd.DataFrame]  # train, validation, test
+    names: list[str]  # feature columns
+    categorical: list[str]
+
+
+def training_split(cfg: Config, kind: str, store: Any = None) -> TrainingSplit:
+    """Labels + Feast historical features, split into train / validation / test weeks: the rows
+    ``train_classifier`` fits and evaluates on (and that comparisons and model cards rebuild)."""
+    from funnel.jobs import feature_store
+
+    conf = kind_config(cfg, kind)
+    spec = KINDS[kind]
+    frame = build_training_frame(cfg, store or feature_store(cfg), conf.feature_service, kind)
+    frame["split"] = time_split(
+        frame["event_timestamp"], conf.split.validation_weeks, conf.split.test_weeks,
+        conf.split.warmup_weeks,
+    )  # fmt: skip
+    names, categorical = feature_columns(frame)
+    parts = {p: frame[frame["split"] == p] for p in ("train", "validation", "test")}
+    for part, rows in parts.items():
+        if rows["label"].nunique() < 2:
+            raise ValueError(
+                f"the {part} rows of the {spec.title} model have only one class "
+                f"(label={rows['label'].iloc[0]}); generate more data or widen "
+                f"training.{kind}.split"
+            )
+    return TrainingSplit(frame, parts, names, categorical)
+
+
 def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -> TrainResult:
     """Tune, train, calibrate, evaluate, log and register the MQL model."""
     return train_classifier(cfg, "mql", progress=progress, n_trials=n_trials)
@@ -244,7 +278,6 @@ def train_classifier(
     import optuna
     from mlflow.models import infer_signature
 
-    from funnel.jobs import feature_store
     from funnel.pg import ensure_schema
     from training import plots
     from training.registry import (
@@ -269,21 +302,8 @@ def train_classifier(
     ensure_experiment(cfg, conf.experiment)
 
     with steps.step("build training set (labels + Feast historical features)"):
-        store = feature_store(cfg)
-        frame = build_training_frame(cfg, store, conf.feature_service, kind)
-        frame["split"] = time_split(
-            frame["event_timestamp"], conf.split.validation_weeks, conf.split.test_weeks,
-            conf.split.warmup_weeks,
-        )
-        names, categorical = feature_columns(frame)
-        parts = {p: frame[frame["split"] == p] for p in ("train", "validation", "test")}
-        for part, rows in parts.items():
-            if rows["label"].nunique() < 2:
-                raise ValueError(
-                    f"the {part} rows of the {spec.title} model have only one class "
-                    f"(label={rows['label'].iloc[0]}); generate more data or widen "
-                    f"training.{kind}.split"
-                )
+        split = training_split(cfg, kind)
+        frame, parts, names, categorical = split.frame, split.parts, split.names, split.categorical
         tiers = (
             [t.model_dump() for t in conf.tiers] if isinstance(conf, ChurnConfig) else None
         )
