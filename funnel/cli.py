@@ -15,9 +15,11 @@ from funnel.config import Config, ConfigError, load_config
 from funnel.quiet import quiet_libraries
 
 if TYPE_CHECKING:
+    from funnel.flat import ImportReport
     from serving.jobs.audience_sync import SyncReport
     from serving.jobs.campaigns import CampaignsReport
     from serving.jobs.promotion import PromotionReport
+    from training.compare import CompareResult
     from training.nbo import NboResult
     from training.train import TrainResult
 
@@ -80,7 +82,7 @@ def _config(ctx: click.Context) -> Config:
 # -- data ---------------------------------------------------------------------------------------
 @main.group()
 def data() -> None:
-    """Raw funnel tables: generate synthetic data."""
+    """Raw funnel tables: generate synthetic data, or import your own."""
 
 
 @data.command("generate")
@@ -104,6 +106,19 @@ def data_generate(
     )
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
+
+
+@data.command("import")
+@click.argument("mapping", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def data_import(ctx: click.Context, mapping: Path) -> None:
+    """Import your own accounts/leads/events/... files through a YAML column mapping."""
+    from funnel.data.mapping import import_tables
+
+    cfg = _config(ctx)
+    for name, rows in import_tables(mapping, cfg.raw_dir).items():
+        click.echo(f"{name}: {rows:,} rows")
+    click.echo(f"written to {cfg.raw_dir}; next: `funnel features apply`")
 
 
 # -- features -----------------------------------------------------------------------------------
@@ -135,10 +150,86 @@ def features_materialize(ctx: click.Context) -> None:
     click.echo(f"online store ({cfg.online_store['type']}) holds features as of {end}")
 
 
+# -- bring your own data -------------------------------------------------------------------------
+@main.command("import")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Dataset name (default: the file's stem).")
+@click.option(
+    "--id", "id_column", default=None, help="The unit's id column (default: row numbers)."
+)
+@click.option("--label", "label_column", default=None, help="The label column.")
+@click.option(
+    "--positive", default=None, help="The label value that means 1 (default: yes/true/1)."
+)
+@click.option("--task", type=click.Choice(["propensity", "churn", "uplift"]), default=None)
+@click.option("--timestamp", default=None, help="When each row's features were known.")
+@click.option("--treatment", default=None, help="Uplift: the column naming each row's arm.")
+@click.option("--control", default=None, help="Uplift: the value of the untreated arm.")
+@click.option("--sep", default=None, help="CSV separator (default: sniffed).")
+@click.option("--post-outcome", multiple=True, help="A column known only after the outcome.")
+@click.option("--drop", multiple=True, help="A column never to use as a feature.")
+@click.pass_context
+def import_cmd(ctx: click.Context, source: Path, **flags: object) -> None:
+    """Import a flat table (CSV or parquet, one row per unit) as a Feast feature view + service.
+
+    SOURCE is a dataset spec (YAML, see configs/datasets/) or the data file itself with --label.
+    """
+    from funnel.flat import import_flat, spec_from_flags
+
+    cfg = _config(ctx)
+    report = import_flat(cfg, spec_from_flags(source, flags))
+    click.echo(format_import(report))
+
+
+def format_import(report: ImportReport) -> str:
+    r = report
+    kinds: dict[str, int] = {}
+    for kind in r.types.values():
+        kinds[kind] = kinds.get(kind, 0) + 1
+    mix = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+    top = sorted(r.single_auc.items(), key=lambda kv: -kv[1])[:3]
+    lines = [
+        (
+            f"imported '{r.name}': {r.rows:,} rows, positive rate {r.positive_rate:.3f}, task "
+            f"{r.task}; {len(r.features)} features ({mix})"
+        ),
+        "  strongest single columns (AUC alone): " + ", ".join(f"{c} {a:.3f}" for c, a in top),
+    ]
+    lines += [f"  LEAKAGE {column}: {finding}" for column, finding in r.leakage.items()]
+    lines += [f"  dropped {column}: {why}" for column, why in r.dropped.items()]
+    lines.append(f"  feature service {r.name}_v1; train it with `funnel train {r.name}`")
+    return "\n".join(lines)
+
+
 # -- training -----------------------------------------------------------------------------------
-@main.group()
+class TrainGroup(click.Group):
+    """``funnel train mql|churn|nbo``, or ``funnel train <name>`` for an imported table."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+
+        @click.command(cmd_name, help=f"Train the imported table '{cmd_name}'.")
+        @click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials.")
+        @click.pass_context
+        def train_dataset(inner: click.Context, trials: int | None) -> None:
+            from training.flat_uplift import train_dataset as run
+
+            cfg = _config(inner)
+            result = run(cfg, cmd_name, n_trials=trials)
+            click.echo(
+                format_nbo_result(result)
+                if hasattr(result, "learner")
+                else format_train_result(result)
+            )
+
+        return train_dataset
+
+
+@main.group(cls=TrainGroup)
 def train() -> None:
-    """Train, tune and register models."""
+    """Train, tune and register models: mql, churn, nbo, or an imported table by its name."""
 
 
 @train.command("mql")
@@ -206,12 +297,15 @@ def format_nbo_result(result: NboResult) -> str:
 def format_train_result(result: TrainResult) -> str:
     m = result.metrics
     champion = " (now champion)" if result.became_champion else ""
+    if not result.became_champion and result.predictive:
+        champion = f" (challenger: weigh it with `funnel compare {result.kind}`)"
     oracle = ""
     if "oracle_roc_auc" in m:
         oracle = f"  (oracle {m['oracle_roc_auc']:.4f}, gap {m['roc_auc_gap_to_oracle']:+.4f})"
+    low, high = result.roc_auc_ci
     lines = [
         f"model {result.model_name} version {result.version}{champion}",
-        f"  test ROC AUC {m['roc_auc']:.4f}{oracle}",
+        f"  test ROC AUC {m['roc_auc']:.4f} [95% CI {low:.4f}, {high:.4f}]{oracle}",
         (
             f"  PR AUC {m['pr_auc']:.4f}  Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  "
             f"lift@10% {m['lift_at_10pct']:.2f}"
@@ -232,6 +326,98 @@ def format_train_result(result: TrainResult) -> str:
             f"  threshold {result.threshold:.4f}: precision {m['precision_at_threshold']:.3f}, "
             f"recall {m['recall_at_threshold']:.3f}, {m['mql_per_week']:.0f} MQLs/week"
         )
+    if not result.predictive:
+        lines.append(
+            f"  NOT PREDICTIVE: not made champion (the test ROC AUC interval [{low:.4f}, "
+            f"{high:.4f}] must lie above 0.5 and lift@10% {m['lift_at_10pct']:.2f} be above 1)"
+        )
+    return "\n".join(lines)
+
+
+# -- comparing models ---------------------------------------------------------------------------
+
+
+@main.command("compare")
+@click.argument("kind")
+@click.option("--a", "a", default="champion", show_default=True, help="Alias or version of a.")
+@click.option("--b", "b", default="challenger", show_default=True, help="Alias or version of b.")
+@click.option("--promote", is_flag=True, help="Make b champion when the promotion rule says so.")
+@click.pass_context
+def compare_cmd(ctx: click.Context, kind: str, a: str, b: str, promote: bool) -> None:
+    """Compare two versions of a model on the test rows it was evaluated on (paired bootstrap).
+
+    KIND is mql, churn or an imported table's name."""
+    from training.compare import compare_models
+
+    cfg = _config(ctx)
+    click.echo(format_compare(compare_models(cfg, kind, a=a, b=b, promote=promote)))
+
+
+@main.command("rollback")
+@click.argument("kind")
+@click.pass_context
+def rollback_cmd(ctx: click.Context, kind: str) -> None:
+    """Give the champion alias back to the previous champion (recorded in champion_history).
+
+    KIND is mql, churn or an imported table's name."""
+    from training.compare import rollback
+
+    cfg = _config(ctx)
+    old, new = rollback(cfg, kind)
+    click.echo(
+        f"{kind}: champion rolled back from version {old} to version {new} "
+        f"(version {old} is now previous_champion)"
+    )
+
+
+def format_compare(result: CompareResult) -> str:
+    r = result
+    a, b = f"a: {r.a.label}", f"b: {r.b.label}"
+    lines = [
+        (
+            f"{r.model_name}: {a} vs {b}, on the same {r.rows:,} test rows "
+            "(95% paired-bootstrap intervals)"
+        ),
+        f"  {'metric':<9} {'a':>25} {'b':>25} {'b better by':>27}  verdict",
+    ]
+    for c in r.comparison.values():
+        name = c.metric if c.higher_is_better else f"{c.metric}*"
+        lines.append(
+            f"  {name:<9} {c.a:8.4f} [{c.a_ci[0]:.4f}, {c.a_ci[1]:.4f}]"
+            f" {c.b:8.4f} [{c.b_ci[0]:.4f}, {c.b_ci[1]:.4f}]"
+            f" {c.difference:+8.4f} [{c.difference_ci[0]:+.4f}, {c.difference_ci[1]:+.4f}]"
+            f"  {c.verdict}"
+        )
+    lines.append("  * lower is better: 'b better by' is a - b")
+    for side, ref in (("a", r.a), ("b", r.b)):
+        check = r.predictive[side]
+        state = "predictive" if check.predictive else "NOT PREDICTIVE"
+        lines.append(f"  {side} ({ref.label}) {state}: {check.reason}")
+    rule = r.rule
+    lines.append(
+        f"  rule (training.{r.kind}.promotion_rule): {rule.metric} improvement > "
+        f"{rule.min_improvement:g}"
+        + (", interval above 0" if rule.require_interval_above else "")
+        + ", b predictive"
+    )
+    outcome = "b wins" if r.verdict.wins else "b does not win"
+    lines.append(f"  {outcome}: {r.verdict.reason}")
+    if r.promoted:
+        lines.append(
+            f"  promoted: champion is now version {r.champion}"
+            + (
+                f"; version {r.previous_champion} is previous_champion "
+                f"(`funnel rollback {r.kind}` restores it)"
+                if r.previous_champion
+                else ""
+            )
+        )
+    elif r.verdict.wins:
+        lines.append("  not promoted (run with --promote to make b champion)")
+    elif r.champion is None:
+        lines.append("  nothing changed (the model has no champion)")
+    else:
+        lines.append(f"  nothing changed: the champion stays version {r.champion}")
     return "\n".join(lines)
 
 
@@ -412,6 +598,27 @@ def report_funnel(ctx: click.Context, out_path: Path | None) -> None:
 
     cfg = _config(ctx)
     click.echo(f"funnel report: {write_funnel_report(cfg, out_path)}")
+
+
+@report_group.command("model")
+@click.argument("kind", type=click.Choice(["mql", "churn", "nbo"]))
+@click.option(
+    "--alias", default="champion", show_default=True, help="Registry alias or version number."
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the HTML (default: <data_dir>/reports/model-KIND.html).",
+)
+@click.pass_context
+def report_model(ctx: click.Context, kind: str, alias: str, out_path: Path | None) -> None:
+    """A model card: data, test metrics with intervals, decision rule, plots, reasons, drift."""
+    from training.model_card import write_model_card
+
+    cfg = _config(ctx)
+    click.echo(f"model card: {write_model_card(cfg, kind, alias, out_path)}")
 
 
 # -- serving ------------------------------------------------------------------------------------

@@ -97,6 +97,20 @@ class SplitConfig(Strict):
     warmup_weeks: Annotated[int, Field(ge=0)] = 2
 
 
+CompareMetric = Literal["roc_auc", "pr_auc", "brier", "log_loss"]
+
+
+class PromotionRuleConfig(Strict):
+    """When ``funnel compare --promote`` makes the challenger champion: its improvement on
+    ``metric`` (oriented so positive is better; Brier and log loss improve downward) exceeds
+    ``min_improvement`` and, with ``require_interval_above``, the lower end of the
+    improvement's 95% paired-bootstrap interval is above 0. It must be predictive too."""
+
+    metric: CompareMetric = "roc_auc"
+    min_improvement: float = 0.0
+    require_interval_above: bool = True
+
+
 class ClassifierConfig(Strict):
     """What the MQL and churn models share: one training path, parameterized by model kind."""
 
@@ -111,6 +125,7 @@ class ClassifierConfig(Strict):
     # after tuning, refit on train + validation weeks (calibration and threshold still come
     # from the held-out validation scores of the train-only model)
     refit_on_validation: bool = True
+    promotion_rule: PromotionRuleConfig = PromotionRuleConfig()
 
 
 class MqlConfig(ClassifierConfig):
@@ -227,6 +242,7 @@ class StagesConfig(Strict):
 
 
 ModelKind = Literal["mql", "churn", "nbo"]
+ClassifierKind = Literal["mql", "churn"]  # the kinds of training.train.KINDS (compare, rollback)
 
 
 class ServingConfig(Strict):

@@ -317,18 +317,13 @@ class NboResult:
 
 def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
     """Fit, choose, evaluate, log and register the next-best-offer model."""
-    import mlflow
 
     from features.store import historical_features
     from funnel.jobs import feature_store
     from funnel.offers import load_offers
     from funnel.stages import assign_stages
-    from training import plots
-    from training.nbo_model import NboMeta, NboModel
-    from training.pyfunc import NboPyfunc
-    from training.registry import configure_tracking, ensure_experiment, tag_and_crown
-    from training.scoring import FeatureMatrix
-    from training.train import Steps, _categories, feature_columns
+    from training.registry import configure_tracking, ensure_experiment
+    from training.train import Steps
 
     conf = cfg.training.nbo
     offers = load_offers(cfg)
@@ -355,13 +350,34 @@ def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
         eligible = offers.eligible(stage, frame["is_customer"])[:, [offers.ids.index(o) for o in modelled]]
         values = np.array([offers.get(o).value for o in modelled])
         costs = np.array([offers.get(o).cost for o in modelled])
-        names, categorical = feature_columns(frame.drop(columns=["arm", "propensity"]))
         fold = subject_folds(frame["lead_id"].to_numpy(), conf.folds, conf.seed)
-        categories = _categories(frame, categorical)
-        X = FeatureMatrix(names, categories)(frame)
 
-    with mlflow.start_run(run_name="nbo-train") as parent:
-        mlflow.set_tags({"model_kind": "nbo", "feature_service": conf.feature_service})
+    return fit_and_register(cfg, conf, frame, fold, modelled, values, costs, eligible, steps)
+
+
+def fit_and_register(
+    cfg: Config, conf: NboConfig, frame: pd.DataFrame, fold: np.ndarray, modelled: list[str],
+    values: np.ndarray, costs: np.ndarray, eligible: np.ndarray, steps: Any, kind: str = "nbo",
+) -> NboResult:  # fmt: skip
+    """Fit and choose the learner (``fit_and_choose``), evaluate it out of fold, log everything
+    to MLflow and register the model. ``frame`` holds the features and label, arm, propensity,
+    event_timestamp; ``kind`` tags the model (``nbo``, or an imported table's name)."""
+    import mlflow
+
+    from training import plots
+    from training.nbo_model import NboMeta, NboModel
+    from training.pyfunc import NboPyfunc
+    from training.registry import tag_and_crown
+    from training.scoring import FeatureMatrix
+    from training.train import _categories, feature_columns
+
+    key_columns = [c for c in frame.columns if c.endswith("_id")]
+    names, categorical = feature_columns(frame.drop(columns=["arm", "propensity", *key_columns]))
+    categories = _categories(frame, categorical)
+    X = FeatureMatrix(names, categories)(frame)
+
+    with mlflow.start_run(run_name=f"{kind}-train") as parent:
+        mlflow.set_tags({"model_kind": kind, "feature_service": conf.feature_service})
         mlflow.log_params({
             "feature_service": conf.feature_service, "learners": ",".join(conf.learners),
             "offers": ",".join(modelled), "outcome_window_days": conf.outcome_window_days,
@@ -393,9 +409,10 @@ def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
             metrics: dict[str, float] = {"mean_qini": mean_qini(fit.heldout_metrics)}
             for offer, m in fit.heldout_metrics.items():
                 metrics.update({f"{offer}_{k}": v for k, v in m.items()})
-            metrics.update(nbo_oracle_report(
-                cfg, frame, fit.heldout_uplift, modelled, fit.learned, values, costs, eligible
-            ))  # fmt: skip
+            if kind == "nbo":  # the generator's oracle knows the synthetic exposures only
+                metrics.update(nbo_oracle_report(
+                    cfg, frame, fit.heldout_uplift, modelled, fit.learned, values, costs, eligible
+                ))  # fmt: skip
             c = fit.comparison
             for name, (v, lo, hi) in c.values.items():
                 metrics.update({f"policy_{name}": v, f"policy_{name}_low": lo, f"policy_{name}_high": hi})
@@ -440,7 +457,7 @@ def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
             version = str(info.registered_model_version)
             became_champion = tag_and_crown(
                 conf.registered_model, version,
-                {"feature_service": conf.feature_service, "model_kind": "nbo"},
+                {"feature_service": conf.feature_service, "model_kind": kind},
             )
             mlflow.set_tag("registered_version", version)
     return NboResult(

@@ -45,21 +45,35 @@ def ensure_experiment(cfg: Config, name: str) -> str:
     return experiment_id
 
 
-def tag_and_crown(name: str, version: str, tags: dict[str, str]) -> bool:
+def tag_and_crown(
+    name: str,
+    version: str,
+    tags: dict[str, str],
+    predictive: bool = True,
+    challenger: bool = False,
+) -> bool:
     """Tag a new model version; make it ``champion`` only when the model has none yet (a
-    retrain never silently replaces the serving model). Returns whether it became champion."""
+    retrain never silently replaces the serving model). Returns whether it became champion.
+
+    A model that is not ``predictive`` (no better than chance on its test rows) is never made
+    champion, nor challenger. With ``challenger``, a new version that did not become champion
+    gets the ``challenger`` alias (``funnel compare`` weighs it against the champion)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     for tag, value in tags.items():
         client.set_model_version_tag(name, version, tag, value)
+    if not predictive:
+        return False
     try:
         client.get_model_version_by_alias(name, "champion")
-        return False
     except MlflowException:
         client.set_registered_model_alias(name, "champion", version)
         return True
+    if challenger:
+        client.set_registered_model_alias(name, "challenger", version)
+    return False
 
 
 def _download(cfg: Config, name: str, alias: str, kind: str) -> tuple[Path, str]:
@@ -90,6 +104,25 @@ def load_model(
         raise BundleError(
             f"model {version} ({alias}) is a '{model.meta.model_kind}' model, "
             f"not '{kind}'; check training.{kind}.registered_model"
+        )
+    return model
+
+
+def load_model_version(cfg: Config, name: str, version: str, kind: str = "mql") -> ScoringModel:
+    """Download ``models:/name/version`` and load its bundle, checked to be a ``kind`` model."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    configure_tracking(cfg)
+    try:
+        local = Path(download_artifacts(artifact_uri=f"models:/{name}/{version}"))
+    except MlflowException as exc:
+        raise BundleError(f"no version {version} of model '{name}' in {cfg.tracking_uri}") from exc
+    model = ScoringModel.load(local / "artifacts" / BUNDLE_ARTIFACT, version=f"{name}/{version}")
+    if model.meta.model_kind != kind:
+        raise BundleError(
+            f"model {name}/{version} is a '{model.meta.model_kind}' model, not '{kind}'; "
+            f"check training.{kind}.registered_model"
         )
     return model
 

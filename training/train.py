@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from funnel.config import ChurnConfig, ClassifierConfig, Config, MqlConfig
+from training.compare import predictive_check
 from training.labels import churn_labels, mql_labels, time_split
 from training.metrics import (
     capacity_threshold,
@@ -35,8 +36,15 @@ log = logging.getLogger("funnel.training")
 
 # Columns of the training frame that are keys, labels or raw inputs, never model features.
 NON_FEATURES = {
-    "lead_id", "account_id", "lead_account_id", "event_timestamp", "label", "split",
-    "request_job_title", "job_title", "created_at",
+    "lead_id",
+    "account_id",
+    "lead_account_id",
+    "event_timestamp",
+    "label",
+    "split",
+    "request_job_title",
+    "job_title",
+    "created_at",
 }
 PIP_REQUIREMENTS = ["lightgbm==4.7.*", "pandas<3", "numpy", "scikit-learn==1.9.*"]
 
@@ -57,10 +65,44 @@ KINDS: dict[str, ModelKind] = {
 }
 
 
+FLAT_TIERS = [  # risk tiers of a churn-like imported table (no generator to calibrate them on)
+    {"name": "low", "min_probability": 0.0},
+    {"name": "medium", "min_probability": 0.3},
+    {"name": "high", "min_probability": 0.6},
+]
+FLAT_PRECISION = 0.5  # the decision threshold of a propensity model on an imported table
+
+
+def is_dataset(cfg: Config, kind: str) -> bool:
+    """True for an imported flat table (``funnel import``), not a built-in model kind."""
+    return kind not in KINDS and (cfg.data_dir / "imports" / kind / "dataset.json").is_file()
+
+
+def kind_spec(cfg: Config, kind: str) -> ModelKind:
+    if kind in KINDS:
+        return KINDS[kind]
+    if is_dataset(cfg, kind):
+        return ModelKind(kind, f"{kind}_id", "", f"'{kind}'")
+    raise ValueError(
+        f"unknown model kind {kind!r}: neither one of {sorted(KINDS)} nor a table imported "
+        f"under {cfg.data_dir / 'imports'} (`funnel import`)"
+    )
+
+
 def kind_config(cfg: Config, kind: str) -> ClassifierConfig:
-    if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(KINDS)}")
-    return getattr(cfg.training, kind)
+    if kind in KINDS:
+        return getattr(cfg.training, kind)
+    spec = kind_spec(cfg, kind)  # raises for an unknown kind
+    from funnel.config import PrecisionThreshold, RiskTier
+    from funnel.flat import load_dataset
+
+    meta = load_dataset(cfg, spec.name)
+    names = {"feature_service": meta["feature_service"], "registered_model": f"funnel-{kind}",
+             "experiment": f"funnel-{kind}", "label_window_days": 1,
+             "num_threads": cfg.training.mql.num_threads}  # fmt: skip
+    if meta["report"]["task"] == "churn":
+        return ChurnConfig(**names, tiers=[RiskTier(**t) for t in FLAT_TIERS])
+    return MqlConfig(**names, threshold=PrecisionThreshold(mode="precision", target=FLAT_PRECISION))
 
 
 @dataclass
@@ -74,6 +116,13 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     kind: str = "mql"
     tiers: list[dict[str, Any]] | None = None
+    # better than chance on the test rows (see training.compare.is_predictive); a model that
+    # is not is never made champion
+    predictive: bool = True
+    roc_auc_ci: tuple[float, float] = (float("nan"), float("nan"))  # test ROC AUC, 95% bootstrap
+
+
+PREDICTIVE_BOOT, PREDICTIVE_SEED = 500, 0  # the test ROC AUC interval of the non-predictive guard
 
 
 class Steps:
@@ -111,9 +160,14 @@ def feature_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def label_entities(cfg: Config, kind: str = "mql") -> pd.DataFrame:
-    """The labelled entity rows of a model kind at the weekly snapshots."""
+    """The labelled entity rows of a model kind at the weekly snapshots (of an imported table:
+    its rows)."""
     from funnel.data.io import read_tables
     from funnel.timegrid import snapshot_grid
+
+    if is_dataset(cfg, kind):
+        labels = pd.read_parquet(cfg.data_dir / "imports" / kind / "labels.parquet")
+        return labels.drop(columns=[c for c in ("treatment",) if c in labels])
 
     manifest = read_manifest(cfg.raw_dir)
     ticks = snapshot_grid(manifest["start"], manifest["end"], cfg.feature_store.snapshot_every_days)
@@ -127,9 +181,7 @@ def label_entities(cfg: Config, kind: str = "mql") -> pd.DataFrame:
     return entity
 
 
-def build_training_frame(
-    cfg: Config, store: Any, service: str, kind: str = "mql"
-) -> pd.DataFrame:
+def build_training_frame(cfg: Config, store: Any, service: str, kind: str = "mql") -> pd.DataFrame:
     """Labels at weekly snapshots joined point-in-time to the feature service's features."""
     from features.store import historical_features
 
@@ -184,9 +236,10 @@ def oracle_report(
     """
     from sklearn.metrics import roc_auc_score
 
-    key = KINDS[kind].entity_key
-    path = cfg.oracle_dir / KINDS[kind].oracle_file
-    if not path.is_file():
+    spec = kind_spec(cfg, kind)
+    key = spec.entity_key
+    path = cfg.oracle_dir / spec.oracle_file
+    if not spec.oracle_file or not path.is_file():
         return {}, None
     oracle = pd.read_parquet(path).rename(columns={"snapshot_ts": "event_timestamp"})
     rows = test[[key, "event_timestamp", "label"]].assign(model=prob)
@@ -219,11 +272,33 @@ def logged_trial(trial: Any, run: Any) -> float:
             mlflow.set_tag("state", "PRUNED")
             raise
         mlflow.log_params(trial.params)
-        mlflow.log_metrics({"val_roc_auc": value, **{
-            k: float(v) for k, v in trial.user_attrs.items() if isinstance(v, (int, float))
-        }})
+        mlflow.log_metrics(
+            {
+                "val_roc_auc": value,
+                **{k: float(v) for k, v in trial.user_attrs.items() if isinstance(v, (int, float))},
+            }
+        )
         mlflow.set_tag("state", "COMPLETE")
         return value
+
+
+def stratified_split(
+    ids: pd.Series, label: pd.Series, validation: float = 0.2, test: float = 0.2
+) -> np.ndarray:
+    """'train' / 'validation' / 'test' per row, stratified by label and fixed by the ids (a
+    row keeps its part when rows are added or reordered): within each class, rows ordered by a
+    hash of their id take the first ``test`` share as test, the next ``validation`` share as
+    validation."""
+    order_key = pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy()
+    out = np.full(len(ids), "train", dtype=object)
+    y = label.to_numpy()
+    for cls in np.unique(y):
+        rows = np.flatnonzero(y == cls)
+        ranked = rows[np.argsort(order_key[rows], kind="stable")]
+        n_test, n_val = round(test * len(rows)), round(validation * len(rows))
+        out[ranked[:n_test]] = "test"
+        out[ranked[n_test : n_test + n_val]] = "validation"
+    return out
 
 
 @dataclass
@@ -242,13 +317,16 @@ def training_split(cfg: Config, kind: str, store: Any = None) -> TrainingSplit:
     from funnel.jobs import feature_store
 
     conf = kind_config(cfg, kind)
-    spec = KINDS[kind]
+    spec = kind_spec(cfg, kind)
     frame = build_training_frame(cfg, store or feature_store(cfg), conf.feature_service, kind)
-    frame["split"] = time_split(
-        frame["event_timestamp"], conf.split.validation_weeks, conf.split.test_weeks,
-        conf.split.warmup_weeks,
-    )  # fmt: skip
-    names, categorical = feature_columns(frame)
+    if is_dataset(cfg, kind):  # one row per unit: a stratified split, fixed by the ids
+        frame["split"] = stratified_split(frame[spec.entity_key], frame["label"])
+    else:
+        frame["split"] = time_split(
+            frame["event_timestamp"], conf.split.validation_weeks, conf.split.test_weeks,
+            conf.split.warmup_weeks,
+        )  # fmt: skip
+    names, categorical = feature_columns(frame.drop(columns=[spec.entity_key]))
     parts = {p: frame[frame["split"] == p] for p in ("train", "validation", "test")}
     for part, rows in parts.items():
         if rows["label"].nunique() < 2:
@@ -295,7 +373,7 @@ def train_classifier(
     )
 
     conf = kind_config(cfg, kind)
-    spec = KINDS[kind]
+    spec = kind_spec(cfg, kind)
     key = spec.entity_key
     steps = Steps(total=5, echo=progress)
     configure_tracking(cfg)
@@ -304,32 +382,44 @@ def train_classifier(
     with steps.step("build training set (labels + Feast historical features)"):
         split = training_split(cfg, kind)
         frame, parts, names, categorical = split.frame, split.parts, split.names, split.categorical
-        tiers = (
-            [t.model_dump() for t in conf.tiers] if isinstance(conf, ChurnConfig) else None
-        )
+        tiers = [t.model_dump() for t in conf.tiers] if isinstance(conf, ChurnConfig) else None
         meta = BundleMeta(
-            model_kind=kind, feature_service=conf.feature_service, features=names,
+            model_kind=kind,
+            feature_service=conf.feature_service,
+            features=names,
             categories=_categories(parts["train"], categorical),
-            calibration={"a": 1.0, "b": 0.0}, threshold=0.5, tiers=tiers,
+            calibration={"a": 1.0, "b": 0.0},
+            threshold=0.5,
+            tiers=tiers,
         )
         shell = ScoringModel(booster=None, meta=meta)  # type: ignore[arg-type]
         data = TrainData(
-            shell.matrix(parts["train"]), parts["train"]["label"].to_numpy(),
-            shell.matrix(parts["validation"]), parts["validation"]["label"].to_numpy(),
-            names, categorical,
+            shell.matrix(parts["train"]),
+            parts["train"]["label"].to_numpy(),
+            shell.matrix(parts["validation"]),
+            parts["validation"]["label"].to_numpy(),
+            names,
+            categorical,
         )
         datasets = data.datasets()
-        fixed = {"num_threads": conf.num_threads, "monotone_constraints": monotone_constraints(names)}
+        fixed = {
+            "num_threads": conf.num_threads,
+            "monotone_constraints": monotone_constraints(names),
+        }
 
     trials = n_trials or cfg.optuna.n_trials
     rule = conf.threshold.mode if isinstance(conf, MqlConfig) else "risk_tiers"
     with mlflow.start_run(run_name=f"{kind}-train") as parent:
         mlflow.set_tags({"model_kind": kind, "feature_service": conf.feature_service})
-        mlflow.log_params({
-            "feature_service": conf.feature_service, "n_trials": trials,
-            "label_window_days": conf.label_window_days, "threshold_rule": rule,
-            **{f"rows_{p}": len(r) for p, r in parts.items()},
-        })
+        mlflow.log_params(
+            {
+                "feature_service": conf.feature_service,
+                "n_trials": trials,
+                "label_window_days": conf.label_window_days,
+                "threshold_rule": rule,
+                **{f"rows_{p}": len(r) for p, r in parts.items()},
+            }
+        )
         with steps.step(f"tune LightGBM with Optuna ({trials} trials, each an MLflow child run)"):
             if cfg.optuna_storage.startswith("sqlite:///"):
                 Path(cfg.optuna_storage.removeprefix("sqlite:///")).parent.mkdir(
@@ -348,11 +438,14 @@ def train_classifier(
             )
             study.optimize(
                 lambda t: logged_trial(
-                    t, lambda: objective(
+                    t,
+                    lambda: objective(
                         t, datasets, conf.num_boost_round, conf.early_stopping_rounds, fixed
-                    )
+                    ),
                 ),
-                n_trials=trials, timeout=cfg.optuna.timeout_s, show_progress_bar=progress,
+                n_trials=trials,
+                timeout=cfg.optuna.timeout_s,
+                show_progress_bar=progress,
             )
             best = study.best_trial
             mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
@@ -362,7 +455,10 @@ def train_classifier(
             # Early stopping on the validation weeks fixes the number of rounds; the model's
             # validation scores (out of sample) fit the calibration and the threshold.
             holdout = fit_booster(
-                best.params, *datasets, conf.num_boost_round, conf.early_stopping_rounds,
+                best.params,
+                *datasets,
+                conf.num_boost_round,
+                conf.early_stopping_rounds,
                 fixed=fixed,
             )
             val = parts["validation"]
@@ -374,7 +470,8 @@ def train_classifier(
             )
             booster = (
                 refit_booster(best.params, data, holdout.best_iteration, fixed)
-                if conf.refit_on_validation else holdout
+                if conf.refit_on_validation
+                else holdout
             )
             model = ScoringModel(booster, meta)
             mlflow.log_metric("val_roc_auc_holdout_model", holdout.best_score["valid"]["auc"])
@@ -382,7 +479,10 @@ def train_classifier(
                 "best_iteration": int(holdout.best_iteration),
                 "num_trees": int(booster.num_trees()),
                 "refit_on_validation": conf.refit_on_validation,
-                "data_window": [str(frame["event_timestamp"].min()), str(frame["event_timestamp"].max())],
+                "data_window": [
+                    str(frame["event_timestamp"].min()),
+                    str(frame["event_timestamp"].max()),
+                ],
                 "threshold_rule": (
                     conf.threshold.model_dump() if isinstance(conf, MqlConfig) else {"mode": rule}
                 ),
@@ -402,6 +502,18 @@ def train_classifier(
             else:
                 metrics["at_risk_per_week"] = flagged
                 metrics.update(tier_report(y_test, prob, tiers))
+            # The non-predictive guard: a model no better than chance never becomes champion.
+            check = predictive_check(y_test, prob, PREDICTIVE_BOOT, PREDICTIVE_SEED)
+            metrics["roc_auc_ci_low"], metrics["roc_auc_ci_high"] = check.roc_auc_ci
+            mlflow.set_tag("predictive", str(check.predictive).lower())
+            if not check.predictive:
+                warning = (
+                    f"NOT PREDICTIVE: the {spec.title} model is no better than chance on the "
+                    f"test rows ({check.reason}); it will not be made champion"
+                )
+                log.warning(warning)
+                if progress:
+                    print(f"\n!!! {warning} !!!\n", flush=True)
             mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
             mlflow.log_metric("threshold", meta.threshold)
             mlflow.log_figure(plots.calibration_plot(y_test, prob), "plots/calibration.png")
@@ -443,12 +555,27 @@ def train_classifier(
                 )
             version = str(info.registered_model_version)
             became_champion = tag_and_crown(
-                conf.registered_model, version,
-                {"feature_service": conf.feature_service, "model_kind": kind},
+                conf.registered_model,
+                version,
+                {
+                    "feature_service": conf.feature_service,
+                    "model_kind": kind,
+                    "predictive": str(check.predictive).lower(),
+                },
+                predictive=check.predictive,
+                challenger=True,
             )
             mlflow.set_tag("registered_version", version)
     return TrainResult(
-        model_name=conf.registered_model, version=version, run_id=parent.info.run_id,
-        metrics=metrics, threshold=meta.threshold, became_champion=became_champion,
-        timings=steps.timings, kind=kind, tiers=tiers,
+        model_name=conf.registered_model,
+        version=version,
+        run_id=parent.info.run_id,
+        metrics=metrics,
+        threshold=meta.threshold,
+        became_champion=became_champion,
+        timings=steps.timings,
+        kind=kind,
+        tiers=tiers,
+        predictive=check.predictive,
+        roc_auc_ci=check.roc_auc_ci,
     )
