@@ -123,8 +123,12 @@ class FlatImportError(ValueError):
 
 
 # -- reading and typing --------------------------------------------------------------------------
-def read_flat(path: Path, separator: str | None = None) -> pd.DataFrame:
-    """Every column as text (or as stored, for parquet), NA-like strings as missing."""
+def read_flat(
+    path: Path, separator: str | None = None, *, empty_is_missing: bool = False
+) -> pd.DataFrame:
+    """Every column as text (or as stored, for parquet), the separator sniffed among
+    ``, ; tab |`` when not given. Nothing is read as missing except, with
+    ``empty_is_missing``, empty fields (NA-like strings are judged later, per column)."""
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     if path.suffix == ".parquet":
@@ -132,7 +136,13 @@ def read_flat(path: Path, separator: str | None = None) -> pd.DataFrame:
     if separator is None:
         head = path.open(encoding="utf-8", errors="replace").readline()
         separator = max([",", ";", "\t", "|"], key=head.count)
-    frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
+    frame = pd.read_csv(
+        path,
+        sep=separator,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""] if empty_is_missing else None,
+    )
     if frame.shape[1] == 1 and separator not in frame.columns[0]:
         raise FlatImportError(f"{path}: one column only; is the separator {separator!r} right?")
     return frame

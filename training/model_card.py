@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from funnel.config import Config
-from serving.jobs.funnel_report import _day, _img, _section, _table
+from serving.jobs.funnel_report import _day, _img, _page, _section, _table
 from training.metrics import lift_at, lift_curve
 
 if TYPE_CHECKING:
@@ -887,47 +887,8 @@ def _psi_plot(drift: pd.DataFrame) -> Figure:
 
 
 # ---------------------------------------------------------------------------------- HTML page
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; color: #222;
-       padding: 0 1rem; }}
-h1 {{ margin-bottom: 0.2rem; }}
-.window {{ color: #555; margin-top: 0; }}
-section {{ margin: 2.5rem 0; }}
-img {{ max-width: 100%; }}
-table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
-th, td {{ padding: 0.25rem 0.7rem; border-bottom: 1px solid #ddd; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-caption {{ text-align: left; font-weight: 600; padding-bottom: 0.3rem; }}
-nav a {{ margin-right: 1rem; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<p class="window">{subtitle}</p>
-<nav>{nav}</nav>
-{body}
-</body>
-</html>
-"""
 
 
 def _subtitle(version: str, ref: str) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"models:/{version} (asked for '{ref}'). Generated {generated}."
-
-
-def _page(title: str, subtitle: str, sections: list[str]) -> str:
-    nav = []
-    for text in sections:
-        anchor = text.split('id="', 1)[1].split('"', 1)[0]
-        heading = text.split("<h2>", 1)[1].split("</h2>", 1)[0]
-        nav.append(f'<a href="#{anchor}">{heading}</a>')
-    return _PAGE.format(
-        title=html.escape(title), subtitle=html.escape(subtitle), nav="".join(nav),
-        body="\n".join(sections),
-    )  # fmt: skip

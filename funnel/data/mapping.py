@@ -33,6 +33,7 @@ from pydantic import Field, ValidationError
 
 from funnel.config import ConfigError, Strict, _format_error, read_yaml_mapping
 from funnel.data.contract import TABLES
+from funnel.flat import read_flat
 
 
 class TableMapping(Strict):
@@ -75,23 +76,12 @@ def read_mapping(path: Path) -> Mapping:
     return mapping
 
 
-def _read(path: Path, separator: str | None) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"mapped file not found: {path}")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if separator is None:
-        head = path.open(encoding="utf-8", errors="replace").readline()
-        separator = max([",", ";", "\t", "|"], key=head.count)
-    return pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, na_values=[""])
-
-
 def mapped_tables(mapping: Mapping, base: Path) -> dict[str, pd.DataFrame]:
     """Each mapped file renamed onto its contract table's columns (not yet validated)."""
     out = {}
     for name, table in mapping.tables.items():
         path = table.file if table.file.is_absolute() else base / table.file
-        raw = _read(path, table.separator)
+        raw = read_flat(path, table.separator, empty_is_missing=True)
         absent = [theirs for theirs in table.columns.values() if theirs not in raw.columns]
         if absent:
             raise ConfigError(

@@ -422,9 +422,7 @@ def render_funnel_report(history: pd.DataFrame, title: str = "Funnel report") ->
         f"{n_leads:,} leads in {n_accounts:,} accounts, created in cohorts {cohorts[0]} to "
         f"{cohorts[-1]}. Generated {generated}."
     )
-    return _PAGE.format(
-        title=html.escape(title), window=html.escape(window), body="\n".join(sections)
-    )
+    return _page(title, window, sections)
 
 
 def _day(value: object) -> str:
@@ -485,14 +483,25 @@ nav a {{ margin-right: 1rem; }}
 </head>
 <body>
 <h1>{title}</h1>
-<p class="window">{window}</p>
-<nav><a href="#stages-over-time">Stages over time</a><a href="#funnel">Funnel</a>
-<a href="#by-cohort">By cohort</a><a href="#by-channel">By channel</a>
-<a href="#durations">Time per stage</a><a href="#accounts">Accounts</a></nav>
+<p class="window">{subtitle}</p>
+<nav>{nav}</nav>
 {body}
 </body>
 </html>
 """
+
+
+def _page(title: str, subtitle: str, sections: list[str]) -> str:
+    """One self-contained page: title, subtitle, a link per section (``_section``), sections."""
+    nav = []
+    for text in sections:
+        anchor = text.split('id="', 1)[1].split('"', 1)[0]
+        heading = text.split("<h2>", 1)[1].split("</h2>", 1)[0]
+        nav.append(f'<a href="#{anchor}">{heading}</a>')
+    return _PAGE.format(
+        title=html.escape(title), subtitle=html.escape(subtitle), nav="".join(nav),
+        body="\n".join(sections),
+    )  # fmt: skip
 
 
 def _section(anchor: str, heading: str, explanation: str, *parts: str) -> str:
