@@ -601,7 +601,7 @@ def report_funnel(ctx: click.Context, out_path: Path | None) -> None:
 
 
 @report_group.command("model")
-@click.argument("kind", type=click.Choice(["mql", "churn", "nbo"]))
+@click.argument("kind")
 @click.option(
     "--alias", default="champion", show_default=True, help="Registry alias or version number."
 )
@@ -614,7 +614,9 @@ def report_funnel(ctx: click.Context, out_path: Path | None) -> None:
 )
 @click.pass_context
 def report_model(ctx: click.Context, kind: str, alias: str, out_path: Path | None) -> None:
-    """A model card: data, test metrics with intervals, decision rule, plots, reasons, drift."""
+    """A model card: data, test metrics with intervals, decision rule, plots, reasons, drift.
+
+    KIND is mql, churn, nbo or an imported table's name."""
     from training.model_card import write_model_card
 
     cfg = _config(ctx)

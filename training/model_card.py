@@ -325,8 +325,13 @@ def write_model_card(
     ``BundleError``; an unknown kind, or a model whose feature service or features the current
     config and data no longer provide, raises ``ValueError``.
     """
-    if kind not in CARD_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {list(CARD_KINDS)}")
+    from training.train import is_dataset
+
+    if kind not in CARD_KINDS and not is_dataset(cfg, kind):
+        raise ValueError(
+            f"unknown model kind {kind!r}; choose one of {list(CARD_KINDS)} or an imported "
+            "table's name"
+        )
     ref = str(alias_or_version)
     model, mv = _load(cfg, kind, ref)
     if kind == "nbo":
@@ -456,24 +461,32 @@ def _render_classifier_card(
 ) -> str:
     from funnel.jobs import feature_store
     from training import plots
-    from training.train import KINDS, training_split
+    from training.train import is_dataset, kind_spec, training_split
 
-    spec = KINDS[kind]
+    spec = kind_spec(cfg, kind)
     store = feature_store(cfg)
     split = training_split(cfg, kind, store)
     _check_contract(cfg, kind, model, split)
+    dataset = is_dataset(cfg, kind)
     test = split.parts["test"]
     y = test["label"].to_numpy()
     prob = model.predict_proba(test)
     metrics = bootstrap_metrics(y, prob, seed=cfg.optuna.seed)
     names = model.feature_names
     categorical = sorted(model.meta.categories)
-    latest = latest_scoring_rows(cfg, kind, model.feature_service, store)
+    # an imported table has no scoring window of its own: its test rows stand for it
+    latest = (
+        split.parts["test"]
+        if dataset
+        else latest_scoring_rows(cfg, kind, model.feature_service, store)
+    )
     drift = psi_table(split.parts["train"], latest, names, categorical)
     latest_at = _day(latest["event_timestamp"].max())
     gains = model.booster.feature_importance(importance_type="gain")
-    what = "conversion" if kind == "mql" else "churn"
-    unit, article = ("lead", "a") if kind == "mql" else ("account", "an")
+    what = "churn" if model.meta.tiers else "conversion"
+    unit, article = ("account", "an") if kind == "churn" else ("lead", "a")
+    if dataset:
+        what, unit, article = "the label", "row", "a"
 
     sections = [
         _section(
@@ -616,7 +629,7 @@ def _metrics_view(metrics: pd.DataFrame) -> pd.DataFrame:
 def _decision_section(
     kind: str, model: ScoringModel, test: pd.DataFrame, y: np.ndarray, prob: np.ndarray
 ) -> str:
-    if kind == "churn" and model.meta.tiers:
+    if model.meta.tiers:
         table = tier_summary(y, prob, model.meta.tiers)
         top = table.iloc[-1]
         return _section(

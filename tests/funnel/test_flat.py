@@ -221,6 +221,12 @@ def test_import_and_train_telco_end_to_end(tmp_path, config_at) -> None:
     auc = float(result.output.split("test ROC AUC ")[1].split()[0])
     assert auc > 0.8  # the 20% stratified test rows
     assert "risk tiers" in result.output  # a churn-like task gets tiers
+    card = CliRunner().invoke(
+        main, [*base, "report", "model", "telco_churn"], catch_exceptions=False
+    )
+    assert card.exit_code == 0, card.output
+    html = (tmp_path / "data" / "reports" / "model-telco_churn.html").read_text()
+    assert "Risk tiers" in html and html.count("data:image/png;base64,") >= 4
     unknown = CliRunner().invoke(main, [*base, "train", "nope"])
     assert unknown.exit_code == 1 and "no imported dataset 'nope'" in unknown.output
     assert "(imported: ['telco_churn'])" in unknown.output

@@ -25,7 +25,11 @@ def test_churn_model_is_registered_with_its_tiers(pipeline):
     configure_tracking(cfg)
     client = MlflowClient()
     champion = client.get_model_version_by_alias("funnel-churn", "champion")
-    assert champion.tags == {"feature_service": "churn_v1", "model_kind": "churn"}
+    assert champion.tags == {
+        "feature_service": "churn_v1",
+        "model_kind": "churn",
+        "predictive": "true",
+    }
     model = load_model(cfg, "funnel-churn", kind="churn")
     assert [t["name"] for t in model.meta.tiers] == ["low", "medium", "high"]
     assert model.tier(0.05) == "low" and model.tier(0.3) == "high"
@@ -101,5 +105,7 @@ def test_registered_nbo_bundle_and_pyfunc_agree(pipeline):
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
     pyfunc = mlflow.pyfunc.load_model("models:/funnel-nbo@champion")
     out = pyfunc.predict(rows[model.feature_names])
-    assert isinstance(out, pd.DataFrame) and list(out.columns) == [f"uplift_{o}" for o in model.offers]
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == [
+        f"uplift_{o}" for o in model.offers
+    ]
     np.testing.assert_allclose(out.to_numpy(), fast, rtol=0, atol=1e-12)

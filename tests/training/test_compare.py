@@ -244,7 +244,7 @@ def test_cli_refuses_bad_kinds_and_an_empty_registry(tmp_path):
             "--set", f"paths.mlruns_dir={tmp_path / 'mlruns'}"]  # fmt: skip
     runner = CliRunner()
     result = runner.invoke(main, [*base, "compare", "nbo"])
-    assert result.exit_code == 2 and "'mql'" in result.output
+    assert result.exit_code == 1 and "unknown model kind 'nbo'" in result.output
     result = runner.invoke(main, [*base, "rollback", "churn"])
     assert result.exit_code == 1
     assert "no registered model 'funnel-churn'" in result.output
