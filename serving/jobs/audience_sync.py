@@ -149,7 +149,7 @@ def audience_inputs(
 
 def member_identity(frame: pd.DataFrame, hashed: bool) -> pd.DataFrame:
     """What a destination gets per member: the lead id, and the email or its SHA-256."""
-    out = pd.DataFrame({"lead_id": frame["lead_id"].astype(str)})
+    out = pd.DataFrame({"lead_id": frame["lead_id"].astype(str).astype(object)})
     if hashed:
         out["email_sha256"] = [
             hash_email(e) if isinstance(e, str) else None for e in frame["email"]
@@ -199,9 +199,12 @@ def chunk_key(audience: str, version: int, op: str, ids: Sequence[str]) -> str:
 
 def sync_one(
     engine: Engine, cfg: Config, name: str, spec: Audience, members: pd.DataFrame, *,
-    clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+    everyone: pd.DataFrame | None = None, clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
 ) -> AudienceReport:  # fmt: skip
-    """Send one audience's adds and removes; commit the new membership only if all were taken."""
+    """Send one audience's adds and removes; commit the new membership only if all were taken.
+    ``everyone`` (lead_id, email of every known lead) identifies the removed members too, so an
+    ad platform can match a removal by its hashed email."""
     report = AudienceReport(name, spec.destination, members=len(members))
     previous, version = _stored(engine, name, spec.destination)
     ids = members["lead_id"].astype(str)
@@ -211,8 +214,13 @@ def sync_one(
         return report
     dest_cfg = cfg.jobs.destinations[spec.destination]
     identity = member_identity(members, dest_cfg.hash_emails).set_index("lead_id", drop=False)
-    # a removed member may no longer be a lead we can look up: its id is what identifies it
-    gone = pd.DataFrame({"lead_id": removes})
+    # a removed member is identified like an added one when it is still a known lead, else by
+    # its id alone
+    known = everyone if everyone is not None else members
+    gone = pd.DataFrame({"lead_id": pd.Series(removes, dtype=object)}).merge(
+        member_identity(known[known["lead_id"].astype(str).isin(removes)], dest_cfg.hash_emails),
+        on="lead_id", how="left",
+    )  # fmt: skip
     rng = rng or random.Random()
     destination = open_destination(cfg, spec.destination)
     try:
@@ -281,7 +289,15 @@ def sync_audiences(
                 lease.renew()
                 members = inputs.frame[audience_mask(spec.audiences[name].where, inputs.frame)]
                 report.audiences.append(
-                    sync_one(engine, cfg, name, spec.audiences[name], members, clock=clock)
+                    sync_one(
+                        engine,
+                        cfg,
+                        name,
+                        spec.audiences[name],
+                        members,
+                        everyone=inputs.frame,
+                        clock=clock,
+                    )
                 )
             run.summary = {"audiences": [a.__dict__ for a in report.audiences]}
     finally:

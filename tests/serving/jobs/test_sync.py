@@ -100,6 +100,9 @@ def test_audience_sync_sends_only_adds_and_removes_with_hashed_emails(
     later = sent(tmp_path / "ads.jsonl")[len(messages) :]
     removed = members_of(later, "remove")
     assert third.adds == 0 and third.removes == len(removed) > 0 and not members_of(later, "add")
+    gone = later[0]["members"][0]  # a removal carries the hashed email the platform matches on
+    expected = hashlib.sha256(leads.loc[gone["lead_id"], "email"].strip().lower().encode())
+    assert gone["email_sha256"] == expected.hexdigest()
     stored = {r["member_id"] for r in rows_of(open_engine(cfg.state_store_url), audience_members)}
     assert stored == added - removed and len(stored) == third.members
 
