@@ -13,7 +13,7 @@ An audience is a set of leads. Its ``where`` conditions must all hold:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -123,6 +123,19 @@ def _references(spec: AudiencesFile, cfg: Config, offers: Offers) -> list[str]:
                 out.append(
                     f"{where}.offers: unknown offer '{offer}' ({offers.source}: {offers.ids})"
                 )
+    return out
+
+
+def chosen_names(
+    names: Sequence[str], declared: Mapping[str, object], what: str, source: str
+) -> list[str]:
+    """The ``names`` a job was asked for (all declared when none), each checked to exist."""
+    unknown = sorted(set(names) - set(declared))
+    if unknown:
+        raise KeyError(f"unknown {what}(s) {unknown}; {source} declares {sorted(declared)}")
+    out = list(names) or list(declared)
+    if not out:
+        raise ValueError(f"{source} declares no {what}s")
     return out
 
 

@@ -20,7 +20,6 @@ arrays; ``write_model_card`` does the I/O.
 from __future__ import annotations
 
 import html
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from funnel.config import Config
-from serving.jobs.funnel_report import _day, _img, _page, _section, _table
+from serving.jobs.funnel_report import _day, _img, _page, _section, _table, write_atomic
 from training.metrics import lift_at, lift_curve
 
 if TYPE_CHECKING:
@@ -341,7 +340,7 @@ def write_model_card(
     path = (
         Path(out_path) if out_path is not None else cfg.data_dir / "reports" / f"model-{kind}.html"
     )
-    _write_atomic(path, text)
+    write_atomic(path, text)
     return path
 
 
@@ -423,19 +422,6 @@ def _load(cfg: Config, kind: str, ref: str) -> tuple[ScoringModel | NboModel, Mo
     if model.meta.model_kind != kind:
         raise BundleError(f"model {version} is a '{model.meta.model_kind}' model, not '{kind}'")
     return model, mv
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # write then rename: a reader (or a browser refresh) never sees half a card
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------- classifier card
@@ -561,6 +547,18 @@ def _window_days(cfg: Config, kind: str) -> int:
     return kind_config(cfg, kind).label_window_days
 
 
+def _registry_facts(mv: ModelVersion, ref: str) -> list[tuple[str, str]]:
+    """What the registry says of the version the card is about."""
+    return [
+        ("registered model", mv.name),
+        ("version", str(mv.version)),
+        ("asked for", ref),
+        ("aliases", ", ".join(sorted(mv.aliases)) or "–"),
+        ("registered at", _millis(mv.creation_timestamp)),
+        ("MLflow run", mv.run_id or "–"),
+    ]
+
+
 def _model_facts(
     model: ScoringModel, mv: ModelVersion, ref: str, split: TrainingSplit, latest_at: str
 ) -> pd.DataFrame:
@@ -569,12 +567,7 @@ def _model_facts(
     frame = split.frame["event_timestamp"]
     rebuilt = [_day(frame.min()), _day(frame.max())]
     facts = [
-        ("registered model", mv.name),
-        ("version", str(mv.version)),
-        ("asked for", ref),
-        ("aliases", ", ".join(sorted(mv.aliases)) or "–"),
-        ("registered at", _millis(mv.creation_timestamp)),
-        ("MLflow run", mv.run_id or "–"),
+        *_registry_facts(mv, ref),
         ("feature service", model.feature_service),
         ("features", f"{len(model.feature_names)} ({len(model.meta.categories)} categorical)"),
         ("data window at training", f"{_day(trained[0])} to {_day(trained[1])}"),
@@ -734,12 +727,7 @@ def _render_nbo_card(cfg: Config, model: NboModel, mv: ModelVersion, ref: str) -
     window = meta.extra.get("data_window") or ["?", "?"]
     facts = pd.DataFrame(
         [
-            ("registered model", mv.name),
-            ("version", str(mv.version)),
-            ("asked for", ref),
-            ("aliases", ", ".join(sorted(mv.aliases)) or "–"),
-            ("registered at", _millis(mv.creation_timestamp)),
-            ("MLflow run", mv.run_id or "–"),
+            *_registry_facts(mv, ref),
             ("feature service", meta.feature_service),
             ("features", f"{len(meta.features)} ({len(meta.categories)} categorical)"),
             ("learner", LEARNER_NAMES.get(meta.learner, meta.learner)),

@@ -25,6 +25,7 @@ from funnel.audiences import (
     Audience,
     audience_mask,
     best_offers,
+    chosen_names,
     diff_members,
     inputs_needed,
     read_audiences,
@@ -269,14 +270,7 @@ def sync_audiences(
     from funnel.stages import parse_condition
 
     spec = read_audiences(cfg, load_offers(cfg))
-    unknown = sorted(set(names) - set(spec.audiences))
-    if unknown:
-        raise KeyError(
-            f"unknown audience(s) {unknown}; {spec.source} declares {sorted(spec.audiences)}"
-        )
-    chosen = list(names) or list(spec.audiences)
-    if not chosen:
-        raise ValueError(f"{spec.source} declares no audiences")
+    chosen = chosen_names(names, spec.audiences, "audience", spec.source)
     needed = set().union(*(inputs_needed(spec.audiences[n].where) for n in chosen))
     features = [parse_condition(e)[0] for n in chosen for e in spec.audiences[n].where.events]
     engine = open_engine(cfg.state_store_url)

@@ -24,9 +24,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from funnel.audiences import (
+    AudiencesFile,
     assign_offers,
     audience_mask,
     best_offers,
+    chosen_names,
     inputs_needed,
     read_audiences,
     uniforms,
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from funnel.config import Config
+    from funnel.offers import Offers
 
 JOB = "sync-campaigns"
 
@@ -68,13 +71,10 @@ def default_wave(now: float) -> str:
 
 
 def assign_campaign(
-    engine: Engine, cfg: Config, name: str, inputs: AudienceInputs, *, wave: str, now: float,
+    engine: Engine, cfg: Config, spec: AudiencesFile, offers: Offers, name: str,
+    inputs: AudienceInputs, *, wave: str, now: float,
 ) -> CampaignReport:  # fmt: skip
     """Assign one campaign's wave and enqueue its offers (one transaction)."""
-    from funnel.offers import load_offers
-
-    offers = load_offers(cfg)
-    spec = read_audiences(cfg, offers)
     camp = spec.campaigns[name]
     frame, nbo, uplift = inputs.frame, inputs.nbo, inputs.uplift
     if nbo is None or uplift is None:
@@ -219,15 +219,9 @@ def sync_campaigns(
     from funnel.offers import load_offers
     from funnel.stages import parse_condition
 
-    spec = read_audiences(cfg, load_offers(cfg))
-    unknown = sorted(set(names) - set(spec.campaigns))
-    if unknown:
-        raise KeyError(
-            f"unknown campaign(s) {unknown}; {spec.source} declares {sorted(spec.campaigns)}"
-        )
-    chosen = list(names) or list(spec.campaigns)
-    if not chosen:
-        raise ValueError(f"{spec.source} declares no campaigns")
+    offers = load_offers(cfg)
+    spec = read_audiences(cfg, offers)
+    chosen = chosen_names(names, spec.campaigns, "campaign", spec.source)
     wheres = [spec.audiences[spec.campaigns[n].audience].where for n in chosen]
     needed = {"best_offer", "stage"}.union(*(inputs_needed(w) for w in wheres))
     features = [parse_condition(e)[0] for w in wheres for e in w.events]
@@ -241,7 +235,7 @@ def sync_campaigns(
             inputs = audience_inputs(cfg, needed, features, progress=progress)
             for name in chosen:
                 report.campaigns.append(
-                    assign_campaign(engine, cfg, name, inputs, wave=wave, now=now)
+                    assign_campaign(engine, cfg, spec, offers, name, inputs, wave=wave, now=now)
                 )
             report.exposures_written = export_exposures(cfg, engine)
             if send:

@@ -311,9 +311,13 @@ def write_funnel_report(cfg: Config, out_path: Path | None = None) -> Path:
     """
     history = stage_history(cfg)
     path = Path(out_path) if out_path is not None else cfg.data_dir / "reports" / "funnel.html"
-    text = render_funnel_report(history)
+    write_atomic(path, render_funnel_report(history))
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write then rename: a reader (or a browser refresh) never sees half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # write then rename: a reader (or a browser refresh) never sees half a report
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -322,7 +326,6 @@ def write_funnel_report(cfg: Config, out_path: Path | None = None) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def render_funnel_report(history: pd.DataFrame, title: str = "Funnel report") -> str:
