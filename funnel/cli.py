@@ -624,6 +624,37 @@ def report_model(ctx: click.Context, kind: str, alias: str, out_path: Path | Non
 
 
 # -- serving ------------------------------------------------------------------------------------
+@main.command("score")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Scores file, .parquet or .csv (default: <data_dir>/scores/mql.parquet).",
+)
+@click.option("--as-of", default=None, help="Moment to score at (default: the end of the data).")
+@click.pass_context
+def score_cmd(ctx: click.Context, out_path: Path | None, as_of: str | None) -> None:
+    """Score every lead with the champion MQL model from the offline store, in one batch."""
+    import pandas as pd
+
+    from serving.batch import score_leads
+
+    cfg = _config(ctx)
+    if as_of is not None:
+        try:
+            pd.Timestamp(as_of)
+        except ValueError:
+            raise click.BadParameter(f"not a date or time: {as_of!r}", param_hint="--as-of") from None
+    out = out_path or cfg.data_dir / "scores" / "mql.parquet"
+    result = score_leads(cfg, as_of=as_of, out=out)
+    scores = result.scores
+    click.echo(
+        f"scored {len(scores):,} leads with {scores['model_version'].iat[0] if len(scores) else '-'}"
+        f": {int(scores['is_mql'].sum()):,} at or above the MQL threshold -> {out}"
+    )
+
+
 @main.command("serve")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="HTTP port.")
 @click.pass_context

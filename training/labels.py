@@ -8,6 +8,11 @@ import pandas as pd
 from funnel.timegrid import to_utc
 
 
+class TrainingDataError(ValueError):
+    """The labelled rows cannot train a model (no window, one class); the message says what to
+    change."""
+
+
 def usable_ticks(
     ticks: pd.DatetimeIndex, window_days: int, data_end: object, what: str
 ) -> list[pd.Timestamp]:
@@ -18,9 +23,10 @@ def usable_ticks(
     end = to_utc(data_end)
     usable = [t for t in ticks if t + window <= end]
     if not usable:
-        raise ValueError(
+        raise TrainingDataError(
             f"no snapshot has a complete {window_days}-day {what} window before the data ends "
-            f"({end.date()}); generate or import a longer period"
+            f"(snapshots from {ticks[0].date()}, data end {end.date()}); generate or import a "
+            "longer period, or shorten the label window"
         )
     return usable
 
@@ -61,23 +67,50 @@ def mql_labels(
         )
     out = pd.concat(frames, ignore_index=True)
     if out.empty:
-        raise ValueError("no lead exists at any snapshot: the leads table is empty or too recent")
+        raise TrainingDataError(
+            f"no lead exists at any snapshot from {usable[0].date()} to {usable[-1].date()}: "
+            "the leads table is empty or its leads are created after these snapshots"
+        )
     return out
 
 
+def require_two_classes(rows: pd.DataFrame, subject: str, fix: str, dated: bool = True) -> None:
+    """Raise ``TrainingDataError`` when the ``label`` of ``rows`` holds one class only, naming
+    the rows, their snapshot dates (when ``dated``) and what to change (``fix``)."""
+    positives, n = int(rows["label"].sum()), len(rows)
+    if 0 < positives < n:
+        return
+    stamps = rows["event_timestamp"]
+    when = f" (snapshots {stamps.min().date()} to {stamps.max().date()})" if dated and n else ""
+    raise TrainingDataError(
+        f"{subject} one class only: {positives:,} positives in {n:,} rows{when}; {fix}"
+    )
+
+
 def time_split(
-    snapshots: pd.Series, validation_weeks: int, test_weeks: int, warmup_weeks: int = 0
+    snapshots: pd.Series,
+    validation_weeks: int,
+    test_weeks: int,
+    warmup_weeks: int = 0,
+    *,
+    setting: str = "training.mql.split",
 ) -> pd.Series:
     """'train' / 'validation' / 'test' by snapshot date: the newest weeks are the test set,
     the weeks before them validation, and the first ``warmup_weeks`` (whose 90-day windows are
-    still filling) are left out as 'warmup'."""
+    still filling) are left out as 'warmup'. ``setting`` names the split's config key in the
+    error."""
     distinct = np.sort(snapshots.unique())
     need = validation_weeks + test_weeks + warmup_weeks + 1
     if len(distinct) < need:
-        raise ValueError(
-            f"{len(distinct)} snapshot weeks is too few for {warmup_weeks} warm-up + at least 1 "
-            f"train + {validation_weeks} validation + {test_weeks} test weeks; shorten the split "
-            "in training.mql.split or generate a longer period"
+        known = (
+            f" ({pd.Timestamp(distinct[0]).date()} to {pd.Timestamp(distinct[-1]).date()})"
+            if len(distinct)
+            else ""
+        )
+        raise TrainingDataError(
+            f"{len(distinct)} snapshot weeks{known} is too few for {warmup_weeks} warm-up + at "
+            f"least 1 train + {validation_weeks} validation + {test_weeks} test weeks; shorten "
+            f"the split in {setting} or generate or import a longer period"
         )
     test_from = distinct[-test_weeks]
     val_from = distinct[-(test_weeks + validation_weeks)]
@@ -129,7 +162,7 @@ def churn_labels(
     """
     usable = usable_ticks(ticks, window_days, data_end, "churn")
     if subscriptions.empty:
-        raise ValueError(
+        raise TrainingDataError(
             "the subscriptions table is empty: the churn model needs customers "
             "(subscriptions with account_id, started_at, ended_at)"
         )
@@ -151,6 +184,9 @@ def churn_labels(
         ))
     out = pd.concat(frames, ignore_index=True)
     if out.empty:
-        raise ValueError("no account is a customer at any usable snapshot")
+        raise TrainingDataError(
+            f"no account is a customer at any snapshot from {usable[0].date()} to "
+            f"{usable[-1].date()}: no subscription is in force then"
+        )
     out["label"] = out["label"].astype(np.int8)
     return out

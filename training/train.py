@@ -23,7 +23,13 @@ import pandas as pd
 
 from funnel.config import ChurnConfig, ClassifierConfig, Config, MqlConfig
 from training.compare import predictive_check
-from training.labels import churn_labels, mql_labels, time_split
+from training.labels import (
+    TrainingDataError,
+    churn_labels,
+    mql_labels,
+    require_two_classes,
+    time_split,
+)
 from training.metrics import (
     capacity_threshold,
     classification_report,
@@ -71,6 +77,19 @@ FLAT_TIERS = [  # risk tiers of a churn-like imported table (no generator to cal
     {"name": "high", "min_probability": 0.6},
 ]
 FLAT_PRECISION = 0.5  # the decision threshold of a propensity model on an imported table
+
+# What makes a label positive, and where to look when none is (or every one is).
+LABEL_MEANING = {
+    "mql": (
+        "a lead is positive when its first opportunity is created within {window} days of a "
+        "snapshot: check that the opportunities table holds this period's opportunities"
+    ),
+    "churn": (
+        "a customer account is positive when its subscriptions end (no new one within a day) "
+        "within {window} days of a snapshot: check that subscriptions.ended_at is set for the "
+        "accounts that left"
+    ),
+}
 
 
 def is_dataset(cfg: Config, kind: str) -> bool:
@@ -181,16 +200,19 @@ def label_entities(cfg: Config, kind: str = "mql") -> pd.DataFrame:
     return entity
 
 
-def build_training_frame(cfg: Config, store: Any, service: str, kind: str = "mql") -> pd.DataFrame:
-    """Labels at weekly snapshots joined point-in-time to the feature service's features."""
+def build_training_frame(
+    cfg: Config, store: Any, service: str, kind: str = "mql", entity: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Labels at weekly snapshots (``entity``, by default ``label_entities``) joined
+    point-in-time to the feature service's features."""
     from features.store import historical_features
 
-    entity = label_entities(cfg, kind)
-    labels = entity.pop("label")
-    frame = historical_features(store, entity, service)
+    if entity is None:
+        entity = label_entities(cfg, kind)
+    frame = historical_features(store, entity.drop(columns="label"), service)
     if len(frame) != len(entity):
         raise RuntimeError(f"historical retrieval returned {len(frame)} rows for {len(entity)}")
-    frame["label"] = labels.to_numpy()
+    frame["label"] = entity["label"].to_numpy()
     return frame
 
 
@@ -313,28 +335,51 @@ class TrainingSplit:
 
 def training_split(cfg: Config, kind: str, store: Any = None) -> TrainingSplit:
     """Labels + Feast historical features, split into train / validation / test weeks: the rows
-    ``train_classifier`` fits and evaluates on (and that comparisons and model cards rebuild)."""
+    ``train_classifier`` fits and evaluates on (and that comparisons and model cards rebuild).
+
+    The labels are checked before any feature is read: no labelled snapshot, too few weeks for
+    the split, or one class only (in all rows or in one part) raise ``TrainingDataError``."""
     from funnel.jobs import feature_store
 
     conf = kind_config(cfg, kind)
     spec = kind_spec(cfg, kind)
-    frame = build_training_frame(cfg, store or feature_store(cfg), conf.feature_service, kind)
-    if is_dataset(cfg, kind):  # one row per unit: a stratified split, fixed by the ids
-        frame["split"] = stratified_split(frame[spec.entity_key], frame["label"])
+    dataset = is_dataset(cfg, kind)
+    try:
+        entity = label_entities(cfg, kind)
+        if dataset:  # one row per unit: a stratified split, fixed by the ids
+            split = stratified_split(entity[spec.entity_key], entity["label"])
+        else:
+            split = time_split(
+                entity["event_timestamp"],
+                conf.split.validation_weeks,
+                conf.split.test_weeks,
+                conf.split.warmup_weeks,
+                setting=f"training.{kind}.split",
+            ).to_numpy()
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"training {kind}: {exc}") from None
+    longer = "or generate or import a longer period"
+    if dataset:
+        fix = "check the label column of the imported table"
     else:
-        frame["split"] = time_split(
-            frame["event_timestamp"], conf.split.validation_weeks, conf.split.test_weeks,
-            conf.split.warmup_weeks,
-        )  # fmt: skip
+        fix = f"{LABEL_MEANING[kind].format(window=conf.label_window_days)}, {longer}"
+    require_two_classes(entity, f"training {kind}: the label has", fix, dated=not dataset)
+    for part in ("train", "validation", "test"):
+        if dataset:
+            fix = "the imported table has too few rows of one class to split"
+        elif part == "train":
+            fix = f"give training more weeks: shorten training.{kind}.split, {longer}"
+        else:
+            fix = f"widen training.{kind}.split.{part}_weeks, {longer}"
+        rows = entity[split == part]
+        require_two_classes(rows, f"training {kind}: the {part} rows have", fix, dated=not dataset)
+
+    frame = build_training_frame(
+        cfg, store or feature_store(cfg), conf.feature_service, kind, entity=entity
+    )
+    frame["split"] = split
     names, categorical = feature_columns(frame.drop(columns=[spec.entity_key]))
     parts = {p: frame[frame["split"] == p] for p in ("train", "validation", "test")}
-    for part, rows in parts.items():
-        if rows["label"].nunique() < 2:
-            raise ValueError(
-                f"the {part} rows of the {spec.title} model have only one class "
-                f"(label={rows['label'].iloc[0]}); generate more data or widen "
-                f"training.{kind}.split"
-            )
     return TrainingSplit(frame, parts, names, categorical)
 
 
@@ -352,10 +397,6 @@ def train_classifier(
     cfg: Config, kind: str, progress: bool = True, n_trials: int | None = None
 ) -> TrainResult:
     """The one training path of the classifiers, for model kind ``kind`` (mql or churn)."""
-    import mlflow
-    import optuna
-    from mlflow.models import infer_signature
-
     from funnel.pg import ensure_schema
     from training import plots
     from training.registry import (
@@ -376,8 +417,6 @@ def train_classifier(
     spec = kind_spec(cfg, kind)
     key = spec.entity_key
     steps = Steps(total=5, echo=progress)
-    configure_tracking(cfg)
-    ensure_experiment(cfg, conf.experiment)
 
     with steps.step("build training set (labels + Feast historical features)"):
         split = training_split(cfg, kind)
@@ -407,6 +446,14 @@ def train_classifier(
             "monotone_constraints": monotone_constraints(names),
         }
 
+    # after the data checks: bad data fails in a second, before these slow imports, and
+    # leaves no tracking store behind
+    import mlflow
+    import optuna
+    from mlflow.models import infer_signature
+
+    configure_tracking(cfg)
+    ensure_experiment(cfg, conf.experiment)
     trials = n_trials or cfg.optuna.n_trials
     rule = conf.threshold.mode if isinstance(conf, MqlConfig) else "risk_tiers"
     with mlflow.start_run(run_name=f"{kind}-train") as parent:

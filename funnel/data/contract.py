@@ -4,8 +4,8 @@
 no conversion was needed: millions of strings are not copied) and raises ``ContractError`` (a
 ``ValueError``) naming the table, the column and up to five offending rows for every problem it
 finds: missing columns, values of the wrong type, nulls where none are allowed, duplicate keys,
-timestamps in the future, values outside an enumeration or a range. ``validate_all`` does that for
-several tables and then checks the references between them.
+events repeated under new ids, timestamps in the future, values outside an enumeration or a
+range. ``validate_all`` does that for several tables and then checks the references between them.
 
 Canonical dtypes: ``str`` columns are ``object`` holding Python ``str`` (``None`` for nulls; an
 empty string counts as null unless the column is nullable), ``int`` columns ``int64``, ``float``
@@ -53,6 +53,11 @@ LEAD_SOURCES: tuple[str, ...] = (
     "event",
 )
 MAX_SHOWN = 5  # offending rows quoted per problem
+# Share of a table's rows that may repeat an earlier row's record (see TableSchema.record) before
+# the table is refused: at one-second resolution two real events can coincide (the generator's
+# 330k events hold one such pair), a file or a retrying pipeline that loaded the events twice
+# repeats a large share.
+MAX_REPEATED_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -70,12 +75,15 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSchema:
-    """A table: its columns, its unique key (if any) and pairs of timestamps that must be ordered."""
+    """A table: its columns, its unique key (if any), pairs of timestamps that must be ordered
+    and the columns that describe one record apart from its key (``record``): rows equal in all
+    of them are the same record loaded twice under two keys."""
 
     name: str
     columns: tuple[Column, ...]
     key: str | None = None
     ordered: tuple[tuple[str, str], ...] = ()  # (earlier, later): later >= earlier when both set
+    record: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -92,8 +100,12 @@ class Reference:
     target_column: str
 
 
-def _table(name: str, *columns: Column, key: str | None = None, ordered=()) -> TableSchema:
-    return TableSchema(name=name, columns=columns, key=key, ordered=tuple(ordered))
+def _table(
+    name: str, *columns: Column, key: str | None = None, ordered=(), record=()
+) -> TableSchema:
+    return TableSchema(
+        name=name, columns=columns, key=key, ordered=tuple(ordered), record=tuple(record)
+    )
 
 
 TABLES: dict[str, TableSchema] = {
@@ -129,6 +141,7 @@ TABLES: dict[str, TableSchema] = {
             Column("timestamp", "ts"),
             Column("properties", "str", nullable=True),
             key="event_id",
+            record=("lead_id", "event_type", "timestamp", "properties"),
         ),
         _table(
             "opportunities",
@@ -451,7 +464,9 @@ def validate(table_name: str, df: pd.DataFrame, now: object = None) -> pd.DataFr
                     _problem(
                         table_name,
                         col.name,
-                        f"timestamps in the future (after {now_ts.isoformat()})",
+                        f"timestamps in the future (after {now_ts.isoformat()}): the source's "
+                        "clock or time zone is off; correct them at the source or convert them "
+                        "to UTC (timestamps without an offset are read as UTC)",
                         s,
                         future,
                     )
@@ -479,8 +494,10 @@ def validate(table_name: str, df: pd.DataFrame, now: object = None) -> pd.DataFr
     if schema.key is not None and not any(p.column == schema.key for p in problems):
         key = out[schema.key]
         if not _is_unique(key):
-            dup = key.duplicated(keep="first").to_numpy()
-            problems.append(_problem(table_name, schema.key, "duplicate key values", key, dup))
+            problems.append(_duplicate_keys(table_name, schema, out))
+    # a repeated key is reported above; the records are compared when the keys are sound
+    if schema.record and not any(p.column in (*schema.record, schema.key) for p in problems):
+        problems += _repeated_records(table_name, schema, out)
 
     for earlier, later in schema.ordered:
         if any(p.column in (earlier, later) for p in problems):
@@ -496,6 +513,49 @@ def validate(table_name: str, df: pd.DataFrame, now: object = None) -> pd.DataFr
     for c in extras:
         result[c] = df[c]
     return result
+
+
+def _duplicate_keys(table: str, schema: TableSchema, out: dict[str, pd.Series]) -> Problem:
+    """Rows whose key an earlier row has, saying whether they are whole copies of it."""
+    key = out[schema.key]
+    dup = key.duplicated(keep="first").to_numpy()
+    same = pd.DataFrame(out, copy=False)[key.duplicated(keep=False).to_numpy()]
+    copies = int(same.duplicated(keep="first").sum())
+    fix = f"keep one row per {schema.key}"
+    if copies == dup.sum():
+        message = (
+            f"duplicate key values, each row a copy of an earlier one (rows loaded twice?); {fix}"
+        )
+    elif copies:
+        message = f"duplicate key values ({copies:,} rows are copies of an earlier one); {fix}"
+    else:
+        message = f"duplicate key values; {fix}, or give each record its own {schema.key}"
+    return _problem(table, schema.key, message, key, dup)
+
+
+def _repeated_records(table: str, schema: TableSchema, out: dict[str, pd.Series]) -> list[Problem]:
+    """More than ``MAX_REPEATED_SHARE`` of the rows repeat an earlier row's record under another
+    key. Timestamps that are all at midnight are dates: repeats are then expected."""
+    for c in schema.record:
+        stamps = out[c].dropna()
+        if isinstance(stamps.dtype, pd.DatetimeTZDtype) and (stamps.dt.normalize() == stamps).all():
+            return []
+    columns = pd.DataFrame({c: out[c] for c in schema.record}, copy=False)
+    repeated = columns.duplicated(keep="first").to_numpy()
+    n = int(repeated.sum())
+    if n <= MAX_REPEATED_SHARE * len(columns):
+        return []
+    names = ", ".join(schema.record)
+    head = np.flatnonzero(repeated)[:MAX_SHOWN]
+    shown = columns.iloc[head]
+    values = tuple(" ".join(str(_plain(v)) for v in row) for row in shown.itertuples(index=False))
+    message = (
+        f"{n / len(columns):.1%} of the rows repeat an earlier row's {names} under another "
+        f"{schema.key} (the same records exported or loaded twice?); keep one row per {names} "
+        f"(up to {MAX_REPEATED_SHARE:.0%} of the rows are taken as coincidences)"
+    )
+    rows = tuple(_plain(r) for r in columns.index[head])
+    return [Problem(table, names, message, rows, values, n)]
 
 
 def _arrow(s: pd.Series) -> pa.Array:
