@@ -47,16 +47,19 @@ def repo_config(
     registry: dict[str, Any] | None = None,
     *,
     project: str = PROJECT,
+    offline: dict[str, Any] | None = None,
 ) -> RepoConfig:
     """A Feast RepoConfig: DuckDB offline store, the given online store and registry.
 
     online: {"type": "sqlite", "path": ...} (default <data_dir>/online_store.db) or
-    {"type": "redis", "connection_string": "127.0.0.1:6379"}. registry: {"path": file}
+    {"type": "redis", "connection_string": "127.0.0.1:6379"} (given ``REDIS_DEFAULTS`` for the
+    timeouts it does not set). registry: {"path": file}
     (default <data_dir>/registry.db) or {"registry_type": "sql", "path": "postgresql+psycopg://..."}.
     A registry "type" key is read as "registry_type"; a None path means the default. Relative
     file paths are taken from the current directory and made absolute here, because Feast
     would otherwise resolve them against the features/ folder. `project` separates several
-    deployments sharing one SQL registry or Redis.
+    deployments sharing one SQL registry or Redis. `offline` replaces the DuckDB offline store
+    (the benchmarks compare it with Feast's default, ``{"type": "file"}``).
     """
     from feast import RepoConfig
 
@@ -65,6 +68,8 @@ def repo_config(
     online.setdefault("type", "sqlite")
     if online["type"] == "sqlite":
         online["path"] = str(Path(online.get("path") or data_dir / "online_store.db").resolve())
+    elif online["type"] == "redis" and "connection_string" in online:
+        online["connection_string"] = redis_connection_string(online["connection_string"])
     registry = {k: v for k, v in (registry or {}).items() if v is not None}
     if "type" in registry:
         registry["registry_type"] = registry.pop("type")
@@ -78,10 +83,25 @@ def repo_config(
         provider="local",
         registry=registry,
         online_store=online,
-        offline_store={"type": "duckdb"},
+        offline_store=offline or {"type": "duckdb"},
         entity_key_serialization_version=3,
         repo_path=FEATURES_DIR,
     )
+
+
+# Bounds on every Redis call. Without them redis-py waits forever on a host that does not
+# answer, and its default retry policy (3 retries, exponential backoff up to 10 s) turns even
+# a refused connection into seconds of waiting. Serving answers 503 instead and the client
+# retries. A key the connection string sets itself wins (values are JSON, as Feast parses them).
+REDIS_DEFAULTS = {"socket_connect_timeout": "0.5", "socket_timeout": "1.0", "retry": "null"}
+
+
+def redis_connection_string(connection_string: str) -> str:
+    """``host:port[,key=value...]`` with ``REDIS_DEFAULTS`` added for the keys it does not set:
+    ``"127.0.0.1:6379,socket_timeout=3"`` keeps its read timeout and gets the rest."""
+    given = {part.split("=", 1)[0].strip() for part in connection_string.split(",") if "=" in part}
+    extra = [f"{key}={value}" for key, value in REDIS_DEFAULTS.items() if key not in given]
+    return ",".join([connection_string, *extra])
 
 
 def get_store(

@@ -245,17 +245,27 @@ ModelKind = Literal["mql", "churn", "nbo"]
 ClassifierKind = Literal["mql", "churn"]  # the kinds of training.train.KINDS (compare, rollback)
 
 
+# The most leads one batch request may ever hold (the API's schema says so, whatever max_batch).
+MAX_BATCH_LIMIT = 10_000
+
+
 class ServingConfig(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 3000
     api_key: str | None = None  # FUNNEL_API_KEY in the environment wins
-    max_batch: Annotated[int, Field(gt=0)] = 500
+    max_batch: Annotated[int, Field(gt=0, le=MAX_BATCH_LIMIT)] = 500
     model_alias: str = "champion"
     # the models the service loads at start; each must exist under the alias
     models: Annotated[list[ModelKind], Field(min_length=1)] = ["mql", "churn", "nbo"]
     # next-best-offer: share of answers that pick a random eligible arm, so that later
     # training sees every arm (0 = always the policy's choice)
     exploration_epsilon: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    # reasons: "treeshap" (LightGBM pred_contrib, several ms per lead on a 400-tree model) or
+    # "path" (decision-path attribution from a table built at start-up, a fraction of a ms)
+    reasons: Literal["treeshap", "path"] = "treeshap"
+    # online reads: "direct" (one online_read per feature view) or "feast"
+    # (FeatureStore.get_online_features: the same values, more overhead per call)
+    online_reads: Literal["direct", "feast"] = "direct"
 
 
 class FileDestinationConfig(Strict):

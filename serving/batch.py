@@ -113,20 +113,20 @@ def score_leads(
     store = store if store is not None else feature_store(cfg)
     seconds: dict[str, float] = {}
 
-    def step(name: str, started: float) -> None:
+    def step(name: str, what: str, started: float) -> None:
         seconds[name] = time.perf_counter() - started
         if progress:
-            print(f"  {name}: {seconds[name]:.1f}s", flush=True)
+            print(f"  {what}: {seconds[name]:.1f}s", flush=True)
 
     t = time.perf_counter()
     entities = lead_entities(cfg.data_dir, timestamp)
     frame = historical_features(store, entities, model.feature_service)
-    step(f"point-in-time features of {len(entities):,} leads", t)
+    step("join", f"point-in-time features of {len(entities):,} leads at {timestamp}", t)
     t = time.perf_counter()
     scores = score_frame(model, frame, timestamp)
-    step("predict", t)
+    step("predict", "predict", t)
     if out is not None:
         t = time.perf_counter()
         write_scores(scores, out)
-        step(f"write {out}", t)
+        step("write", f"write {out}", t)
     return BatchResult(scores, seconds)

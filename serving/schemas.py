@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic_core import InitErrorDetails
 
+from funnel.config import MAX_BATCH_LIMIT
+
 LeadId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 JobTitle = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
@@ -23,18 +25,20 @@ class _Request(BaseModel):
 class LeadScoreRequest(_Request):
     """One lead to score, by id; ``job_title`` overrides the stored title (a new lead's title)."""
 
-    lead_id: LeadId = Field(description="The lead's id in the CRM, e.g. L0000001.")
+    lead_id: LeadId = Field(description="The lead's id in the CRM.", examples=["L0000001"])
     job_title: JobTitle | None = Field(
         default=None,
         description="Request-time job title; replaces the stored one for the title features.",
+        examples=["VP Marketing"],
     )
 
 
 class BatchRequest(_Request):
     """Several leads scored with one feature-store read. The upper bound is the service's
-    ``serving.max_batch`` (checked by :meth:`check_size`, since it is configuration)."""
+    ``serving.max_batch`` (checked by :meth:`check_size`, since it is configuration); the
+    schema's own bound stops a huge list before its items are validated."""
 
-    leads: list[LeadScoreRequest] = Field(min_length=1)
+    leads: list[LeadScoreRequest] = Field(min_length=1, max_length=MAX_BATCH_LIMIT)
 
     def check_size(self, max_batch: int) -> None:
         """Raise a pydantic ``ValidationError`` on ``leads`` when it holds too many items."""
@@ -96,7 +100,7 @@ AccountId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 class ChurnRiskRequest(_Request):
     """One customer account, by id."""
 
-    account_id: AccountId = Field(description="The account's id in the CRM, e.g. A000001.")
+    account_id: AccountId = Field(description="The account's id in the CRM.", examples=["A000001"])
 
 
 class ChurnRisk(BaseModel):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sqlite3
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -48,17 +49,90 @@ KEY_COLUMNS = ("lead_id", "account_id", ACCOUNT_FIELD, "request_job_title")
 SINGLE_THREAD_ROWS = 32
 
 
+# After a read finds the online store unavailable, reads fail at once for this long instead of
+# each waiting for the store's timeout; the first read after it tries the store again.
+OUTAGE_RETRY_S = 2.0
+# SQLite errors that mean "the store cannot be read now", not "the store is set up wrong"
+# ("no such table" is a setup error and stays a 500).
+_SQLITE_UNAVAILABLE = {
+    "database is locked": "database is locked",
+    "unable to open database file": "cannot open the database file",
+    "disk i/o error": "disk I/O error",
+}
+T = TypeVar("T")
+
+
 class FeatureContractError(RuntimeError):
     """The model and the feature store disagree (feature service or feature names)."""
 
 
-_STORE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+class StoreUnavailableError(RuntimeError):
+    """The online feature store did not answer (down, refusing connections, timed out,
+    locked); the message is a short reason, safe to show a client."""
 
 
-def _store_lock(store: Any) -> threading.Lock:
-    """One lock per feature store: the SQLite online store shares one connection between the
-    service's threads, whichever model reads through it."""
-    return _STORE_LOCKS.setdefault(store, threading.Lock())
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why the online store is unavailable, when ``exc`` says it is: Redis connection and
+    timeout errors (redis-py's, raised through Feast) and SQLite's locked or unopenable
+    database. None for any other error, which is a bug and stays one."""
+    if isinstance(exc, sqlite3.OperationalError):
+        message = str(exc).lower()
+        return next((why for text, why in _SQLITE_UNAVAILABLE.items() if text in message), None)
+    try:
+        import redis.exceptions as redis_errors
+    except ImportError:  # a SQLite-only install need not have redis-py
+        return None
+    if isinstance(exc, redis_errors.TimeoutError):
+        return "timed out"
+    if isinstance(exc, redis_errors.BusyLoadingError):  # just restarted, reading its dump
+        return "still loading its data"
+    if isinstance(exc, redis_errors.ConnectionError):
+        return "cannot connect"
+    return None
+
+
+class _OnlineGate:
+    """Every online read of one feature store goes through here.
+
+    One lock: the SQLite online store shares one connection between the service's threads,
+    whichever model reads through it. And a short fail-fast window: once a read finds the store
+    unavailable, reads fail at once for ``OUTAGE_RETRY_S`` instead of each waiting for the
+    store's timeout (single scores run on the event loop, and the lock serializes reads, so a
+    store that does not answer would otherwise stall every request queued behind it). The first
+    read after the window tries the store again; one success closes the window.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._retry_at = 0.0
+        self._reason = ""
+
+    def read(self, fetch: Callable[[], T]) -> T:
+        self._fail_fast()
+        with self.lock:
+            self._fail_fast()  # another thread may have found the store down while we waited
+            try:
+                result = fetch()
+            except Exception as exc:
+                reason = unavailable_reason(exc)
+                if reason is None:
+                    raise
+                self._reason, self._retry_at = reason, time.monotonic() + OUTAGE_RETRY_S
+                raise StoreUnavailableError(reason) from exc
+            self._retry_at = 0.0
+        return result
+
+    def _fail_fast(self) -> None:
+        if time.monotonic() < self._retry_at:
+            raise StoreUnavailableError(self._reason)
+
+
+_STORE_GATES: weakref.WeakKeyDictionary[Any, _OnlineGate] = weakref.WeakKeyDictionary()
+
+
+def _store_gate(store: Any) -> _OnlineGate:
+    """One gate per feature store, shared by every model that reads through it."""
+    return _STORE_GATES.setdefault(store, _OnlineGate())
 
 
 def _resolve_service(store: Any, name: str, needed: Sequence[str], version: str) -> Any:
@@ -81,35 +155,67 @@ def _resolve_service(store: Any, name: str, needed: Sequence[str], version: str)
     return service
 
 
+ONLINE_READS = ("direct", "feast")
+
+
 class LeadFeatureReader:
     """Online features of a lead-keyed feature service for scoring requests.
 
-    Per batch there are exactly two online reads: the leads' account ids from
-    ``lead_profile_fv`` (account features are keyed by account), then the service itself.
+    ``reads="direct"`` (the default): one ``online_read`` per feature view through
+    ``serving.online.ServiceReader``, the profile first (it holds the account id the account
+    views need). ``reads="feast"``: two ``FeatureStore.get_online_features`` calls per batch,
+    the leads' account ids from ``lead_profile_fv``, then the service itself; the same values,
+    several times the overhead for one lead.
     """
 
-    def __init__(self, store: Any, service_name: str, needed: Sequence[str], version: str) -> None:
+    def __init__(
+        self, store: Any, service_name: str, needed: Sequence[str], version: str,
+        reads: str = "direct",
+    ) -> None:  # fmt: skip
+        from serving.online import ServiceReader
+
+        if reads not in ONLINE_READS:
+            raise ValueError(f"online reads must be one of {ONLINE_READS}, got {reads!r}")
         self.store = store
-        self._lock = _store_lock(store)
+        self._gate = _store_gate(store)
         self.feature_service = _resolve_service(store, service_name, needed, version)
         _check_account_lookup(store)
+        self._direct = ServiceReader(store, self.feature_service) if reads == "direct" else None
 
     def _accounts(self, lead_ids: list[str]) -> list[str | None]:
-        with self._lock:
-            resp = self.store.get_online_features([ACCOUNT_REF], entity_rows={"lead_id": lead_ids})
+        resp = self._gate.read(
+            lambda: self.store.get_online_features([ACCOUNT_REF], entity_rows={"lead_id": lead_ids})
+        )
         data = resp.to_dict()
         _check_order(data["lead_id"], lead_ids)
         return data[ACCOUNT_FIELD]
 
     def ping(self) -> None:
-        """One tiny online read; raises if the online store does not answer."""
-        self._accounts(["__readyz__"])
+        """One tiny online read; raises StoreUnavailableError if the online store does not
+        answer."""
+        if self._direct is not None:
+            direct = self._direct
+            self._gate.read(lambda: direct.ping())
+        else:
+            self._accounts(["__readyz__"])
 
     def features(self, requests: Sequence[Any]) -> tuple[dict[str, list], list[str]]:
         """Online feature columns (with ``<name>__ts`` event times, epoch seconds) for the
         requests whose lead exists, in request order, and the ids that do not exist. Requests
         have ``lead_id`` and an optional ``job_title``."""
         ids = [r.lead_id for r in requests]
+        if self._direct is not None:
+            direct = self._direct
+            # "" tells job_title_odfv to use the stored title
+            titles = {"request_job_title": [r.job_title or "" for r in requests]}
+            data = self._gate.read(lambda: direct.read(lead_ids=ids, request=titles))
+            found = [i for i, acc in enumerate(data["account_id"]) if acc is not None]
+            not_found = [ids[i] for i, acc in enumerate(data["account_id"]) if acc is None]
+            if not found:
+                return {}, not_found
+            if not_found:
+                data = {name: [values[i] for i in found] for name, values in data.items()}
+            return data, not_found
         accounts = self._accounts(ids)
         found = [i for i, acc in enumerate(accounts) if acc is not None]
         not_found = [ids[i] for i, acc in enumerate(accounts) if acc is None]
@@ -121,8 +227,9 @@ class LeadFeatureReader:
             # "" tells job_title_odfv to use the stored title
             "request_job_title": [requests[i].job_title or "" for i in found],
         }
-        with self._lock:
-            resp = self.store.get_online_features(self.feature_service, entity_rows=rows)
+        resp = self._gate.read(
+            lambda: self.store.get_online_features(self.feature_service, entity_rows=rows)
+        )
         data = resp.to_dict(include_event_timestamps=True)
         _check_order(data["lead_id"], rows["lead_id"])
         return data, not_found
@@ -143,13 +250,16 @@ class LeadScorer:
         *,
         top_k: int = 3,
         clock: Callable[[], float] = time.time,
+        reads: str = "direct",
+        reasons: str = "treeshap",
     ) -> None:
         self.store = store
         self.model = model
         self.top_k = top_k
         self.clock = clock
+        self.reasons = reasons  # training.scoring.REASON_METHODS
         self.reader = LeadFeatureReader(
-            store, model.feature_service, model.feature_names, model.version
+            store, model.feature_service, model.feature_names, model.version, reads
         )
         self.feature_service = self.reader.feature_service
 
@@ -165,7 +275,9 @@ class LeadScorer:
         (LightGBM single-threaded for small batches)."""
         rows = len(data[self.model.feature_names[0]])
         threads = 1 if rows <= SINGLE_THREAD_ROWS else 0
-        return self.model.predict_explain(data, self.top_k, num_threads=threads)
+        return self.model.predict_explain(
+            data, self.top_k, num_threads=threads, method=self.reasons
+        )
 
     def score(self, requests: Sequence[LeadScoreRequest]) -> tuple[list[LeadScore], list[str]]:
         """Scores for the leads that exist, in request order, and the ids that do not."""
@@ -205,25 +317,44 @@ class AccountScorer:
 
     def __init__(
         self, store: Any, model: ScoringModel, *, top_k: int = 3,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, reads: str = "direct",
+        reasons: str = "treeshap",
     ) -> None:  # fmt: skip
+        from serving.online import ServiceReader
+
         if not model.meta.tiers:
             raise FeatureContractError(f"model {model.version} has no risk tiers: not a churn model")
+        if reads not in ONLINE_READS:
+            raise ValueError(f"online reads must be one of {ONLINE_READS}, got {reads!r}")
         self.store, self.model, self.top_k, self.clock = store, model, top_k, clock
-        self._lock = _store_lock(store)
+        self.reasons = reasons
+        self._gate = _store_gate(store)
         needed = [*model.feature_names, "is_customer"]
         self.feature_service = _resolve_service(
             store, model.feature_service, needed, model.version
         )
+        self._direct = ServiceReader(store, self.feature_service) if reads == "direct" else None
+
+    def ping(self) -> None:
+        """One tiny online read; raises StoreUnavailableError if the online store does not
+        answer."""
+        self._read(["__readyz__"])
+
+    def _read(self, account_ids: list[str]) -> dict[str, list]:
+        if self._direct is not None:
+            direct = self._direct
+            return self._gate.read(lambda: direct.read(account_ids=account_ids))
+        resp = self._gate.read(
+            lambda: self.store.get_online_features(
+                self.feature_service, entity_rows={"account_id": account_ids}
+            )
+        )
+        return resp.to_dict(include_event_timestamps=True)
 
     def score(self, request: ChurnRiskRequest) -> ChurnRisk | None:
         """The account's churn risk; None when the account is unknown; NotACustomerError when
         it is not a customer now."""
-        with self._lock:
-            resp = self.store.get_online_features(
-                self.feature_service, entity_rows={"account_id": [request.account_id]}
-            )
-        data = resp.to_dict(include_event_timestamps=True)
+        data = self._read([request.account_id])
         customer = data.get("is_customer", [None])[0]
         if customer is None or (isinstance(customer, float) and math.isnan(customer)):
             return None
@@ -232,7 +363,9 @@ class AccountScorer:
                 f"account '{request.account_id}' has no subscription in force: churn risk is "
                 "scored for customers"
             )
-        probs, reasons = self.model.predict_explain(data, self.top_k, num_threads=1)
+        probs, reasons = self.model.predict_explain(
+            data, self.top_k, num_threads=1, method=self.reasons
+        )
         p = float(probs[0])
         ts = _newest_timestamps(data, key="account_id")[0]
         tiers = self.model.meta.tiers or []
@@ -261,7 +394,7 @@ class OfferRanker:
 
     def __init__(
         self, store: Any, model: NboModel, offers: Offers, stages: StagesConfig,
-        epsilon: float, *, clock: Callable[[], float] = time.time,
+        epsilon: float, *, clock: Callable[[], float] = time.time, reads: str = "direct",
     ) -> None:  # fmt: skip
         from funnel.stages import features_needed
 
@@ -269,7 +402,7 @@ class OfferRanker:
             model, offers, stages, epsilon, clock
         )
         needed = [*model.feature_names, *features_needed(stages), "is_customer"]
-        self.reader = LeadFeatureReader(store, model.feature_service, needed, model.version)
+        self.reader = LeadFeatureReader(store, model.feature_service, needed, model.version, reads)
         self.served = [o for o in model.offers if o in offers.ids]
         self._columns = [model.offers.index(o) for o in self.served]
         self._values = [offers.get(o).value for o in self.served]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
+from serving.limits import MAX_BODY_BYTES, BodySizeLimit
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("funnel.serving")
 CONFIG_ENV = "FUNNEL_CONFIG"
 OVERRIDES_ENV = "FUNNEL_OVERRIDES"  # newline-separated key=value overrides (set by `funnel serve`)
+MAX_ERRORS = 20  # validation errors listed in a 422
 
 api = FastAPI(
     title="funnel scoring API",
@@ -59,11 +62,14 @@ api = FastAPI(
     docs_url=None,
     redoc_url=None,
 )
+api.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Body not readable (not UTF-8, nested too deep)"},
     401: {"model": ErrorResponse, "description": "Missing or wrong API key"},
+    413: {"model": ErrorResponse, "description": f"Request body over {MAX_BODY_BYTES} bytes"},
     422: {"model": ErrorResponse, "description": "Malformed request; `detail` names the fields"},
 }
 
@@ -74,17 +80,36 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in parts) or "body"
 
 
+def _error(e: dict[str, Any]) -> dict[str, Any]:
+    if e.get("type") == "json_invalid":  # loc is ("body", <character offset>)
+        msg = f"invalid JSON at character {e['loc'][-1]}: {e.get('ctx', {}).get('error', '')}"
+        return {"field": "body", "msg": msg, "type": "json_invalid"}
+    field = _field(tuple(e.get("loc", ())))
+    return {"field": field, "msg": e.get("msg", ""), "type": e.get("type")}
+
+
 def _validation_detail(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # No "input" echo: a request body may be large and is the client's own data anyway.
-    return [
-        {"field": _field(tuple(e.get("loc", ()))), "msg": e.get("msg", ""), "type": e.get("type")}
-        for e in errors
-    ]
+    # No "input" echo: a request body may be large and is the client's own data anyway. At most
+    # MAX_ERRORS entries: a body of 100k bad fields must not come back as a 20 MB answer.
+    detail = [_error(e) for e in errors[:MAX_ERRORS]]
+    if len(errors) > MAX_ERRORS:
+        more = f"and {len(errors) - MAX_ERRORS} more errors"
+        detail.append({"field": "body", "msg": more, "type": "too_many_errors"})
+    return detail
 
 
 @api.exception_handler(RequestValidationError)
 async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": _validation_detail(list(exc.errors()))}, status_code=422)
+
+
+@api.exception_handler(400)
+async def _on_unreadable_body(_: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's bare "error parsing the body", for bodies json.loads raises other than a
+    # JSONDecodeError on: not UTF-8, nested too deeply, an integer of over 4300 digits.
+    reason = {UnicodeDecodeError: "it is not UTF-8", RecursionError: "it is nested too deeply"}
+    why = reason.get(type(exc.__cause__), "it is not valid JSON")  # type: ignore[arg-type]
+    return JSONResponse({"detail": f"the request body cannot be read: {why}"}, status_code=400)
 
 
 async def _authorize(
@@ -112,25 +137,39 @@ def load_parts() -> tuple[Config, FeatureStore, dict[str, Any]]:
     Tests replace this function."""
     from funnel.config import DEFAULT_CONFIG, load_config
     from funnel.jobs import feature_store
-    from training.registry import load_model, load_nbo_model
+    from serving.loading import load_models
 
     overrides = [line for line in os.environ.get(OVERRIDES_ENV, "").splitlines() if line.strip()]
     cfg = load_config(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG, overrides)
     store = feature_store(cfg)
-    alias = cfg.serving.model_alias
-    models: dict[str, Any] = {}
-    for kind in cfg.serving.models:
-        if kind == "nbo":
-            models[kind] = load_nbo_model(cfg, alias)
-        else:
-            name = getattr(cfg.training, kind).registered_model
-            models[kind] = load_model(cfg, name, alias, kind=kind)
-    return cfg, store, models
+    # ModelLoadError names the model, the alias, what is wrong and what to do
+    return cfg, store, load_models(cfg)
 
 
 def _not_served(kind: str) -> HTTPException:
     return HTTPException(
         503, f"the {kind} model is not served here: add '{kind}' to serving.models and restart"
+    )
+
+
+# Any scoring route may answer this; the client should retry after Retry-After seconds.
+_UNAVAILABLE: dict[str, Any] = {
+    "model": ErrorResponse,
+    "description": "The online feature store is unavailable; retry after `Retry-After` seconds",
+    "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+}
+
+
+def _store_unavailable(exc: Exception) -> HTTPException:
+    """503 for a StoreUnavailableError: not a bug in the request nor in the service. Logged
+    without a traceback: in an outage every request fails the same way."""
+    from serving.scorer import OUTAGE_RETRY_S
+
+    log.warning("online feature store unavailable: %s (cause: %r)", exc, exc.__cause__)
+    return HTTPException(
+        503,
+        f"online feature store unavailable: {exc}; retry later",
+        headers={"Retry-After": str(math.ceil(OUTAGE_RETRY_S))},
     )
 
 
@@ -163,15 +202,23 @@ class FunnelService:
                 )
         self.cfg = cfg
         self.max_batch = cfg.serving.max_batch
-        self.scorer: LeadScorer | None = LeadScorer(store, models["mql"]) if "mql" in models else None
+        reads, reasons = cfg.serving.online_reads, cfg.serving.reasons
+        self.scorer: LeadScorer | None = (
+            LeadScorer(store, models["mql"], reads=reads, reasons=reasons)
+            if "mql" in models
+            else None
+        )
         self.churn: AccountScorer | None = (
-            AccountScorer(store, models["churn"]) if "churn" in models else None
+            AccountScorer(store, models["churn"], reads=reads, reasons=reasons)
+            if "churn" in models
+            else None
         )
         self.ranker: OfferRanker | None = None
         if "nbo" in models:
             self.ranker = OfferRanker(
-                store, models["nbo"], load_offers(cfg), cfg.stages, cfg.serving.exploration_epsilon
-            )
+                store, models["nbo"], load_offers(cfg), cfg.stages,
+                cfg.serving.exploration_epsilon, reads=reads,
+            )  # fmt: skip
         self._store = store
         key = cfg.api_key()
         self._api_key: bytes | None = key.encode() if key else None
@@ -189,14 +236,19 @@ class FunnelService:
             self.scorer.ping()
         elif self.ranker is not None:
             self.ranker.reader.ping()
-        else:
-            self._store.get_online_features(
-                ["account_firmographic_fv:industry"], entity_rows={"account_id": ["__readyz__"]}
-            )
+        elif self.churn is not None:
+            self.churn.ping()
 
     async def __is_ready__(self) -> bool:
+        """Not ready while the online store does not answer; ready again, with no restart,
+        once it does (redis-py reconnects by itself)."""
+        from serving.scorer import StoreUnavailableError
+
         try:
             self._ping()
+        except StoreUnavailableError as exc:
+            log.warning("readiness: online feature store unavailable: %s", exc)
+            return False
         except Exception:
             log.exception("readiness: the online store did not answer")
             return False
@@ -205,8 +257,12 @@ class FunnelService:
     def _score(self, requests: list[LeadScoreRequest]) -> tuple[list[LeadScore], list[str]]:
         if self.scorer is None:
             raise _not_served("mql")
+        from serving.scorer import StoreUnavailableError
+
         try:
             return self.scorer.score(requests)
+        except StoreUnavailableError as exc:
+            raise _store_unavailable(exc) from None
         except Exception as exc:
             log.exception("scoring failed")
             raise HTTPException(500, "internal error while scoring; see the server log") from exc
@@ -219,7 +275,11 @@ class FunnelService:
         "/leads/score",
         response_model=LeadScore,
         dependencies=[Depends(_authorize)],
-        responses={**_ERRORS, 404: {"model": ErrorResponse, "description": "Unknown lead id"}},
+        responses={
+            **_ERRORS,
+            404: {"model": ErrorResponse, "description": "Unknown lead id"},
+            503: _UNAVAILABLE,
+        },
         summary="Score one lead",
     )
     async def score_lead(self, request: LeadScoreRequest) -> Response:
@@ -232,7 +292,7 @@ class FunnelService:
         "/leads/score_batch",
         response_model=BatchResponse,
         dependencies=[Depends(_authorize)],
-        responses=_ERRORS,
+        responses={**_ERRORS, 503: _UNAVAILABLE},
         summary="Score up to serving.max_batch leads with one feature read",
     )
     async def score_batch(self, request: BatchRequest) -> Response:
@@ -253,12 +313,16 @@ class FunnelService:
         responses={
             **_ERRORS,
             404: {"model": ErrorResponse, "description": "Unknown account, or not a customer"},
-            503: {"model": ErrorResponse, "description": "The churn model is not served"},
+            503: {
+                **_UNAVAILABLE,
+                "description": "The online feature store is unavailable (retry after "
+                "`Retry-After` seconds), or the churn model is not served",
+            },
         },
         summary="Churn risk of one customer account",
     )
     async def churn_risk(self, request: ChurnRiskRequest) -> Response:
-        from serving.scorer import NotACustomerError
+        from serving.scorer import NotACustomerError, StoreUnavailableError
 
         if self.churn is None:
             raise _not_served("churn")
@@ -266,6 +330,8 @@ class FunnelService:
             result = self.churn.score(request)
         except NotACustomerError as exc:
             raise HTTPException(404, str(exc)) from None
+        except StoreUnavailableError as exc:
+            raise _store_unavailable(exc) from None
         except Exception as exc:
             log.exception("churn scoring failed")
             raise HTTPException(500, "internal error while scoring; see the server log") from exc
@@ -280,15 +346,23 @@ class FunnelService:
         responses={
             **_ERRORS,
             404: {"model": ErrorResponse, "description": "Unknown lead id"},
-            503: {"model": ErrorResponse, "description": "The next-best-offer model is not served"},
+            503: {
+                **_UNAVAILABLE,
+                "description": "The online feature store is unavailable (retry after "
+                "`Retry-After` seconds), or the next-best-offer model is not served",
+            },
         },
         summary="The lead's eligible offers ranked by expected net value, and the one to give",
     )
     async def next_best_offer(self, request: NextBestOfferRequest) -> Response:
+        from serving.scorer import StoreUnavailableError
+
         if self.ranker is None:
             raise _not_served("nbo")
         try:
             result = self.ranker.recommend(request)
+        except StoreUnavailableError as exc:
+            raise _store_unavailable(exc) from None
         except Exception as exc:
             log.exception("next-best-offer failed")
             raise HTTPException(500, "internal error while ranking; see the server log") from exc

@@ -76,6 +76,57 @@ class FeatureMatrix:
         return np.column_stack(out) if out else np.empty((len(columns[next(iter(columns))]), 0))
 
 
+REASON_METHODS = ("treeshap", "path")
+
+
+class PathContributions:
+    """Per-row feature contributions along each tree's decision path (Saabas), from a table
+    built once: for every leaf, the change in the node value at each split on the way down,
+    credited to the split's feature. Exactly additive (bias + contributions = raw score, like
+    TreeSHAP) and a table lookup per tree, so one row takes a fraction of a millisecond where
+    TreeSHAP takes several; but it credits splits near the root more than TreeSHAP does, and
+    the two disagree on the top feature about half the time on the MQL model."""
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        n_features = booster.num_feature()
+        tables, offsets, bias, offset = [], [], 0.0, 0
+        for tree in booster.dump_model()["tree_info"]:
+            table = np.zeros((tree["num_leaves"], n_features))
+            root = tree["tree_structure"]
+            bias += root["leaf_value"] if "leaf_index" in root else root["internal_value"]
+            stack = [(root, np.zeros(n_features))]
+            while stack:
+                node, acc = stack.pop()
+                if "leaf_index" in node:
+                    table[node["leaf_index"]] = acc
+                    continue
+                for side in ("left_child", "right_child"):
+                    child = node[side]
+                    value = child["leaf_value"] if "leaf_index" in child else child["internal_value"]
+                    step = acc.copy()
+                    step[node["split_feature"]] += value - node["internal_value"]
+                    stack.append((child, step))
+            tables.append(table)
+            offsets.append(offset)
+            offset += tree["num_leaves"]
+        self.booster = booster
+        self.table = np.vstack(tables)
+        self.offsets = np.asarray(offsets, dtype=np.intp)
+        self.bias = bias
+
+    def __call__(self, x: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores, contributions of shape rows x features) for a feature matrix."""
+        leaves = self.booster.predict(x, pred_leaf=True, num_threads=num_threads)
+        rows = leaves.astype(np.intp) + self.offsets
+        if len(rows) == 1:
+            contrib = self.table[rows[0]].sum(axis=0, keepdims=True)
+        else:
+            contrib = np.zeros((len(rows), self.table.shape[1]))
+            for t in range(rows.shape[1]):
+                contrib += self.table[rows[:, t]]
+        return contrib.sum(axis=1) + self.bias, contrib
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -88,6 +139,7 @@ class ScoringModel:
         self.meta = meta
         self.version = version
         self._matrix = FeatureMatrix(meta.features, meta.categories)
+        self._paths: PathContributions | None = None
 
     # -- contract -----------------------------------------------------------------------------
     @property
@@ -160,17 +212,37 @@ class ScoringModel:
         """The 0-100 Signal Threshold Score: the calibrated probability in percent."""
         return round(100.0 * min(max(float(probability), 0.0), 1.0))
 
+    def contributions(
+        self, x: np.ndarray, num_threads: int = 0, method: str = "treeshap"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores, per-feature log-odds contributions) of a matrix: TreeSHAP (LightGBM's
+        ``pred_contrib``) or the decision-path attribution (``PathContributions``)."""
+        if method == "path":
+            if self._paths is None:
+                self._paths = PathContributions(self.booster)
+            return self._paths(x, num_threads)
+        if method != "treeshap":
+            raise ValueError(f"reason method must be one of {REASON_METHODS}, got {method!r}")
+        contrib = self.booster.predict(x, pred_contrib=True, num_threads=num_threads)
+        return self.raw_score(x, num_threads), contrib[:, :-1]
+
     def predict_explain(
-        self, columns: Mapping[str, Sequence[Any]], top_k: int = 3, num_threads: int = 0
+        self,
+        columns: Mapping[str, Sequence[Any]],
+        top_k: int = 3,
+        num_threads: int = 0,
+        method: str = "treeshap",
     ) -> tuple[np.ndarray, list[list[Reason]]]:
-        """Calibrated probabilities and each row's top reasons from one feature matrix.
+        """Calibrated probabilities and each row's top reasons from one feature matrix, the
+        contributions by ``method`` (see ``contributions``); the probability is the same
+        either way (both attributions add up to the raw score).
 
         ``num_threads=1`` suits a few rows: OpenMP start-up (and its spin-waits on a busy
         machine) costs far more than a one-row predict.
         """
         x = self.matrix(columns)
-        prob = self.calibrate(self.raw_score(x, num_threads))
-        contrib = self.booster.predict(x, pred_contrib=True, num_threads=num_threads)[:, :-1]
+        raw, contrib = self.contributions(x, num_threads, method)
+        prob = self.calibrate(raw)
         names = self.feature_names
         values = [list(columns[n]) for n in names]
         reasons = [

@@ -43,6 +43,7 @@ from serving.jobs.state import (
     audience_members,
     audience_syncs,
     open_engine,
+    state_store_errors,
     upsert,
 )
 
@@ -277,7 +278,11 @@ def sync_audiences(
     report = SyncReport()
     try:
         lease = Lease(engine, JOB, cfg.jobs.lease_seconds, clock=clock)
-        with lease, JobRun(engine, JOB, lease.holder, clock=clock) as run:
+        with (
+            state_store_errors(engine),  # the store lost mid-run: one clear error, rerun
+            lease,
+            JobRun(engine, JOB, lease.holder, clock=clock) as run,
+        ):
             inputs = audience_inputs(cfg, needed, features, progress=progress)
             for name in chosen:
                 lease.renew()

@@ -37,7 +37,14 @@ from funnel.offers import CONTROL
 from serving.jobs.audience_sync import AudienceInputs, audience_inputs, member_identity
 from serving.jobs.destinations import open_destination
 from serving.jobs.outbox import DeliveryReport, deliver, enqueue
-from serving.jobs.state import JobRun, Lease, campaign_assignments, insert_ignore, open_engine
+from serving.jobs.state import (
+    JobRun,
+    Lease,
+    campaign_assignments,
+    insert_ignore,
+    open_engine,
+    state_store_errors,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -229,7 +236,11 @@ def sync_campaigns(
     report = CampaignsReport()
     try:
         lease = Lease(engine, JOB, cfg.jobs.lease_seconds, clock=clock)
-        with lease, JobRun(engine, JOB, lease.holder, clock=clock) as run:
+        with (
+            state_store_errors(engine),  # the store lost mid-run: one clear error, rerun
+            lease,
+            JobRun(engine, JOB, lease.holder, clock=clock) as run,
+        ):
             now = clock()
             wave = wave or default_wave(now)
             inputs = audience_inputs(cfg, needed, features, progress=progress)

@@ -17,6 +17,7 @@ import hmac
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 SIGNATURE_HEADER = "X-Funnel-Signature"
 TIMESTAMP_HEADER = "X-Funnel-Timestamp"
 KEY_HEADER = "Idempotency-Key"
+# what looks like an email address (also JSON- or URL-escaped: "\u0040", "%40")
+EMAIL_LIKE = re.compile(r"[\w.+-]+(?:@|\\u0040|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 
 
 class TransientError(RuntimeError):
@@ -160,7 +163,11 @@ class WebhookDestination:
             raise TransientError(f"connection failed: {exc!r}") from exc
         if resp.is_success:
             return
-        detail = f"HTTP {resp.status_code} from {self.url}: {resp.text[:200]}"
+        # A receiver's error page often echoes the request: its text is kept (it says what is
+        # wrong) but goes to the state store, the CLI and logs with the addresses redacted
+        # (before it is cut short, so no address is cut into an unrecognisable piece).
+        text = redact_emails(resp.text[:20_000])[:200]
+        detail = f"HTTP {resp.status_code} from {self.url}: {text}"
         if resp.status_code == 429 or resp.status_code >= 500:
             raise TransientError(detail)
         raise PermanentError(detail)
@@ -177,6 +184,11 @@ def normalize_email(email: str) -> str:
 def hash_email(email: str) -> str:
     """SHA-256 hex of the normalized email (what ad platforms match on)."""
     return hashlib.sha256(normalize_email(email).encode()).hexdigest()
+
+
+def redact_emails(text: str) -> str:
+    """``text`` with every email-like substring replaced by ``<email>``."""
+    return EMAIL_LIKE.sub("<email>", text)
 
 
 def open_destination(cfg: Config, name: str) -> Destination:

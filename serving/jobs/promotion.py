@@ -27,7 +27,15 @@ import sqlalchemy as sa
 
 from serving.jobs.destinations import hash_email, open_destination
 from serving.jobs.outbox import DeliveryReport, deliver, enqueue
-from serving.jobs.state import JobRun, Lease, lead_state, open_engine, promotions, upsert
+from serving.jobs.state import (
+    JobRun,
+    Lease,
+    lead_state,
+    open_engine,
+    promotions,
+    state_store_errors,
+    upsert,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -377,7 +385,11 @@ def run_promotion(
     report = PromotionReport()
     try:
         lease = Lease(engine, JOB, cfg.jobs.lease_seconds, clock=clock)
-        with lease, JobRun(engine, JOB, lease.holder, clock=clock) as run:
+        with (
+            state_store_errors(engine),  # the store lost mid-run: one clear error, rerun
+            lease,
+            JobRun(engine, JOB, lease.holder, clock=clock) as run,
+        ):
             explain = model_threshold = None
             if scores is None:
                 scores, model_threshold, explain = score_online(cfg, progress=progress)

@@ -22,7 +22,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -162,9 +163,33 @@ def open_engine(url: str) -> Engine:
         shown = (
             sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
         )
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StateStoreError(
-            f"cannot open the jobs' state store {shown} (jobs.state_store): {reason}"
+            f"cannot open the jobs' state store {shown} (jobs.state_store): {_reason(exc)}"
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+@contextmanager
+def state_store_errors(engine: Engine) -> Iterator[None]:
+    """Around a job: the state store lost mid-run (server restarted, connection cut, cannot
+    reconnect) becomes a ``StateStoreError`` naming the store. The job does not retry: a
+    transaction cut off is rolled back whole, a message sent but not yet marked is resent with
+    its idempotency key, so the rerun is safe. SQL errors that are bugs still raise as they are."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        lost = exc.connection_invalidated  # SQLAlchemy's dialect-aware disconnect test
+        refused = exc.statement is None and isinstance(exc, sa.exc.OperationalError)
+        if not (lost or refused):
+            raise
+        url = engine.url
+        hidden = ", password hidden" if url.password else ""
+        raise StateStoreError(
+            f"state store unavailable ({url.render_as_string(hide_password=True)}{hidden}): "
+            f"{_reason(exc)}; rerun the job, nothing was lost"
         ) from exc
 
 
@@ -320,12 +345,19 @@ class Lease:
         self.acquire()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            self.release()
+        except sa.exc.SQLAlchemyError:
+            if exc_type is None:
+                raise
+            # the store failed with the job: keep the job's own error; the lease is taken
+            # over once this process is gone (or expires, seen from another host)
 
 
 class JobRun:
-    """A ``job_runs`` row: started when entered, ok or failed (with the error) when left."""
+    """A ``job_runs`` row: started when entered, ok or failed (with the error) when left. Entered
+    under the job's lease, it also closes as failed an earlier run's row left "running"."""
 
     def __init__(self, engine: Engine, job: str, holder: str, clock: Any = time.time) -> None:
         self.engine, self.job, self.holder, self.clock = engine, job, holder, clock
@@ -333,10 +365,23 @@ class JobRun:
         self.id: int | None = None
 
     def __enter__(self) -> Self:
+        now = self.clock()
         with self.engine.begin() as conn:
+            # we hold the lease: a run still "running" stopped without recording its end
+            # (killed, or the state store went away under it)
+            c = job_runs.c
+            conn.execute(
+                sa.update(job_runs)
+                .where(c.job == self.job, c.status == "running", c.holder != self.holder)
+                .values(
+                    finished_at=now,
+                    status="failed",
+                    summary=json.dumps({"error": "stopped without recording its end"}),
+                )
+            )
             result = conn.execute(
                 sa.insert(job_runs).values(
-                    job=self.job, holder=self.holder, started_at=self.clock(), status="running"
+                    job=self.job, holder=self.holder, started_at=now, status="running"
                 )
             )
             self.id = int(result.inserted_primary_key[0])
@@ -349,12 +394,18 @@ class JobRun:
         summary = dict(self.summary)
         if exc is not None:
             summary["error"] = f"{exc_type.__name__}: {exc}"
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.update(job_runs)
-                .where(job_runs.c.id == self.id)
-                .values(finished_at=self.clock(), status=status, summary=json.dumps(summary))
-            )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.update(job_runs)
+                    .where(job_runs.c.id == self.id)
+                    .values(finished_at=self.clock(), status=status, summary=json.dumps(summary))
+                )
+        except sa.exc.SQLAlchemyError:
+            if exc is None:
+                raise
+            # the store failed with the job: keep the job's own error; the next run closes
+            # this row
 
 
 def last_runs(engine: Engine, job: str, n: int = 5) -> list[dict[str, Any]]:

@@ -167,19 +167,33 @@ def test_without_a_configured_key_scoring_is_open_and_a_warning_logged(
 
 
 def test_environment_key_wins_and_is_never_logged(
-    tiny, make_client, latest_leads, monkeypatch, caplog
+    tiny, make_client, latest_leads, monkeypatch, caplog, capfd
 ):
     monkeypatch.setenv("FUNNEL_API_KEY", "from-env-123")
-    with (
-        caplog.at_level(logging.DEBUG),
-        make_client(tiny.cfg, tiny.store, tiny.model) as env_client,
-    ):
-        ok = env_client.post(
-            SCORE, json={"lead_id": latest_leads[0]}, headers={"X-API-Key": "from-env-123"}
-        )
-        denied = env_client.post(SCORE, json={"lead_id": latest_leads[0]})
-    assert (ok.status_code, denied.status_code) == (200, 401)
-    assert "from-env-123" not in caplog.text
+    cfg = tiny.cfg.model_copy(  # the file's key is overridden by the environment's
+        update={"serving": tiny.cfg.serving.model_copy(update={"api_key": "from-file-456"})}
+    )
+    for name in (None, "bentoml", "funnel", "uvicorn"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    # start-up, a 200, 401s for a guessed key, the file's key, a guessed bearer token, and a
+    # 422: none of the keys reaches a log record or the process's stdout/stderr
+    with make_client(cfg, tiny.store, tiny.model) as env_client:
+        body = {"lead_id": latest_leads[0]}
+        answers = [
+            env_client.post(SCORE, json=body, headers={"X-API-Key": "from-env-123"}),
+            env_client.post(SCORE, json=body),
+            env_client.post(SCORE, json=body, headers={"X-API-Key": "guess-789"}),
+            env_client.post(SCORE, json=body, headers={"X-API-Key": "from-file-456"}),
+            env_client.post(SCORE, json=body, headers={"Authorization": "Bearer guess-789"}),
+            env_client.post(SCORE, json={"x": 1}, headers={"X-API-Key": "from-env-123"}),
+        ]
+    assert [r.status_code for r in answers] == [200, 401, 401, 401, 401, 422]
+    captured = capfd.readouterr()
+    out = f"{caplog.text}\n{captured.out}\n{captured.err}"
+    assert "serving mql model" in out  # start-up was captured
+    for secret in ("from-env-123", "from-file-456", "guess-789"):
+        assert secret not in out
+        assert not any(secret in r.text for r in answers)
 
 
 # -- behavior ----------------------------------------------------------------------------------

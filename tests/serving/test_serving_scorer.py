@@ -116,7 +116,7 @@ PROFILES = {"L1": "A1", "L2": "A2", "L3": "A1"}
 
 
 def test_matrix_and_predictions_match_the_model_on_a_dataframe(model):
-    scorer = LeadScorer(FakeStore(PROFILES, ROWS), model)
+    scorer = LeadScorer(FakeStore(PROFILES, ROWS), model, reads="feast")
     data = {name: [ROWS[i][name] for i in ROWS] for name in FEATURES}
     frame = pd.DataFrame(data)
     data["lead_id"] = list(ROWS)
@@ -132,7 +132,7 @@ def test_matrix_and_predictions_match_the_model_on_a_dataframe(model):
 
 def test_large_batches_give_the_same_predictions(model):
     # above SINGLE_THREAD_ROWS LightGBM runs multi-threaded; the numbers must not change
-    scorer = LeadScorer(FakeStore(PROFILES, ROWS), model)
+    scorer = LeadScorer(FakeStore(PROFILES, ROWS), model, reads="feast")
     data = {name: [ROWS[i][name] for i in ROWS] * 20 for name in FEATURES}
     probs, reasons = scorer.predict(data)
     assert len(probs) == 60
@@ -142,7 +142,7 @@ def test_large_batches_give_the_same_predictions(model):
 
 def test_score_assembles_results_in_request_order_with_freshness(model):
     store = FakeStore(PROFILES, ROWS)
-    scorer = LeadScorer(store, model, clock=lambda: TICK + 3600.0)
+    scorer = LeadScorer(store, model, clock=lambda: TICK + 3600.0, reads="feast")
     requests = [LeadScoreRequest(lead_id=i) for i in ("L3", "nobody", "L2", "L1")]
     results, not_found = scorer.score(requests)
     assert not_found == ["nobody"]
@@ -169,7 +169,7 @@ def test_score_assembles_results_in_request_order_with_freshness(model):
 
 
 def test_reason_values_are_json_safe(model):
-    scorer = LeadScorer(FakeStore(PROFILES, ROWS), model)
+    scorer = LeadScorer(FakeStore(PROFILES, ROWS), model, reads="feast")
     results, _ = scorer.score([LeadScoreRequest(lead_id="L3"), LeadScoreRequest(lead_id="L2")])
     for result in results:
         for reason in result.reasons:
@@ -180,27 +180,27 @@ def test_reason_values_are_json_safe(model):
 
 def test_request_title_is_passed_to_the_feature_service(model):
     store = FakeStore(PROFILES, ROWS)
-    LeadScorer(store, model).score([LeadScoreRequest(lead_id="L1", job_title=" CTO ")])
+    LeadScorer(store, model, reads="feast").score([LeadScoreRequest(lead_id="L1", job_title=" CTO ")])
     assert store.calls[1][1]["request_job_title"] == ["CTO"]
 
 
 def test_all_unknown_makes_a_single_read(model):
     store = FakeStore(PROFILES, ROWS)
-    assert LeadScorer(store, model).score([LeadScoreRequest(lead_id="x")]) == ([], ["x"])
+    assert LeadScorer(store, model, reads="feast").score([LeadScoreRequest(lead_id="x")]) == ([], ["x"])
     assert len(store.calls) == 1
 
 
 def test_a_feature_the_service_does_not_serve_is_refused_at_construction(model):
     store = FakeStore(PROFILES, ROWS, served=FEATURES[:-1])
     with pytest.raises(FeatureContractError, match="annual_revenue"):
-        LeadScorer(store, model)
+        LeadScorer(store, model, reads="feast")
 
 
 def test_a_profile_view_without_account_id_is_refused_at_construction(model):
     store = FakeStore(PROFILES, ROWS)
     store.profile_fields = ["job_title", "source"]
     with pytest.raises(FeatureContractError, match="does not serve 'lead_account_id'"):
-        LeadScorer(store, model)
+        LeadScorer(store, model, reads="feast")
 
 
 def test_newest_timestamps_ignore_keys_and_on_demand_features():

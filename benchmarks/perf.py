@@ -1,0 +1,955 @@
+"""Performance and reliability against peers measured in the same run.
+
+    uv run python benchmarks/perf.py                      # everything (about 25 minutes)
+    uv run python benchmarks/perf.py --only online,batch  # some sections
+    uv run python benchmarks/perf.py --reuse              # keep the base pipeline of a run before
+
+Sections (each a ratio against a peer run here, on the same rows or the same model):
+
+- ``quality``: the generator at full size (configs/local.yaml: 10,000 leads, 39 weeks), the
+  champions' test metrics against the oracle's on the same rows;
+- ``online``: ``POST /v1/leads/score`` (one lead per request, features read from the online
+  store, reasons included) against ``mlflow models serve`` of the same registered model with the
+  features already in the payload; one worker each; SQLite and Redis online stores;
+- ``build``: the training-set build (Feast point-in-time join, DuckDB offline store) of 1M label
+  rows against Feast's default file offline store on the same rows; rows dropped, peak memory;
+- ``batch``: ``funnel score`` of 1M leads end to end (join, matrix, predict, write) against bare
+  ``Booster.predict`` on the same matrix;
+- ``tuning``: 50 Optuna trials on 200k rows with each trial an MLflow child run, against the
+  same study (same seed, same storage) without MLflow;
+- ``reliability``: 60 s at half the measured capacity; the Redis online store stopped and
+  started again under load (a private redis-server, never the machine's own).
+
+Load comes from ``benchmarks/loadgen.py`` in its own process. Times are medians over
+repetitions, with the spread (min-max) beside them. Writes benchmarks/results/perf.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+BIN = Path(sys.executable).parent
+FUNNEL = [sys.executable, "-m", "funnel.cli"]
+API_KEY = "bench-key"
+SECTIONS = ("quality", "online", "build", "batch", "tuning", "reliability")
+TARGETS = {
+    "online_throughput_ratio": 2.0,
+    "online_p50_ms": 2.0,
+    "online_p99_ms": 5.0,
+    "build_speedup": 5.0,
+    "batch_ratio": 3.0,
+    "tuning_overhead": 0.10,
+    "auc_gap": 0.01,
+    "qini_ratio": 0.90,
+}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": float(np.median(values)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+        "n": len(values),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> dict[str, Any]:
+    import bentoml
+    import feast
+    import lightgbm
+    import mlflow
+    import optuna
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "feast": feast.__version__,
+        "mlflow": mlflow.__version__,
+        "bentoml": bentoml.__version__,
+        "lightgbm": lightgbm.__version__,
+        "optuna": optuna.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+class Bench:
+    """The base pipeline's paths and config under one work directory."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.data = work / "data"
+        self.mlruns = work / "mlruns"
+
+    def overrides(self, *extra: str) -> list[str]:
+        return [f"paths.data_dir={self.data}", f"paths.mlruns_dir={self.mlruns}", *extra]
+
+    def config(self, *extra: str):
+        from funnel.config import DEFAULT_CONFIG, load_config
+
+        return load_config(DEFAULT_CONFIG, self.overrides(*extra))
+
+    def cli(self, *args: str, extra: tuple[str, ...] = ()) -> str:
+        cmd = [*FUNNEL]
+        for o in self.overrides(*extra):
+            cmd += ["--set", o]
+        started = time.perf_counter()
+        out = subprocess.run([*cmd, *args], capture_output=True, text=True, env=_env(), check=False)
+        if out.returncode:
+            raise RuntimeError(f"funnel {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+        log(f"funnel {' '.join(args)}: {time.perf_counter() - started:.0f}s")
+        return out.stdout
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+def run_child(section: str, *args: str) -> dict[str, Any]:
+    """Run ``perf.py --child SECTION ARGS`` in a fresh interpreter: its own peak memory."""
+    cmd = [sys.executable, __file__, "--child", section, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), check=False)
+    if out.returncode:
+        raise RuntimeError(f"{section} child failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+# -- base pipeline ------------------------------------------------------------------------------
+def base_pipeline(bench: Bench, reuse: bool) -> dict[str, str]:
+    done = bench.work / "base.json"
+    if reuse and done.is_file():
+        log("base pipeline: reused")
+        return json.loads(done.read_text())
+    shutil.rmtree(bench.work, ignore_errors=True)
+    bench.work.mkdir(parents=True)
+    outputs = {}
+    for step in (
+        ("data", "generate"),
+        ("features", "apply"),
+        ("train", "mql"),
+        ("train", "churn"),
+        ("train", "nbo"),
+        ("features", "materialize"),
+    ):
+        outputs[" ".join(step)] = bench.cli(*step)
+    done.write_text(json.dumps(outputs))
+    return outputs
+
+
+# -- quality ------------------------------------------------------------------------------------
+def champion_metrics(bench: Bench, kind: str) -> dict[str, float]:
+    from mlflow import MlflowClient
+
+    from training.registry import configure_tracking
+
+    cfg = bench.config()
+    configure_tracking(cfg)
+    name = (
+        cfg.training.nbo.registered_model
+        if kind == "nbo"
+        else getattr(cfg.training, kind).registered_model
+    )
+    client = MlflowClient()
+    version = client.get_model_version_by_alias(name, "champion")
+    return dict(client.get_run(version.run_id).data.metrics)
+
+
+def quality(bench: Bench) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in ("mql", "churn"):
+        m = champion_metrics(bench, kind)
+        out[kind] = {
+            "test_roc_auc": m.get("test_roc_auc"),
+            "oracle_roc_auc": m.get("test_oracle_roc_auc"),
+            "gap": m.get("test_roc_auc_gap_to_oracle"),
+        }
+    m = champion_metrics(bench, "nbo")
+    out["nbo"] = {
+        "qini_vs_oracle": m.get("test_mean_qini_vs_oracle"),
+        **{
+            k: v for k, v in m.items() if k.endswith("qini_vs_oracle") or k.startswith("true_value")
+        },
+    }
+    return out
+
+
+# -- servers ------------------------------------------------------------------------------------
+@contextmanager
+def server(cmd: list[str], ready_url: str, env: dict[str, str], log_path: Path) -> Iterator[None]:
+    with open(log_path, "w") as sink:
+        proc = subprocess.Popen(
+            cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited ({proc.returncode}); see {log_path}")
+                try:
+                    with urllib.request.urlopen(ready_url, timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server not ready in 180 s; see {log_path}")
+                time.sleep(0.5)
+            yield
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def funnel_server(bench: Bench, port: int, extra: tuple[str, ...] = ()):
+    cmd = [*FUNNEL]
+    for o in bench.overrides(*extra):
+        cmd += ["--set", o]
+    cmd += ["serve", "--port", str(port)]
+    env = _env(FUNNEL_API_KEY=API_KEY)
+    return server(cmd, f"http://127.0.0.1:{port}/readyz", env, bench.work / f"serve-{port}.log")
+
+
+def mlflow_server(bench: Bench, port: int):
+    cfg = bench.config()
+    cmd = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{cfg.training.mql.registered_model}@champion",
+        "--env-manager",
+        "local",
+        "--workers",
+        "1",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    env = _env(MLFLOW_TRACKING_URI=cfg.tracking_uri)
+    return server(cmd, f"http://127.0.0.1:{port}/ping", env, bench.work / f"mlflow-{port}.log")
+
+
+def loadgen(url: str, bodies: Path, *args: str, key: bool = True) -> dict[str, Any]:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"), url, str(bodies), *args]
+    if key:
+        cmd += ["--header", f"X-API-Key: {API_KEY}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def request_bodies(bench: Bench, n: int = 2000, seed: int = 0) -> tuple[Path, Path]:
+    """One JSONL of /v1/leads/score bodies and one of MLflow payloads with the same leads'
+    features (the newest snapshot, as the online store holds them)."""
+    import pandas as pd
+
+    from features.store import historical_features
+    from funnel.jobs import data_window, feature_store
+    from serving.batch import lead_entities
+    from training.registry import load_model
+
+    cfg = bench.config()
+    model = load_model(cfg, cfg.training.mql.registered_model, "champion", "mql")
+    entities = lead_entities(cfg.data_dir, pd.Timestamp(data_window(cfg)[1], tz="UTC"))
+    entities = entities.sample(n=min(n, len(entities)), random_state=seed).reset_index(drop=True)
+    frame = historical_features(feature_store(cfg), entities, model.feature_service)
+    ours, theirs = bench.work / "bodies-funnel.jsonl", bench.work / "bodies-mlflow.jsonl"
+    ours.write_text("".join(json.dumps({"lead_id": i}) + "\n" for i in frame["lead_id"]))
+    cols = model.feature_names
+    with open(theirs, "w") as f:
+        f.writelines(
+            json.dumps({"dataframe_split": {"columns": cols, "data": [list(row)]}}) + "\n"
+            for row in (
+                frame[cols].astype(object).where(frame[cols].notna(), None).itertuples(index=False)
+            )
+        )
+    return ours, theirs
+
+
+def measure_server(url: str, bodies: Path, reps: int, seconds: float, key: bool) -> dict[str, Any]:
+    seq = loadgen(url, bodies, "--mode", "sequential", "--requests", "3000", key=key)
+    closed = [
+        loadgen(
+            url,
+            bodies,
+            "--mode",
+            "closed",
+            "--connections",
+            "16",
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            "50",
+            key=key,
+        )
+        for _ in range(reps)
+    ]
+    return {
+        "sequential": seq,
+        "throughput_rps": spread([c["throughput_rps"] for c in closed]),
+        "closed_errors": sum(c["errors"] for c in closed),
+        "closed_p99_ms": spread([c["latency_ms"]["p99"] for c in closed]),
+    }
+
+
+def redis_extra(project: str, connection: str) -> tuple[str, ...]:
+    return (
+        "feature_store.online_store.type=redis",
+        f"feature_store.online_store.connection_string={connection}",
+        f"feature_store.project={project}",
+    )
+
+
+def prepare_redis(bench: Bench, project: str, connection: str) -> tuple[str, ...]:
+    """Register the definitions under their own project (registry file) and materialize into
+    Redis; returns the overrides that point the service there."""
+    extra = (
+        *redis_extra(project, connection),
+        f"feature_store.registry.path={bench.work / f'registry-{project}.db'}",
+    )
+    from features.store import apply
+    from funnel.jobs import feature_store, materialize_features
+
+    cfg = bench.config(*extra)
+    apply(feature_store(cfg), cfg.data_dir)
+    materialize_features(cfg)
+    return extra
+
+
+ONLINE_VARIANTS = {  # name: (store, extra overrides)
+    "sqlite": ("sqlite", ()),
+    "sqlite, path reasons": ("sqlite", ("serving.reasons=path",)),
+    "redis": ("redis", ()),
+    "redis, path reasons": ("redis", ("serving.reasons=path",)),
+}
+
+
+def online(bench: Bench, reps: int, seconds: float) -> dict[str, Any]:
+    ours, theirs = request_bodies(bench)
+    out: dict[str, Any] = {}
+    port = free_port()
+    log("online: mlflow models serve")
+    with mlflow_server(bench, port):
+        out["mlflow"] = measure_server(
+            f"http://127.0.0.1:{port}/invocations", theirs, reps, seconds, key=False
+        )
+    redis = prepare_redis(bench, "funnel_bench", "127.0.0.1:6379")
+    for name, (store, extra) in ONLINE_VARIANTS.items():
+        log(f"online: funnel, {name}")
+        with funnel_server(bench, port, (*(redis if store == "redis" else ()), *extra)):
+            out[name] = measure_server(
+                f"http://127.0.0.1:{port}/v1/leads/score", ours, reps, seconds, key=True
+            )
+        out[name]["throughput_ratio"] = (
+            out[name]["throughput_rps"]["median"] / out["mlflow"]["throughput_rps"]["median"]
+        )
+    return out
+
+
+# -- training-set build -------------------------------------------------------------------------
+def label_rows(bench: Bench, n: int, seed: int = 0) -> Path:
+    """n label rows: the MQL label entities (lead, account, weekly snapshot), drawn with
+    replacement and moved by up to a week, so most are not on a snapshot tick."""
+    import pandas as pd
+
+    from training.train import label_entities
+
+    path = bench.work / f"label_rows_{n}.parquet"
+    if path.is_file():
+        return path
+    base = label_entities(bench.config(), "mql").drop(columns=["label"])
+    rng = np.random.default_rng(seed)
+    rows = base.iloc[rng.integers(0, len(base), n)].reset_index(drop=True)
+    offset = pd.to_timedelta(rng.integers(0, 7 * 86400, n), unit="s")
+    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True) + offset
+    rows.to_parquet(path, index=False)
+    return path
+
+
+def child_build(data_dir: str, mlruns: str, store_kind: str, rows_path: str) -> dict[str, Any]:
+    import pandas as pd
+
+    from features.store import historical_features, repo_config
+
+    bench = Bench(Path(data_dir).parent)
+    cfg = bench.config()
+    entities = pd.read_parquet(rows_path)
+    from feast import FeatureStore
+
+    from features.store import FEATURES_DIR
+
+    offline = {"type": "file"} if store_kind == "file" else None
+    config = repo_config(cfg.data_dir, {"type": "sqlite"}, None, offline=offline)
+    store = FeatureStore(repo_path=str(FEATURES_DIR), config=config)
+    base_rss = peak_rss_gib()
+    started = time.perf_counter()
+    if store_kind == "duckdb":
+        frame = historical_features(store, entities, cfg.training.mql.feature_service)
+    else:
+        service = store.get_feature_service(cfg.training.mql.feature_service)
+        ents = entities.assign(
+            request_job_title=entities.get("request_job_title", "").fillna("")
+            if "request_job_title" in entities
+            else ""
+        )
+        frame = store.get_historical_features(entity_df=ents, features=service).to_df()
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows_in": len(entities),
+        "rows_out": len(frame),
+        "dropped": len(entities) - len(frame),
+        "peak_rss_gib": peak_rss_gib(),
+        "rss_before_gib": base_rss,
+    }
+
+
+def build(bench: Bench, n: int, reps: int) -> dict[str, Any]:
+    rows = label_rows(bench, n)
+    out: dict[str, Any] = {"label_rows": n}
+    for kind, k in (("duckdb", reps), ("file", max(1, reps - 1))):
+        runs = []
+        for i in range(k):
+            log(f"build: {kind} {i + 1}/{k}")
+            runs.append(run_child("build", str(bench.data), str(bench.mlruns), kind, str(rows)))
+        out[kind] = {
+            "seconds": spread([r["seconds"] for r in runs]),
+            "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
+            "dropped": runs[0]["dropped"],
+            "rows_out": runs[0]["rows_out"],
+        }
+    out["speedup"] = out["file"]["seconds"]["median"] / out["duckdb"]["seconds"]["median"]
+    return out
+
+
+# -- batch scoring ------------------------------------------------------------------------------
+def million_leads(bench: Bench, n: int) -> Path:
+    """A data directory whose lead-keyed feature tables hold n leads: each of the base's leads
+    at its newest snapshot, copied under new ids (L...-r07); account tables as they are."""
+    import pandas as pd
+
+    from features.store import apply, get_store
+
+    target = bench.work / f"data_{n}"
+    if (target / "registry.db").is_file():
+        return target
+    src, dst = bench.data / "features", target / "features"
+    dst.mkdir(parents=True, exist_ok=True)
+    profile = pd.read_parquet(src / "lead_profile.parquet")
+    copies = -(-n // len(profile))
+    for table in ("lead_profile", "lead_behavior", "colleague_interest"):
+        frame = pd.read_parquet(src / f"{table}.parquet")
+        newest = frame.sort_values("event_timestamp").groupby("lead_id", sort=False).tail(1)
+        parts = [newest.assign(lead_id=newest["lead_id"] + f"-r{c:02d}") for c in range(copies)]
+        pd.concat(parts, ignore_index=True).iloc[:n].to_parquet(
+            dst / f"{table}.parquet", index=False
+        )
+    for table in ("account_firmographic", "account_usage"):
+        shutil.copy(src / f"{table}.parquet", dst / f"{table}.parquet")
+    (target / "raw").mkdir(exist_ok=True)
+    shutil.copy(bench.data / "raw" / "manifest.json", target / "raw" / "manifest.json")
+    apply(get_store(target), target)
+    return target
+
+
+def child_batch(work: str, data_dir: str, reps: str) -> dict[str, Any]:
+    import pandas as pd
+
+    from features.store import historical_features
+    from funnel.jobs import data_window, feature_store
+    from serving.batch import lead_entities, score_leads
+    from training.registry import load_model
+
+    bench = Bench(Path(work))
+    cfg = bench.config(f"paths.data_dir={data_dir}")
+    model = load_model(bench.config(), cfg.training.mql.registered_model, "champion", "mql")
+    out_file = Path(data_dir) / "scores.parquet"
+    entities = lead_entities(cfg.data_dir, pd.Timestamp(data_window(cfg)[1], tz="UTC"))
+    # warm-up on 1,000 leads: imports (Feast, DuckDB, ibis) are not the scoring's cost
+    sample = historical_features(feature_store(cfg), entities.head(1000), model.feature_service)
+    model.predict_proba(sample)
+    e2e, predict, steps = [], [], []
+    for _ in range(int(reps)):
+        started = time.perf_counter()
+        result = score_leads(cfg, model=model, out=out_file, progress=False)
+        e2e.append(time.perf_counter() - started)
+        steps.append(result.seconds)
+    x = model.matrix(historical_features(feature_store(cfg), entities, model.feature_service))
+    for _ in range(int(reps)):
+        started = time.perf_counter()
+        model.booster.predict(x)
+        predict.append(time.perf_counter() - started)
+    return {
+        "leads": len(result.scores),
+        "e2e": e2e,
+        "predict": predict,
+        "steps": steps,
+        "peak_rss_gib": peak_rss_gib(),
+    }
+
+
+def batch(bench: Bench, n: int, reps: int) -> dict[str, Any]:
+    target = million_leads(bench, n)
+    r = run_child("batch", str(bench.work), str(target), str(reps))
+    steps = {k: float(np.median([s[k] for s in r["steps"]])) for k in r["steps"][0]}
+    out = {
+        "leads": r["leads"],
+        "end_to_end_s": spread(r["e2e"]),
+        "booster_predict_s": spread(r["predict"]),
+        "steps_s": steps,
+        "peak_rss_gib": r["peak_rss_gib"],
+    }
+    out["ratio"] = out["end_to_end_s"]["median"] / out["booster_predict_s"]["median"]
+    return out
+
+
+# -- tuning -------------------------------------------------------------------------------------
+def child_tuning(work: str, rows: str, trials: str, logged: str) -> dict[str, Any]:
+    import mlflow
+    import optuna
+
+    from training.registry import configure_tracking, ensure_experiment
+    from training.scoring import BundleMeta, ScoringModel
+    from training.train import logged_trial, training_split
+    from training.tuning import TrainData, monotone_constraints, objective
+
+    bench = Bench(Path(work))
+    cfg = bench.config()
+    conf = cfg.training.mql
+    split = training_split(cfg, "mql")
+    import pandas as pd
+
+    pool = pd.concat([split.parts["train"], split.parts["validation"]], ignore_index=True)
+    pool = pool.sample(n=min(int(rows), len(pool)), random_state=0, replace=int(rows) > len(pool))
+    cut = int(0.8 * len(pool))
+    meta = BundleMeta(
+        model_kind="mql",
+        feature_service=conf.feature_service,
+        features=split.names,
+        categories={c: sorted(pool[c].dropna().astype(str).unique()) for c in split.categorical},
+        calibration={"a": 1.0, "b": 0.0},
+        threshold=0.5,
+    )
+    shell = ScoringModel(booster=None, meta=meta)  # type: ignore[arg-type]
+    train, valid = pool.iloc[:cut], pool.iloc[cut:]
+    data = TrainData(
+        shell.matrix(train),
+        train["label"].to_numpy(),
+        shell.matrix(valid),
+        valid["label"].to_numpy(),
+        split.names,
+        split.categorical,
+    )
+    datasets = data.datasets()
+    fixed = {
+        "num_threads": conf.num_threads,
+        "monotone_constraints": monotone_constraints(split.names),
+    }
+    storage = f"sqlite:///{bench.work / 'tuning-optuna.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(
+            seed=cfg.optuna.seed, n_startup_trials=cfg.optuna.n_startup_trials
+        ),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=30),
+    )
+
+    def run(t: optuna.Trial) -> float:
+        return objective(t, datasets, conf.num_boost_round, conf.early_stopping_rounds, fixed)
+
+    started = time.perf_counter()
+    if logged == "1":
+        configure_tracking(cfg)
+        ensure_experiment(cfg, "bench-tuning")
+        mlflow.set_experiment("bench-tuning")
+        with mlflow.start_run(run_name="bench-tuning"):
+            study.optimize(lambda t: logged_trial(t, lambda: run(t)), n_trials=int(trials))
+    else:
+        study.optimize(run, n_trials=int(trials))
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "trials": len(study.trials),
+        "rows": len(pool),
+        "best_value": study.best_value,
+        "states": dict(pd.Series([t.state.name for t in study.trials]).value_counts()),
+    }
+
+
+def tuning(bench: Bench, rows: int, trials: int, reps: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "mlflow": []}
+    for i in range(reps):  # interleaved: A B A B, so drift in the machine hits both
+        for name, flag in (("plain", "0"), ("mlflow", "1")):
+            log(f"tuning: {name} {i + 1}/{reps}")
+            runs[name].append(run_child("tuning", str(bench.work), str(rows), str(trials), flag))
+    out: dict[str, Any] = {"rows": rows, "trials": trials}
+    for name, rs in runs.items():
+        secs = [r["seconds"] for r in rs]
+        out[name] = {
+            "seconds": spread(secs),
+            "trials_per_minute": 60.0 * trials / float(np.median(secs)),
+            "best_value": rs[0]["best_value"],
+        }
+    out["overhead"] = out["mlflow"]["seconds"]["median"] / out["plain"]["seconds"]["median"] - 1.0
+    out["same_best"] = abs(out["mlflow"]["best_value"] - out["plain"]["best_value"]) < 1e-12
+    return out
+
+
+# -- reliability --------------------------------------------------------------------------------
+@contextmanager
+def private_redis(directory: Path, port: int) -> Iterator[Callable[[], None]]:
+    """A redis-server of our own on ``port`` that keeps its data in ``directory`` (saved on
+    shutdown); yields ``start``; stopping is ``redis-cli shutdown save``."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen] = []
+
+    def start() -> None:
+        procs.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(directory),
+                    "--dbfilename",
+                    "dump.rdb",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--bind",
+                    "127.0.0.1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    start()
+    try:
+        yield start
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def stop_redis(port: int) -> None:
+    subprocess.run(
+        ["redis-cli", "-p", str(port), "shutdown", "save"], capture_output=True, check=False
+    )
+
+
+def reliability(bench: Bench, capacity: float | None, seconds: float) -> dict[str, Any]:
+    ours, _ = request_bodies(bench)
+    port = free_port()
+    out: dict[str, Any] = {}
+    url = f"http://127.0.0.1:{port}/v1/leads/score"
+    with funnel_server(bench, port):
+        if capacity is None:
+            capacity = loadgen(url, ours, "--mode", "closed", "--seconds", "10")["throughput_rps"]
+        rate = capacity / 2
+        log(f"reliability: {seconds:.0f} s at {rate:.0f} req/s (half of {capacity:.0f})")
+        sustained = loadgen(
+            url, ours, "--mode", "rate", "--rate", str(rate), "--seconds", str(seconds)
+        )
+        out["sustained"] = {"rate_rps": rate, "capacity_rps": capacity, **sustained}
+
+    rport = free_port()
+    with private_redis(bench.work / "redis-outage", rport) as start_redis:
+        extra = prepare_redis(bench, "funnel_outage", f"127.0.0.1:{rport}")
+        with funnel_server(bench, port, extra):
+            log("reliability: Redis stopped and started under load")
+            timeline = bench.work / "outage-timeline.json"
+            cmd = [
+                sys.executable,
+                str(ROOT / "benchmarks" / "loadgen.py"),
+                url,
+                str(ours),
+                "--mode",
+                "rate",
+                "--rate",
+                "100",
+                "--seconds",
+                "30",
+                "--connections",
+                "8",
+                "--header",
+                f"X-API-Key: {API_KEY}",
+                "--timeline",
+                str(timeline),
+                "--window",
+                "1",
+            ]
+            load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            time.sleep(8)
+            stopped_at = time.time()
+            stop_redis(rport)
+            ready_during = readyz(port)
+            time.sleep(8)
+            started_at = time.time()
+            start_redis()
+            summary = json.loads(load.communicate(timeout=120)[0])
+            ready_after = readyz(port)
+        samples = json.loads(timeline.read_text())
+    down = [s for s in samples if stopped_at + 0.5 <= s["t"] < started_at]
+    after = [s for s in samples if s["t"] >= started_at and s["status"] == 200]
+    out["redis_outage"] = {
+        "summary": summary,
+        "during_outage_status": dict(_count(s["status"] for s in down)),
+        "during_outage_max_ms": max((s["ms"] for s in down), default=None),
+        "readyz_during_outage": ready_during,
+        "readyz_after": ready_after,
+        "first_200_after_restart_s": (after[0]["t"] - started_at) if after else None,
+    }
+    return out
+
+
+def _count(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[str(v)] = counts.get(str(v), 0) + 1
+    return counts
+
+
+def readyz(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+# -- report -------------------------------------------------------------------------------------
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    header = (
+        f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"Python {m['python']}, feast {m['feast']}, mlflow {m['mlflow']}, bentoml {m['bentoml']}, "
+        f"lightgbm {m['lightgbm']}, optuna {m['optuna']}."
+    )
+    lines = [
+        header,
+        "",
+        "| what | ours | peer (same run) | ratio | target | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    t = TARGETS
+    if "online" in results:
+        o = results["online"]
+        peer = o["mlflow"]
+        for store in [k for k in ONLINE_VARIANTS if k in o]:
+            s = o[store]
+            seq = s["sequential"]["latency_ms"]
+            lines.append(
+                f"| online `/v1/leads/score` ({store}): throughput, 16 connections | "
+                f"{s['throughput_rps']['median']:.0f} req/s ({s['throughput_rps']['min']:.0f}-{s['throughput_rps']['max']:.0f}) | "
+                f"`mlflow models serve` {peer['throughput_rps']['median']:.0f} req/s | "
+                f"{s['throughput_ratio']:.2f}x | >= {t['online_throughput_ratio']:.0f}x | "
+                f"{verdict(s['throughput_ratio'] >= t['online_throughput_ratio'])} |"
+            )
+            lines.append(
+                f"| online ({store}): sequential p50 / p99 | {seq['p50']:.2f} / {seq['p99']:.2f} ms | "
+                f"mlflow {peer['sequential']['latency_ms']['p50']:.2f} / {peer['sequential']['latency_ms']['p99']:.2f} ms | | "
+                f"< {t['online_p50_ms']:.0f} / < {t['online_p99_ms']:.0f} ms | "
+                f"{verdict(seq['p50'] < t['online_p50_ms'] and seq['p99'] < t['online_p99_ms'])} |"
+            )
+    if "build" in results:
+        b = results["build"]
+        d, f = b["duckdb"], b["file"]
+        lines.append(
+            f"| training-set build, {b['label_rows']:,} label rows | {d['seconds']['median']:.1f} s "
+            f"({d['seconds']['min']:.1f}-{d['seconds']['max']:.1f}), {d['peak_rss_gib']:.1f} GiB peak, "
+            f"{d['dropped']:,} dropped | Feast file store {f['seconds']['median']:.1f} s, "
+            f"{f['peak_rss_gib']:.1f} GiB peak, {f['dropped']:,} rows dropped | {b['speedup']:.1f}x | "
+            f">= {t['build_speedup']:.0f}x, 0 dropped | {verdict(b['speedup'] >= t['build_speedup'] and d['dropped'] == 0)} |"
+        )
+    if "batch" in results:
+        b = results["batch"]
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in b["steps_s"].items())
+        lines.append(
+            f"| batch scoring, {b['leads']:,} leads end to end ({steps}) | "
+            f"{b['end_to_end_s']['median']:.1f} s ({b['end_to_end_s']['min']:.1f}-{b['end_to_end_s']['max']:.1f}) | "
+            f"bare `Booster.predict` {b['booster_predict_s']['median']:.1f} s | {b['ratio']:.2f}x | "
+            f"<= {t['batch_ratio']:.0f}x | {verdict(b['ratio'] <= t['batch_ratio'])} |"
+        )
+    if "tuning" in results:
+        u = results["tuning"]
+        lines.append(
+            f"| tuning, {u['trials']} Optuna trials on {u['rows']:,} rows, each an MLflow child run | "
+            f"{u['mlflow']['seconds']['median']:.0f} s, {u['mlflow']['trials_per_minute']:.1f} trials/min | "
+            f"no MLflow {u['plain']['seconds']['median']:.0f} s, {u['plain']['trials_per_minute']:.1f} trials/min | "
+            f"{100 * u['overhead']:+.1f}% | < {100 * t['tuning_overhead']:.0f}% | {verdict(u['overhead'] < t['tuning_overhead'])} |"
+        )
+    if "quality" in results:
+        q = results["quality"]
+        for kind in ("mql", "churn"):
+            k = q[kind]
+            if k["test_roc_auc"] is None or k["oracle_roc_auc"] is None:
+                continue
+            gap = k["oracle_roc_auc"] - k["test_roc_auc"]
+            lines.append(
+                f"| {kind} test ROC AUC, generator at full size | {k['test_roc_auc']:.4f} | oracle "
+                f"{k['oracle_roc_auc']:.4f} | gap {gap:+.4f} | within {t['auc_gap']} | "
+                f"{verdict(abs(gap) <= t['auc_gap'])} |"
+            )
+        r = q["nbo"]["qini_vs_oracle"]
+        if r is not None:
+            lines.append(
+                f"| nbo held-out mean Qini | {100 * r:.0f}% of the oracle's | oracle | {r:.2f} | "
+                f">= {t['qini_ratio']:.2f} | {verdict(r >= t['qini_ratio'])} |"
+            )
+    if "reliability" in results:
+        r = results["reliability"]
+        s = r["sustained"]
+        w = s.get("window_p99_ms", [])
+        lines += [
+            "",
+            "| reliability | result |",
+            "| --- | --- |",
+            f"| {s['seconds']:.0f} s at {s['rate_rps']:.0f} req/s (half of {s['capacity_rps']:.0f}) | "
+            f"{s['requests']:,} requests, {s['errors']} errors, p99 {s['latency_ms']['p99']:.1f} ms; "
+            f"p99 per 5 s window {min(w):.1f}-{max(w):.1f} ms |"
+            if w
+            else "",
+        ]
+        o = r["redis_outage"]
+        lines.append(
+            f"| Redis stopped for 8 s under 100 req/s, then started | during the outage: status "
+            f"{o['during_outage_status']}, slowest answer {o['during_outage_max_ms'] or 0:.0f} ms; "
+            f"/readyz {o['readyz_during_outage']} during, {o['readyz_after']} after; first 200 "
+            f"{o['first_200_after_restart_s'] if o['first_200_after_restart_s'] is None else round(o['first_200_after_restart_s'], 2)} s after Redis was back |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# -- main ---------------------------------------------------------------------------------------
+CHILDREN = {"build": child_build, "batch": child_batch, "tuning": child_tuning}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work")
+    parser.add_argument("--reuse", action="store_true", help="reuse the base pipeline")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(CHILDREN[args.child[0]](*args.child[1:]), default=float))
+        return
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    quick = args.quick
+    bench = Bench(args.work.resolve())
+    out_json = RESULTS / "perf.json"
+    results: dict[str, Any] = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    results["machine"] = machine()
+    base_pipeline(bench, args.reuse)
+
+    def save() -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        (RESULTS / "perf.md").write_text(markdown(results))
+
+    for section in sections:
+        log(f"== {section}")
+        if section == "quality":
+            results["quality"] = quality(bench)
+        elif section == "online":
+            results["online"] = online(bench, reps=1 if quick else 3, seconds=5 if quick else 10)
+        elif section == "build":
+            results["build"] = build(bench, 100_000 if quick else 1_000_000, reps=1 if quick else 3)
+        elif section == "batch":
+            results["batch"] = batch(bench, 100_000 if quick else 1_000_000, reps=1 if quick else 3)
+        elif section == "tuning":
+            results["tuning"] = tuning(
+                bench, 20_000 if quick else 200_000, 10 if quick else 50, reps=1
+            )
+        elif section == "reliability":
+            cap = (
+                results.get("online", {}).get("sqlite", {}).get("throughput_rps", {}).get("median")
+            )
+            results["reliability"] = reliability(bench, cap, 15 if quick else 60)
+        save()
+    print((RESULTS / "perf.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""The online store goes away mid-load: a private redis-server under the tiny pipeline's Feast
+repository is killed, frozen and brought back while the service's ASGI app keeps running.
+
+Scoring routes must answer 503 with a clear message and Retry-After within the Redis timeouts,
+/readyz must say not ready, and the same service must score again once Redis is back. The
+elapsed-time bounds are timeouts (a hanging request fails them), not performance targets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from funnel import process
+
+SCORE = "/v1/leads/score"
+BATCH = "/v1/leads/score_batch"
+CHURN = "/v1/accounts/churn_risk"
+NBO = "/v1/next_best_offer"
+TIMEOUT_BOUND_S = 3.0  # socket_connect_timeout 0.5 s + socket_timeout 1.0 s, with room
+RECOVERY_BOUND_S = 10.0  # the fail-fast window is 2 s; Redis reloads its dump in milliseconds
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port, keeping its data in ``directory``
+    only when asked (``save``), so a restart brings back what was saved."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = process.free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2.0)
+
+    def start(self) -> None:
+        import redis
+
+        cmd = [
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--dbfilename", "online.rdb",
+            "--save", "", "--appendonly", "no",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return
+            except redis.exceptions.RedisError:  # not listening yet, or still loading
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def crash(self) -> None:
+        """Save the data, then SIGKILL: the server goes away without a goodbye."""
+        self.client().save()
+        self.signal(signal.SIGKILL)
+        assert self.proc is not None
+        self.proc.wait(timeout=10)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()  # works on a stopped (SIGSTOP) process too
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if not Path(REDIS_SERVER).is_file():
+        message = f"no redis-server binary (looked for {REDIS_SERVER})"
+        if _in_ci():
+            pytest.fail(f"{message}: the store-outage tests need it in CI")
+        pytest.skip(message)
+    server = PrivateRedis(tmp_path / "redis")
+    server.directory.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_store(tiny, private_redis: PrivateRedis, tmp_path: Path) -> Any:
+    """The tiny pipeline's feature views, materialized into the private Redis (a copy of the
+    registry, so the shared pipeline's stays as it was)."""
+    from features.store import get_store, materialize
+
+    registry = tmp_path / "registry.db"
+    shutil.copy(tiny.cfg.registry["path"], registry)
+    store = get_store(
+        tmp_path / "data",
+        {"type": "redis", "connection_string": private_redis.connection_string},
+        {"path": str(registry)},
+        project=tiny.cfg.feature_store.project,
+    )
+    materialize(store, tiny.latest.to_pydatetime())
+    return store
+
+
+@pytest.fixture
+def outage_client(tiny, redis_store, make_client, api_key, monkeypatch) -> Iterator[Any]:
+    monkeypatch.delenv("FUNNEL_API_KEY", raising=False)
+    cfg = tiny.cfg.model_copy(
+        update={"serving": tiny.cfg.serving.model_copy(update={"api_key": api_key})}
+    )
+    with make_client(cfg, redis_store, tiny.models) as client:
+        client.headers["X-API-Key"] = api_key
+        yield client
+
+
+@pytest.fixture
+def requests_(tiny, latest_leads) -> list[tuple[str, dict[str, Any]]]:
+    """One valid request per scoring route."""
+    usage = pd.read_parquet(tiny.cfg.features_dir / "account_usage.parquet")
+    now = usage[usage["event_timestamp"] == tiny.latest]
+    account = now.loc[now["is_customer"] == 1, "account_id"].iloc[0]
+    lead = latest_leads[0]
+    return [
+        (SCORE, {"lead_id": lead}),
+        (BATCH, {"leads": [{"lead_id": i} for i in latest_leads[:5]]}),
+        (CHURN, {"account_id": account}),
+        (NBO, {"lead_id": lead}),
+    ]
+
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - start
+
+
+def _assert_unavailable(response: Any, reason: str) -> None:
+    assert response.status_code == 503, response.text
+    assert response.json() == {"detail": f"online feature store unavailable: {reason}; retry later"}
+    assert response.headers["Retry-After"] == "2"
+
+
+def _wait_until_scoring(client: Any, requests: list[tuple[str, dict]]) -> float:
+    """Seconds until every route answers 200 again (polling as a retrying client would)."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < RECOVERY_BOUND_S:
+        codes = [client.post(path, json=body).status_code for path, body in requests]
+        if codes == [200] * len(requests):
+            return time.perf_counter() - start
+        assert set(codes) <= {200, 503}, codes
+        time.sleep(0.1)
+    pytest.fail(f"the service did not score again within {RECOVERY_BOUND_S:.0f} s of Redis")
+
+
+def test_redis_going_away_is_a_503_and_the_service_recovers_by_itself(
+    outage_client, private_redis, requests_
+):
+    client = outage_client
+    for path, body in requests_:
+        assert client.post(path, json=body).status_code == 200, path
+    assert client.get("/readyz").status_code == 200
+
+    private_redis.crash()
+    first, first_s = _timed(lambda: client.post(SCORE, json=requests_[0][1]))
+    _assert_unavailable(first, "cannot connect")
+    assert first_s < TIMEOUT_BOUND_S
+    for path, body in requests_:
+        response, elapsed = _timed(lambda path=path, body=body: client.post(path, json=body))
+        _assert_unavailable(response, "cannot connect")
+        assert elapsed < TIMEOUT_BOUND_S, path
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200  # the process is alive, just not ready
+
+    private_redis.start()  # same port, same dump: the data comes back
+    _wait_until_scoring(client, requests_)
+    assert client.get("/readyz").status_code == 200
+
+    spec = client.get("/docs.json").json()
+    for path, _ in requests_:
+        documented = spec["paths"][path]["post"]["responses"]["503"]
+        assert "Retry-After" in documented["headers"], path
+
+
+def test_a_frozen_redis_times_out_into_a_503_and_later_requests_fail_fast(
+    outage_client, private_redis, requests_
+):
+    """SIGSTOP: the port still accepts connections but nothing answers (as a blackholed host
+    or a hung server). The first read waits for the socket timeout; reads in the next two
+    seconds fail at once instead of queueing behind it."""
+    client = outage_client
+    for path, body in requests_:
+        assert client.post(path, json=body).status_code == 200, path
+
+    private_redis.signal(signal.SIGSTOP)
+    first, first_s = _timed(lambda: client.post(SCORE, json=requests_[0][1]))
+    _assert_unavailable(first, "timed out")
+    assert 0.5 <= first_s < TIMEOUT_BOUND_S  # it did wait for the read timeout, and no longer
+    for path, body in requests_:
+        response, elapsed = _timed(lambda path=path, body=body: client.post(path, json=body))
+        _assert_unavailable(response, "timed out")
+        assert elapsed < 0.5, path
+    assert client.get("/readyz").status_code == 503
+
+    private_redis.signal(signal.SIGCONT)
+    _wait_until_scoring(client, requests_)
+    assert client.get("/readyz").status_code == 200
+
+
+# -- what counts as "unavailable" -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("error", "status", "detail"),
+    [
+        (
+            sqlite3.OperationalError("database is locked"),
+            503,
+            "online feature store unavailable: database is locked; retry later",
+        ),
+        (
+            sqlite3.OperationalError("unable to open database file"),
+            503,
+            "online feature store unavailable: cannot open the database file; retry later",
+        ),
+        # a setup or code error is not an outage: it stays a 500 and gets a traceback
+        (
+            sqlite3.OperationalError("no such table: funnel_lead_profile_fv"),
+            500,
+            "internal error while scoring; see the server log",
+        ),
+        (KeyError("lead_account_id"), 500, "internal error while scoring; see the server log"),
+    ],
+)
+def test_only_store_outages_are_503(
+    tiny, make_client, api_key, latest_leads, monkeypatch, error, status, detail
+):
+    from funnel.jobs import feature_store
+
+    monkeypatch.delenv("FUNNEL_API_KEY", raising=False)
+    store = feature_store(tiny.cfg)  # its own store object, so its own fail-fast window
+    cfg = tiny.cfg.model_copy(
+        update={"serving": tiny.cfg.serving.model_copy(update={"api_key": api_key})}
+    )
+    with make_client(cfg, store, tiny.model) as client:
+        client.headers["X-API-Key"] = api_key
+        assert client.post(SCORE, json={"lead_id": latest_leads[0]}).status_code == 200
+
+        def broken(*_: Any, **__: Any) -> None:
+            raise error
+
+        from serving.online import ServiceReader
+
+        monkeypatch.setattr(ServiceReader, "_read", broken)  # every online read of a view
+        response = client.post(SCORE, json={"lead_id": latest_leads[0]})
+        assert (response.status_code, response.json()) == (status, {"detail": detail})
+        assert ("Retry-After" in response.headers) == (status == 503)
+
+
+def test_unavailable_reason_names_redis_errors_and_ignores_bugs():
+    import redis.exceptions as redis_errors
+
+    from serving.scorer import unavailable_reason
+
+    assert unavailable_reason(redis_errors.ConnectionError("Error 111 connecting")) == (
+        "cannot connect"
+    )
+    assert unavailable_reason(redis_errors.TimeoutError("Timeout reading")) == "timed out"
+    assert unavailable_reason(redis_errors.BusyLoadingError("loading")) == (
+        "still loading its data"
+    )
+    assert unavailable_reason(redis_errors.ResponseError("WRONGTYPE")) is None
+    assert unavailable_reason(ConnectionError("not redis's")) is None
+    assert unavailable_reason(ValueError("bug")) is None
+
+
+def test_redis_connection_strings_get_timeouts_unless_they_set_them():
+    from features.store import redis_connection_string, repo_config
+
+    assert redis_connection_string("127.0.0.1:6379") == (
+        "127.0.0.1:6379,socket_connect_timeout=0.5,socket_timeout=1.0,retry=null"
+    )
+    assert redis_connection_string("redis:6379,db=1,socket_timeout=3") == (
+        "redis:6379,db=1,socket_timeout=3,socket_connect_timeout=0.5,retry=null"
+    )
+    config = repo_config(Path("."), {"type": "redis", "connection_string": "h:1,retry=null"})
+    assert config.online_store.connection_string == (
+        "h:1,retry=null,socket_connect_timeout=0.5,socket_timeout=1.0"
+    )
