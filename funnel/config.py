@@ -263,9 +263,10 @@ class ServingConfig(Strict):
     # reasons: "treeshap" (LightGBM pred_contrib, several ms per lead on a 400-tree model) or
     # "path" (decision-path attribution from a table built at start-up, a fraction of a ms)
     reasons: Literal["treeshap", "path"] = "treeshap"
-    # online reads: "direct" (one online_read per feature view) or "feast"
-    # (FeatureStore.get_online_features: the same values, more overhead per call)
-    online_reads: Literal["direct", "feast"] = "direct"
+    # online reads: "direct" (one online_read per feature view), "feast"
+    # (FeatureStore.get_online_features: the same values; on Redis it reads every view of a
+    # request in one pipeline) or "auto" (direct on SQLite, feast on Redis: the faster here)
+    online_reads: Literal["auto", "direct", "feast"] = "auto"
 
 
 class FileDestinationConfig(Strict):

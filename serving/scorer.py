@@ -258,6 +258,7 @@ class LeadScorer:
         self.top_k = top_k
         self.clock = clock
         self.reasons = reasons  # training.scoring.REASON_METHODS
+        model.prepare(reasons)
         self.reader = LeadFeatureReader(
             store, model.feature_service, model.feature_names, model.version, reads
         )
@@ -328,6 +329,7 @@ class AccountScorer:
             raise ValueError(f"online reads must be one of {ONLINE_READS}, got {reads!r}")
         self.store, self.model, self.top_k, self.clock = store, model, top_k, clock
         self.reasons = reasons
+        model.prepare(reasons)
         self._gate = _store_gate(store)
         needed = [*model.feature_names, "is_customer"]
         self.feature_service = _resolve_service(

@@ -203,6 +203,8 @@ class FunnelService:
         self.cfg = cfg
         self.max_batch = cfg.serving.max_batch
         reads, reasons = cfg.serving.online_reads, cfg.serving.reasons
+        if reads == "auto":
+            reads = "feast" if cfg.feature_store.online_store.type == "redis" else "direct"
         self.scorer: LeadScorer | None = (
             LeadScorer(store, models["mql"], reads=reads, reasons=reasons)
             if "mql" in models

@@ -212,14 +212,20 @@ class ScoringModel:
         """The 0-100 Signal Threshold Score: the calibrated probability in percent."""
         return round(100.0 * min(max(float(probability), 0.0), 1.0))
 
+    def prepare(self, method: str) -> None:
+        """Build what ``method`` needs now (the path table takes about a second for a
+        400-tree model), so the first request does not wait for it."""
+        if method == "path" and self._paths is None:
+            self._paths = PathContributions(self.booster)
+
     def contributions(
         self, x: np.ndarray, num_threads: int = 0, method: str = "treeshap"
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw scores, per-feature log-odds contributions) of a matrix: TreeSHAP (LightGBM's
         ``pred_contrib``) or the decision-path attribution (``PathContributions``)."""
         if method == "path":
-            if self._paths is None:
-                self._paths = PathContributions(self.booster)
+            self.prepare(method)
+            assert self._paths is not None
             return self._paths(x, num_threads)
         if method != "treeshap":
             raise ValueError(f"reason method must be one of {REASON_METHODS}, got {method!r}")
