@@ -21,7 +21,8 @@ Sections (each a ratio against a peer run here, on the same rows or the same mod
   started again under load (a private redis-server, never the machine's own).
 
 Load comes from ``benchmarks/loadgen.py`` in its own process. Times are medians over
-repetitions, with the spread (min-max) beside them. Writes benchmarks/results/perf.{json,md}.
+repetitions, with the spread (min-max) beside them. Writes benchmarks/results/perf.{json,md}
+and the table into README.md between its ``perf:begin``/``perf:end`` markers.
 """
 
 from __future__ import annotations
@@ -149,12 +150,16 @@ def _env(**extra: str) -> dict[str, str]:
     }
 
 
-def run_child(section: str, *args: str) -> dict[str, Any]:
-    """Run ``perf.py --child SECTION ARGS`` in a fresh interpreter: its own peak memory."""
+def run_child(section: str, *args: str, allow_kill: bool = False) -> dict[str, Any]:
+    """Run ``perf.py --child SECTION ARGS`` in a fresh interpreter: its own peak memory. With
+    ``allow_kill``, a child the kernel killed (out of memory) is a result, not an error."""
     cmd = [sys.executable, __file__, "--child", section, *args]
+    started = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), check=False)
+    if allow_kill and out.returncode == -signal.SIGKILL:
+        return {"killed": True, "seconds_before_kill": time.perf_counter() - started}
     if out.returncode:
-        raise RuntimeError(f"{section} child failed:\n{out.stderr[-4000:]}")
+        raise RuntimeError(f"{section} child failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -458,21 +463,43 @@ def child_build(data_dir: str, mlruns: str, store_kind: str, rows_path: str) -> 
     }
 
 
-def build(bench: Bench, n: int, reps: int) -> dict[str, Any]:
+def build_at(bench: Bench, n: int, reps: int, peer_reps: int) -> dict[str, Any]:
     rows = label_rows(bench, n)
     out: dict[str, Any] = {"label_rows": n}
-    for kind, k in (("duckdb", reps), ("file", max(1, reps - 1))):
+    for kind, k in (("duckdb", reps), ("file", peer_reps)):
         runs = []
         for i in range(k):
-            log(f"build: {kind} {i + 1}/{k}")
-            runs.append(run_child("build", str(bench.data), str(bench.mlruns), kind, str(rows)))
-        out[kind] = {
-            "seconds": spread([r["seconds"] for r in runs]),
-            "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
-            "dropped": runs[0]["dropped"],
-            "rows_out": runs[0]["rows_out"],
-        }
-    out["speedup"] = out["file"]["seconds"]["median"] / out["duckdb"]["seconds"]["median"]
+            log(f"build: {kind} {i + 1}/{k} on {n:,} rows")
+            run = run_child(
+                "build",
+                str(bench.data),
+                str(bench.mlruns),
+                kind,
+                str(rows),
+                allow_kill=kind == "file",
+            )
+            if run.get("killed"):
+                out[kind] = run
+                break
+            runs.append(run)
+        else:
+            out[kind] = {
+                "seconds": spread([r["seconds"] for r in runs]),
+                "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
+                "dropped": runs[0]["dropped"],
+                "rows_out": runs[0]["rows_out"],
+            }
+    if "seconds" in out["file"]:
+        out["speedup"] = out["file"]["seconds"]["median"] / out["duckdb"]["seconds"]["median"]
+    return out
+
+
+def build(bench: Bench, n: int, reps: int, fallback: int) -> dict[str, Any]:
+    """At n label rows; when Feast's file store does not survive n (out of memory), both
+    again at ``fallback`` rows, where it does."""
+    out = build_at(bench, n, reps, peer_reps=1)
+    if "speedup" not in out:
+        out["fallback"] = build_at(bench, fallback, reps, peer_reps=1)
     return out
 
 
@@ -829,15 +856,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{verdict(seq['p50'] < t['online_p50_ms'] and seq['p99'] < t['online_p99_ms'])} |"
             )
     if "build" in results:
-        b = results["build"]
-        d, f = b["duckdb"], b["file"]
-        lines.append(
-            f"| training-set build, {b['label_rows']:,} label rows | {d['seconds']['median']:.1f} s "
-            f"({d['seconds']['min']:.1f}-{d['seconds']['max']:.1f}), {d['peak_rss_gib']:.1f} GiB peak, "
-            f"{d['dropped']:,} dropped | Feast file store {f['seconds']['median']:.1f} s, "
-            f"{f['peak_rss_gib']:.1f} GiB peak, {f['dropped']:,} rows dropped | {b['speedup']:.1f}x | "
-            f">= {t['build_speedup']:.0f}x, 0 dropped | {verdict(b['speedup'] >= t['build_speedup'] and d['dropped'] == 0)} |"
-        )
+        lines += build_rows(results["build"])
     if "batch" in results:
         b = results["batch"]
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in b["steps_s"].items())
@@ -897,6 +916,30 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def build_rows(b: dict[str, Any]) -> list[str]:
+    t = TARGETS
+    d, f = b["duckdb"], b["file"]
+    ours = (
+        f"{d['seconds']['median']:.1f} s ({d['seconds']['min']:.1f}-{d['seconds']['max']:.1f}), "
+        f"{d['peak_rss_gib']:.1f} GiB peak, {d['dropped']:,} dropped"
+    )
+    if f.get("killed"):
+        row = (
+            f"| training-set build, {b['label_rows']:,} label rows | {ours} | Feast file store: "
+            f"killed by the kernel, out of memory (24 GiB), after {f['seconds_before_kill']:.0f} s | "
+            f"> {f['seconds_before_kill'] / d['seconds']['median']:.1f}x | >= {t['build_speedup']:.0f}x, "
+            f"0 dropped | {verdict(d['dropped'] == 0)} |"
+        )
+        return [row, *(build_rows(b["fallback"]) if "fallback" in b else [])]
+    row = (
+        f"| training-set build, {b['label_rows']:,} label rows | {ours} | Feast file store "
+        f"{f['seconds']['median']:.1f} s, {f['peak_rss_gib']:.1f} GiB peak, {f['dropped']:,} rows "
+        f"dropped | {b['speedup']:.1f}x | >= {t['build_speedup']:.0f}x, 0 dropped | "
+        f"{verdict(b['speedup'] >= t['build_speedup'] and d['dropped'] == 0)} |"
+    )
+    return [row]
+
+
 # -- main ---------------------------------------------------------------------------------------
 CHILDREN = {"build": child_build, "batch": child_batch, "tuning": child_tuning}
 
@@ -907,6 +950,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work")
     parser.add_argument("--reuse", action="store_true", help="reuse the base pipeline")
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite the tables from results/perf.json"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -920,22 +966,35 @@ def main() -> None:
     bench = Bench(args.work.resolve())
     out_json = RESULTS / "perf.json"
     results: dict[str, Any] = json.loads(out_json.read_text()) if out_json.is_file() else {}
-    results["machine"] = machine()
-    base_pipeline(bench, args.reuse)
+    if not args.render:
+        results["machine"] = machine()
+        base_pipeline(bench, args.reuse)
 
     def save() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(results, indent=2, default=float) + "\n")
-        (RESULTS / "perf.md").write_text(markdown(results))
+        table = markdown(results)
+        (RESULTS / "perf.md").write_text(table)
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        begin, end = "<!-- perf:begin -->\n", "<!-- perf:end -->"
+        if begin in text and end in text:  # the README shows the newest table
+            head, rest = text.split(begin, 1)
+            readme.write_text(head + begin + table + end + rest.split(end, 1)[1])
 
-    for section in sections:
+    for section in [] if args.render else sections:
         log(f"== {section}")
         if section == "quality":
             results["quality"] = quality(bench)
         elif section == "online":
             results["online"] = online(bench, reps=1 if quick else 3, seconds=5 if quick else 10)
         elif section == "build":
-            results["build"] = build(bench, 100_000 if quick else 1_000_000, reps=1 if quick else 3)
+            results["build"] = build(
+                bench,
+                100_000 if quick else 1_000_000,
+                reps=1 if quick else 3,
+                fallback=50_000 if quick else 200_000,
+            )
         elif section == "batch":
             results["batch"] = batch(bench, 100_000 if quick else 1_000_000, reps=1 if quick else 3)
         elif section == "tuning":
@@ -947,6 +1006,8 @@ def main() -> None:
                 results.get("online", {}).get("sqlite", {}).get("throughput_rps", {}).get("median")
             )
             results["reliability"] = reliability(bench, cap, 15 if quick else 60)
+        save()
+    if args.render:
         save()
     print((RESULTS / "perf.md").read_text())
 
