@@ -74,10 +74,14 @@ def score_frame(model: ScoringModel, frame: pd.DataFrame, as_of: pd.Timestamp) -
     )
 
 
+def check_scores_path(out: Path) -> None:
+    if out.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"scores file {out}: use a .parquet or a .csv name")
+
+
 def write_scores(scores: pd.DataFrame, out: Path) -> Path:
     """Parquet or CSV by suffix, written whole or not at all (temporary file, then rename)."""
-    if out.suffix not in (".parquet", ".csv"):
-        raise ValueError(f"scores file {out}: use a .parquet or .csv name")
+    check_scores_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
@@ -106,8 +110,11 @@ def score_leads(
     from funnel.jobs import data_window, feature_store
     from training.registry import load_model
 
+    if out is not None:
+        check_scores_path(out)  # before the work, not after it
     timestamp = pd.Timestamp(as_of if as_of is not None else data_window(cfg)[1])
     timestamp = timestamp.tz_localize("UTC") if timestamp.tzinfo is None else timestamp
+    entities = lead_entities(cfg.data_dir, timestamp)
     if model is None:
         model = load_model(cfg, cfg.training.mql.registered_model, cfg.serving.model_alias, "mql")
     store = store if store is not None else feature_store(cfg)
@@ -119,7 +126,6 @@ def score_leads(
             print(f"  {what}: {seconds[name]:.1f}s", flush=True)
 
     t = time.perf_counter()
-    entities = lead_entities(cfg.data_dir, timestamp)
     frame = historical_features(store, entities, model.feature_service)
     step("join", f"point-in-time features of {len(entities):,} leads at {timestamp}", t)
     t = time.perf_counter()

@@ -109,3 +109,12 @@ def test_a_bad_offers_file_is_named(run, tmp_path):
     bad.write_text("offers:\n  - {id: a, cost: -1, value: 2}\n")
     result = run("--set", f"training.nbo.offers_file={bad}", "train", "nbo")
     assert result.exit_code == 1 and "offers.0.cost" in result.output
+
+
+def test_score_rejects_a_bad_moment_a_bad_suffix_and_missing_features(run):
+    result = run("score", "--as-of", "next tuesday")
+    assert result.exit_code == 2 and "--as-of" in result.output and "next tuesday" in result.output
+    result = run("score", "--as-of", "2026-01-05", "--out", "scores.json")
+    assert result.exit_code == 1 and ".parquet or a .csv" in result.output
+    result = run("score", "--as-of", "2026-01-05")
+    assert result.exit_code == 1 and "funnel features apply" in result.output

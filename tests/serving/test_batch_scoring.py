@@ -46,6 +46,6 @@ def test_the_file_is_what_promotion_reads(batch):
 
 
 def test_a_scores_file_needs_a_known_suffix(tmp_path):
-    with pytest.raises(ValueError, match=r"\.parquet or \.csv"):
+    with pytest.raises(ValueError, match=r"\.parquet or a \.csv"):
         write_scores(pd.DataFrame({"lead_id": ["a"]}), tmp_path / "scores.json")
     assert not list(tmp_path.iterdir())  # nothing half-written
