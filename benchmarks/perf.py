@@ -425,33 +425,25 @@ def label_rows(bench: Bench, n: int, seed: int = 0) -> Path:
     return path
 
 
-def child_build(data_dir: str, mlruns: str, store_kind: str, rows_path: str) -> dict[str, Any]:
+def child_build(data_dir: str, store_kind: str, rows_path: str) -> dict[str, Any]:
+    """One point-in-time join of the label rows (which carry ``request_job_title``) with the
+    DuckDB offline store (through ``historical_features``, which checks the row count) or with
+    Feast's file store called directly (which may drop rows: they are counted)."""
     import pandas as pd
 
-    from features.store import historical_features, repo_config
+    from features.store import get_store, historical_features
 
-    bench = Bench(Path(data_dir).parent)
-    cfg = bench.config()
+    service = Bench(Path(data_dir).parent).config().training.mql.feature_service
     entities = pd.read_parquet(rows_path)
-    from feast import FeatureStore
-
-    from features.store import FEATURES_DIR
-
     offline = {"type": "file"} if store_kind == "file" else None
-    config = repo_config(cfg.data_dir, {"type": "sqlite"}, None, offline=offline)
-    store = FeatureStore(repo_path=str(FEATURES_DIR), config=config)
+    store = get_store(Path(data_dir), {"type": "sqlite"}, offline=offline)
     base_rss = peak_rss_gib()
     started = time.perf_counter()
     if store_kind == "duckdb":
-        frame = historical_features(store, entities, cfg.training.mql.feature_service)
+        frame = historical_features(store, entities, service)
     else:
-        service = store.get_feature_service(cfg.training.mql.feature_service)
-        ents = entities.assign(
-            request_job_title=entities.get("request_job_title", "").fillna("")
-            if "request_job_title" in entities
-            else ""
-        )
-        frame = store.get_historical_features(entity_df=ents, features=service).to_df()
+        features = store.get_feature_service(service)
+        frame = store.get_historical_features(entity_df=entities, features=features).to_df()
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -473,7 +465,6 @@ def build_at(bench: Bench, n: int, reps: int, peer_reps: int) -> dict[str, Any]:
             run = run_child(
                 "build",
                 str(bench.data),
-                str(bench.mlruns),
                 kind,
                 str(rows),
                 allow_kill=kind == "file",

@@ -110,11 +110,12 @@ def get_store(
     registry: dict[str, Any] | None = None,
     *,
     project: str = PROJECT,
+    offline: dict[str, Any] | None = None,
 ) -> FeatureStore:
     """A FeatureStore over `repo_config(...)`; nothing is created until `apply`."""
     from feast import FeatureStore
 
-    config = repo_config(data_dir, online, registry, project=project)
+    config = repo_config(data_dir, online, registry, project=project, offline=offline)
     return FeatureStore(repo_path=str(FEATURES_DIR), config=config)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from serving.online import ACCOUNT_FIELD, PROFILE_VIEW, TS_SUFFIX, ServiceReader
 from serving.schemas import (
     ChurnRisk,
     ChurnRiskRequest,
@@ -35,15 +36,12 @@ from training.reasons import Reason as ModelReason
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from funnel.config import StagesConfig
+    from funnel.config import Config, StagesConfig
     from funnel.offers import Offers
     from training.nbo_model import NboModel
     from training.scoring import ScoringModel
 
-PROFILE_VIEW = "lead_profile_fv"
-ACCOUNT_FIELD = "lead_account_id"
 ACCOUNT_REF = f"{PROFILE_VIEW}:{ACCOUNT_FIELD}"
-TS_SUFFIX = "__ts"  # feast.online_response.TIMESTAMP_POSTFIX
 # Join keys and request fields come back in the online response too; they are not features.
 KEY_COLUMNS = ("lead_id", "account_id", ACCOUNT_FIELD, "request_job_title")
 SINGLE_THREAD_ROWS = 32
@@ -158,6 +156,22 @@ def _resolve_service(store: Any, name: str, needed: Sequence[str], version: str)
 ONLINE_READS = ("direct", "feast")
 
 
+def online_reads(cfg: Config) -> str:
+    """``serving.online_reads`` resolved: "auto" is direct on SQLite, feast on Redis (Feast
+    reads every view of a request in one Redis pipeline, faster there than a read per view)."""
+    reads = cfg.serving.online_reads
+    if reads == "auto":
+        return "feast" if cfg.feature_store.online_store.type == "redis" else "direct"
+    return reads
+
+
+def _direct_reader(store: Any, service: Any, reads: str) -> ServiceReader | None:
+    """The per-view reader for ``reads="direct"``, None for ``reads="feast"``."""
+    if reads not in ONLINE_READS:
+        raise ValueError(f"online reads must be one of {ONLINE_READS}, got {reads!r}")
+    return ServiceReader(store, service) if reads == "direct" else None
+
+
 class LeadFeatureReader:
     """Online features of a lead-keyed feature service for scoring requests.
 
@@ -172,15 +186,11 @@ class LeadFeatureReader:
         self, store: Any, service_name: str, needed: Sequence[str], version: str,
         reads: str = "direct",
     ) -> None:  # fmt: skip
-        from serving.online import ServiceReader
-
-        if reads not in ONLINE_READS:
-            raise ValueError(f"online reads must be one of {ONLINE_READS}, got {reads!r}")
         self.store = store
         self._gate = _store_gate(store)
         self.feature_service = _resolve_service(store, service_name, needed, version)
         _check_account_lookup(store)
-        self._direct = ServiceReader(store, self.feature_service) if reads == "direct" else None
+        self._direct = _direct_reader(store, self.feature_service, reads)
 
     def _accounts(self, lead_ids: list[str]) -> list[str | None]:
         resp = self._gate.read(
@@ -321,12 +331,8 @@ class AccountScorer:
         clock: Callable[[], float] = time.time, reads: str = "direct",
         reasons: str = "treeshap",
     ) -> None:  # fmt: skip
-        from serving.online import ServiceReader
-
         if not model.meta.tiers:
             raise FeatureContractError(f"model {model.version} has no risk tiers: not a churn model")
-        if reads not in ONLINE_READS:
-            raise ValueError(f"online reads must be one of {ONLINE_READS}, got {reads!r}")
         self.store, self.model, self.top_k, self.clock = store, model, top_k, clock
         self.reasons = reasons
         model.prepare(reasons)
@@ -335,7 +341,7 @@ class AccountScorer:
         self.feature_service = _resolve_service(
             store, model.feature_service, needed, model.version
         )
-        self._direct = ServiceReader(store, self.feature_service) if reads == "direct" else None
+        self._direct = _direct_reader(store, self.feature_service, reads)
 
     def ping(self) -> None:
         """One tiny online read; raises StoreUnavailableError if the online store does not

@@ -186,7 +186,7 @@ class FunnelService:
         """Wire config, store and models; refuse to start when a configured model is missing
         or was trained on another feature service than the config names."""
         from funnel.offers import load_offers
-        from serving.scorer import AccountScorer, LeadScorer, OfferRanker
+        from serving.scorer import AccountScorer, LeadScorer, OfferRanker, online_reads
 
         missing = [k for k in cfg.serving.models if k not in models]
         if missing:
@@ -202,9 +202,7 @@ class FunnelService:
                 )
         self.cfg = cfg
         self.max_batch = cfg.serving.max_batch
-        reads, reasons = cfg.serving.online_reads, cfg.serving.reasons
-        if reads == "auto":
-            reads = "feast" if cfg.feature_store.online_store.type == "redis" else "direct"
+        reads, reasons = online_reads(cfg), cfg.serving.reasons
         self.scorer: LeadScorer | None = (
             LeadScorer(store, models["mql"], reads=reads, reasons=reasons)
             if "mql" in models

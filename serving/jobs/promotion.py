@@ -138,11 +138,11 @@ def score_online(cfg: Config, *, progress: bool = True) -> tuple[pd.DataFrame, f
     from funnel.data.io import read_table
     from funnel.jobs import feature_store
     from serving.schemas import LeadScoreRequest
-    from serving.scorer import LeadScorer, _newest_timestamps
+    from serving.scorer import LeadScorer, _newest_timestamps, online_reads
     from training.registry import load_model
 
     model = load_model(cfg, cfg.training.mql.registered_model, cfg.serving.model_alias, "mql")
-    scorer = LeadScorer(feature_store(cfg), model)
+    scorer = LeadScorer(feature_store(cfg), model, reads=online_reads(cfg))
     ids = read_table(cfg.raw_dir, "leads")["lead_id"].astype(str).tolist()
     size = cfg.jobs.promotion.batch_size
     parts, features = [], []
