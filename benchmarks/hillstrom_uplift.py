@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from funnel.config import NboConfig
+from core.config import NboConfig
 from training.hillstrom import arm_propensity, load_hillstrom
 from training.nbo import fit_and_choose
 from training.nbo_policy import choose_policy

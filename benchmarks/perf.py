@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
 BIN = Path(sys.executable).parent
-FUNNEL = [sys.executable, "-m", "funnel.cli"]
+FUNNEL = [sys.executable, "-m", "app.cli"]
 API_KEY = "bench-key"
 SECTIONS = ("quality", "online", "build", "batch", "tuning", "reliability")
 TARGETS = {
@@ -125,7 +125,7 @@ class Bench:
         return [f"paths.data_dir={self.data}", f"paths.mlruns_dir={self.mlruns}", *extra]
 
     def config(self, *extra: str):
-        from funnel.config import DEFAULT_CONFIG, load_config
+        from core.config import DEFAULT_CONFIG, load_config
 
         return load_config(DEFAULT_CONFIG, self.overrides(*extra))
 
@@ -302,8 +302,8 @@ def request_bodies(bench: Bench, n: int = 2000, seed: int = 0) -> tuple[Path, Pa
     features (the newest snapshot, as the online store holds them)."""
     import pandas as pd
 
+    from app.pipeline import data_window, feature_store
     from features.store import historical_features
-    from funnel.jobs import data_window, feature_store
     from serving.batch import lead_entities
     from training.registry import load_model
 
@@ -366,8 +366,8 @@ def prepare_redis(bench: Bench, project: str, connection: str) -> tuple[str, ...
         *redis_extra(project, connection),
         f"feature_store.registry.path={bench.work / f'registry-{project}.db'}",
     )
+    from app.pipeline import feature_store, materialize_features
     from features.store import apply
-    from funnel.jobs import feature_store, materialize_features
 
     cfg = bench.config(*extra)
     apply(feature_store(cfg), cfg.data_dir)
@@ -527,8 +527,8 @@ def million_leads(bench: Bench, n: int) -> Path:
 def child_batch(work: str, data_dir: str, reps: str) -> dict[str, Any]:
     import pandas as pd
 
+    from app.pipeline import data_window, feature_store
     from features.store import historical_features
-    from funnel.jobs import data_window, feature_store
     from serving.batch import lead_entities, score_leads
     from training.registry import load_model
 

@@ -1,6 +1,6 @@
 """The bring-your-own-data path on real files, against the published reference numbers.
 
-For each shared dataset, the table goes through the import path (`funnel.flat.prepare`: type
+For each shared dataset, the table goes through the import path (`core.flat.prepare`: type
 inference, missing values, the leakage guard) and the model path, under the cross-validation of
 ../shared/datasets/README.md (stratified 5-fold, seed 42):
 
@@ -48,7 +48,7 @@ HILLSTROM_ARMS = {"Mens E-Mail": "mens", "Womens E-Mail": "womens", "No E-Mail":
 
 def imported(name: str):
     """(features frame, labels frame, report) through the import path."""
-    from funnel.flat import prepare, read_flat, read_import_spec
+    from core.flat import prepare, read_flat, read_import_spec
 
     spec = read_import_spec(ROOT / "configs" / "datasets" / f"{name}.yaml")
     return (*prepare(spec, read_flat(spec.file, spec.separator)), spec)
@@ -128,7 +128,7 @@ def render(out: dict) -> str:
         "# The bring-your-own-data path on real data",
         "",
         (
-            f"Stratified {N_FOLDS}-fold CV, seed {SEED}, through `funnel.flat.prepare` (import, "
+            f"Stratified {N_FOLDS}-fold CV, seed {SEED}, through `core.flat.prepare` (import, "
             f"types, leakage guard). Per-fold tuning: {out['trials']} Optuna trials on an inner "
             "80/20 split."
         ),

@@ -1,6 +1,6 @@
 """Point-in-time feature tables, computed with DuckDB SQL.
 
-At every snapshot tick T of `funnel.timegrid.snapshot_grid(start, end, every_days)` and for every
+At every snapshot tick T of `core.timegrid.snapshot_grid(start, end, every_days)` and for every
 lead created before T, a row describes the lead using only events and opportunities with a
 timestamp strictly before T. Windows are half-open: "30d" at T means [T - 30 days, T).
 
@@ -27,8 +27,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from funnel.data.contract import EVENT_TYPES
-from funnel.timegrid import snapshot_grid
+from core.contract import EVENT_TYPES
+from core.timegrid import snapshot_grid
 
 # every contract event type but product usage, which belongs to customers, not leads
 ENGAGEMENT_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t != "product_active")
@@ -247,7 +247,7 @@ def _load_raw(con: duckdb.DuckDBPyConnection, raw: RawInput) -> None:
 
 
 def _empty_raw(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    from funnel.data.contract import empty_table
+    from core.contract import empty_table
 
     con.register(f"raw_{table}_df", empty_table(table))
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS SELECT * FROM raw_{table}_df")

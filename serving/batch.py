@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from funnel.config import Config
+    from core.config import Config
     from training.scoring import ScoringModel
 
 SCORE_FILE_COLUMNS = [
@@ -106,8 +106,8 @@ def score_leads(
 ) -> BatchResult:
     """Every lead's score as of ``as_of`` (default: the end of the data) with the champion
     (``serving.model_alias``) MQL model; written to ``out`` when given."""
+    from app.pipeline import data_window, feature_store
     from features.store import historical_features
-    from funnel.jobs import data_window, feature_store
     from training.registry import load_model
 
     if out is not None:

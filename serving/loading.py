@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from funnel.config import Config, ModelKind
+    from core.config import Config, ModelKind
 
 
 class ModelLoadError(RuntimeError):

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic_core import InitErrorDetails
 
-from funnel.config import MAX_BATCH_LIMIT
+from core.config import MAX_BATCH_LIMIT
 
 LeadId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 JobTitle = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]

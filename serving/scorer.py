@@ -36,8 +36,8 @@ from training.reasons import Reason as ModelReason
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from funnel.config import Config, StagesConfig
-    from funnel.offers import Offers
+    from core.config import Config, StagesConfig
+    from core.offers import Offers
     from training.nbo_model import NboModel
     from training.scoring import ScoringModel
 
@@ -404,7 +404,7 @@ class OfferRanker:
         self, store: Any, model: NboModel, offers: Offers, stages: StagesConfig,
         epsilon: float, *, clock: Callable[[], float] = time.time, reads: str = "direct",
     ) -> None:  # fmt: skip
-        from funnel.stages import features_needed
+        from core.stages import features_needed
 
         self.model, self.offers, self.stages, self.epsilon, self.clock = (
             model, offers, stages, epsilon, clock
@@ -427,7 +427,7 @@ class OfferRanker:
         )
 
     def recommend(self, request: NextBestOfferRequest) -> NextBestOffer | None:
-        from funnel.stages import assign_stages
+        from core.stages import assign_stages
         from training.nbo_policy import choose_offer, rank_offers
 
         data, not_found = self.reader.features([request])

@@ -46,7 +46,7 @@ from serving.schemas import (
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from funnel.config import Config
+    from core.config import Config
     from serving.scorer import AccountScorer, LeadScorer, OfferRanker
 
 log = logging.getLogger("funnel.serving")
@@ -135,8 +135,8 @@ def load_parts() -> tuple[Config, FeatureStore, dict[str, Any]]:
     """Config from ``FUNNEL_CONFIG`` (+ ``FUNNEL_OVERRIDES``), the Feast store and the champion
     of every model kind in ``serving.models``; slow imports live here, not at module import.
     Tests replace this function."""
-    from funnel.config import DEFAULT_CONFIG, load_config
-    from funnel.jobs import feature_store
+    from app.pipeline import feature_store
+    from core.config import DEFAULT_CONFIG, load_config
     from serving.loading import load_models
 
     overrides = [line for line in os.environ.get(OVERRIDES_ENV, "").splitlines() if line.strip()]
@@ -185,7 +185,7 @@ class FunnelService:
     def attach(self, cfg: Config, store: FeatureStore, models: dict[str, Any]) -> None:
         """Wire config, store and models; refuse to start when a configured model is missing
         or was trained on another feature service than the config names."""
-        from funnel.offers import load_offers
+        from core.offers import load_offers
         from serving.scorer import AccountScorer, LeadScorer, OfferRanker, online_reads
 
         missing = [k for k in cfg.serving.models if k not in models]

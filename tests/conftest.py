@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from funnel.config import Config, load_config
+from core.config import Config, load_config
 
 if TYPE_CHECKING:
     from training.nbo import NboResult
@@ -66,8 +66,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     """Trained MQL, churn and next-best-offer champions, features applied and materialized,
     on the embedded default. The offers' true effects are doubled (a strong known effect for
     the uplift quality test)."""
-    from funnel.data.generate import generate
-    from funnel.jobs import apply_features, materialize_features
+    from app.pipeline import apply_features, materialize_features
+    from synthetic.generate import generate
     from training.nbo import train_nbo
     from training.train import train_churn, train_mql
 

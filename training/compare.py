@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
-from funnel.config import CompareMetric
+from core.config import CompareMetric
 from training.metrics import lift_at
 
 if TYPE_CHECKING:
-    from funnel.config import Config, PromotionRuleConfig
+    from core.config import Config, PromotionRuleConfig
 
 METRICS: tuple[str, ...] = get_args(CompareMetric)
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "brier": False, "log_loss": False}

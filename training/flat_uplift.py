@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from funnel.config import Config
+    from core.config import Config
     from training.nbo import NboResult
     from training.train import TrainResult
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def train_dataset(
     cfg: Config, name: str, *, progress: bool = True, n_trials: int | None = None
 ) -> TrainResult | NboResult:
-    from funnel.flat import load_dataset
+    from core.flat import load_dataset
     from training.train import train_classifier
 
     meta = load_dataset(cfg, name)
@@ -31,9 +31,9 @@ def train_uplift(cfg: Config, name: str, *, progress: bool = True) -> NboResult:
     control value is the no-offer arm), propensities from the arms' shares (the table is taken
     as a randomized experiment), each conversion worth 1 and each arm free, so policy values
     are conversions per unit."""
+    from app.pipeline import feature_store
+    from core.flat import load_dataset
     from features.store import historical_features
-    from funnel.flat import load_dataset
-    from funnel.jobs import feature_store
     from training.hillstrom import arm_propensity
     from training.nbo import fit_and_register, subject_folds
     from training.registry import configure_tracking, ensure_experiment

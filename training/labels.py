@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from funnel.timegrid import to_utc
+from core.timegrid import to_utc
 
 
 class TrainingDataError(ValueError):

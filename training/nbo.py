@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from funnel.config import Config, NboConfig
-from funnel.offers import CONTROL, Offers
+from core.config import Config, NboConfig
+from core.offers import CONTROL, Offers
 
 log = logging.getLogger("funnel.training.nbo")
 LEARNER_NAMES = {"s": "S-learner", "t": "T-learner", "x": "X-learner"}
@@ -202,7 +202,7 @@ def exposure_entities(cfg: Config, offers: Offers) -> pd.DataFrame:
     """Exposures as Feast entity rows with their outcome: lead_id, account_id, event_timestamp
     (= exposed_at), arm, propensity, label (converted within the outcome window). Exposures whose
     window reaches past the data are left out; unknown offers and subjects are errors."""
-    from funnel.data.io import read_tables
+    from core.tables import read_tables
     from training.train import read_manifest
 
     tables = read_tables(cfg.raw_dir, ["accounts", "leads", "offer_exposures"])
@@ -318,10 +318,10 @@ class NboResult:
 def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
     """Fit, choose, evaluate, log and register the next-best-offer model."""
 
+    from app.pipeline import feature_store
+    from core.offers import load_offers
+    from core.stages import assign_stages
     from features.store import historical_features
-    from funnel.jobs import feature_store
-    from funnel.offers import load_offers
-    from funnel.stages import assign_stages
     from training.registry import configure_tracking, ensure_experiment
     from training.train import Steps
 

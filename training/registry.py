@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from funnel.config import Config
+from core.config import Config
 from training.scoring import BundleError, ScoringModel
 
 if TYPE_CHECKING:
@@ -18,8 +18,8 @@ def configure_tracking(cfg: Config) -> None:
     """Point MLflow at the configured store; called when a job starts, never at import."""
     import mlflow
 
-    from funnel.pg import ensure_schema
-    from funnel.quiet import quiet_libraries
+    from core.pg import ensure_schema
+    from core.quiet import quiet_libraries
 
     quiet_libraries()
     ensure_schema(cfg.tracking_uri)

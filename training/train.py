@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from funnel.config import ChurnConfig, ClassifierConfig, Config, MqlConfig
+from core.config import ChurnConfig, ClassifierConfig, Config, MqlConfig
 from training.compare import predictive_check
 from training.labels import (
     TrainingDataError,
@@ -112,8 +112,8 @@ def kind_config(cfg: Config, kind: str) -> ClassifierConfig:
     if kind in KINDS:
         return getattr(cfg.training, kind)
     spec = kind_spec(cfg, kind)  # raises for an unknown kind
-    from funnel.config import PrecisionThreshold, RiskTier
-    from funnel.flat import load_dataset
+    from core.config import PrecisionThreshold, RiskTier
+    from core.flat import load_dataset
 
     meta = load_dataset(cfg, spec.name)
     names = {"feature_service": meta["feature_service"], "registered_model": f"funnel-{kind}",
@@ -181,8 +181,8 @@ def feature_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
 def label_entities(cfg: Config, kind: str = "mql") -> pd.DataFrame:
     """The labelled entity rows of a model kind at the weekly snapshots (of an imported table:
     its rows)."""
-    from funnel.data.io import read_tables
-    from funnel.timegrid import snapshot_grid
+    from core.tables import read_tables
+    from core.timegrid import snapshot_grid
 
     if is_dataset(cfg, kind):
         labels = pd.read_parquet(cfg.data_dir / "imports" / kind / "labels.parquet")
@@ -339,7 +339,7 @@ def training_split(cfg: Config, kind: str, store: Any = None) -> TrainingSplit:
 
     The labels are checked before any feature is read: no labelled snapshot, too few weeks for
     the split, or one class only (in all rows or in one part) raise ``TrainingDataError``."""
-    from funnel.jobs import feature_store
+    from app.pipeline import feature_store
 
     conf = kind_config(cfg, kind)
     spec = kind_spec(cfg, kind)
@@ -397,7 +397,7 @@ def train_classifier(
     cfg: Config, kind: str, progress: bool = True, n_trials: int | None = None
 ) -> TrainResult:
     """The one training path of the classifiers, for model kind ``kind`` (mql or churn)."""
-    from funnel.pg import ensure_schema
+    from core.pg import ensure_schema
     from training import plots
     from training.registry import (
         BUNDLE_ARTIFACT,

@@ -7,7 +7,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from funnel.cli import main
+from app.cli import main
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.production]
 def production(production_services, config_at, tmp_path_factory):
     """generate -> features (SQL registry, Redis) -> train (MLflow + Optuna on PostgreSQL) ->
     materialize. Names carry a run id, so runs never collide in the shared database."""
-    from funnel.data.generate import generate
-    from funnel.jobs import apply_features, materialize_features
+    from app.pipeline import apply_features, materialize_features
+    from synthetic.generate import generate
     from training.train import train_mql
 
     run = uuid.uuid4().hex[:8]
@@ -46,7 +46,7 @@ def _cleanup_feast_project(cfg) -> None:
     it would drop every project in the registry)."""
     import redis
 
-    from funnel.jobs import feature_store
+    from app.pipeline import feature_store
 
     store = feature_store(cfg)
     client = redis.Redis.from_url(f"redis://{cfg.online_store['connection_string']}")
@@ -88,8 +88,8 @@ def test_mlflow_and_optuna_live_in_postgres(production):
 def test_redis_serves_what_training_saw(production):
     """Training/serving skew on the production stores: the scorer, reading Redis, returns the
     same probability as the offline model on the newest offline feature rows."""
+    from app.pipeline import feature_store
     from features.store import historical_features
-    from funnel.jobs import feature_store
     from serving.schemas import LeadScoreRequest
     from serving.scorer import LeadScorer
     from training.registry import load_model

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from funnel.process import free_port
+from app.process import free_port
 
 pytestmark = pytest.mark.e2e
 

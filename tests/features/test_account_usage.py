@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import StagesConfig
+from core.contract import validate
+from core.stages import assign_stages
 from features.build import compute_feature_tables
-from funnel.config import StagesConfig
-from funnel.data import customers as cust
-from funnel.data import exposures as expo
-from funnel.data import generate as gen
-from funnel.data.contract import validate
-from funnel.stages import assign_stages
+from synthetic import customers as cust
+from synthetic import exposures as expo
+from synthetic import generate as gen
 
 START = pd.Timestamp("2024-01-01", tz="UTC")  # a Monday
 T = pd.Timestamp("2024-03-04", tz="UTC")  # the tick under test (a Monday)
@@ -149,7 +149,7 @@ def test_future_data_never_changes_an_account_row(make_synthetic_raw):
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    from funnel.data.io import read_tables
+    from core.tables import read_tables
 
     out = tmp_path_factory.mktemp("generated")
     summary = gen.generate(1500, 11, out_dir=out, progress=False)

@@ -275,7 +275,7 @@ def test_repo_config_for_the_production_profile(tmp_path):
 @pytest.mark.production
 def test_redis_online_store_and_sql_registry(feast_env, production_services):
     """Production profile against the real local servers: same online values as SQLite."""
-    from funnel.pg import ensure_schema
+    from core.pg import ensure_schema
 
     fs = feast_env.fs
     ensure_schema(POSTGRES_URL)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from funnel.config import Config, load_config
+from core.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "serving-test-key"
@@ -161,9 +161,9 @@ def _train_tiny_churn(cfg: Config, store: Any) -> Any:
 def _train_tiny_nbo(cfg: Config, store: Any, served: str = "learned") -> Any:
     """A small T-learner on the real exposures and nbo_v1 features, with outcomes in which each
     offer helps some leads (the real ten weeks hold too few conversions per arm)."""
+    from core.config import NboConfig
+    from core.tables import read_table
     from features.store import historical_features
-    from funnel.config import NboConfig
-    from funnel.data.io import read_table
     from training.nbo import make_learner
     from training.nbo_model import NboMeta, NboModel
     from training.scoring import FeatureMatrix
@@ -195,8 +195,8 @@ def _train_tiny_nbo(cfg: Config, store: Any, served: str = "learned") -> Any:
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
-    from funnel.data.generate import generate
-    from funnel.jobs import apply_features, data_window, feature_store, materialize_features
+    from app.pipeline import apply_features, data_window, feature_store, materialize_features
+    from synthetic.generate import generate
 
     base = tmp_path_factory.mktemp("serving")
     cfg = tiny_config(base)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from activation.lead_promotion import read_scores
 from serving.batch import score_leads, write_scores
-from serving.jobs.promotion import read_scores
 from serving.schemas import LeadScoreRequest
 from serving.scorer import LeadScorer
 

@@ -353,7 +353,7 @@ def test_scoring_never_logs_an_email_even_when_sent_one(
     paths log: nothing a request carries reaches the log."""
     import bentoml
 
-    from funnel.data.io import read_table
+    from core.tables import read_table
 
     monkeypatch.delenv("FUNNEL_API_KEY", raising=False)
     leads = read_table(tiny.cfg.raw_dir, "leads").set_index("lead_id")

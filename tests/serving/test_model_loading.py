@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from funnel.config import Config, load_config
+from core.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 Breakage = Callable[[Path], None]

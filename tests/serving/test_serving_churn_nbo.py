@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from funnel.offers import load_offers
-from funnel.stages import assign_stages
+from core.offers import load_offers
+from core.stages import assign_stages
 
 CHURN = "/v1/accounts/churn_risk"
 NBO = "/v1/next_best_offer"

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from funnel import process
+from app import process
 
 pytestmark = pytest.mark.e2e
 

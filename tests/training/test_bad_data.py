@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from funnel.cli import main
-from funnel.config import Config
-from funnel.data.contract import ContractError, validate
-from funnel.data.io import read_tables, write_tables
+from app.cli import main
+from core.config import Config
+from core.contract import ContractError, validate
+from core.tables import read_tables, write_tables
 from training.labels import TrainingDataError
 from training.train import training_split
 
@@ -26,7 +26,7 @@ NOW = pd.Timestamp("2026-12-01", tz="UTC")
 def generated(tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
     """One small generated funnel (20 weeks, long enough for the MQL split): its data dir and
     tables."""
-    from funnel.data.generate import generate
+    from synthetic.generate import generate
 
     data = tmp_path_factory.mktemp("bad_data") / "data"
     generate(n_leads=400, seed=7, start="2026-01-05", weeks=20, out_dir=data, progress=False)

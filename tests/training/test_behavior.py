@@ -10,16 +10,16 @@ import pandas as pd
 
 
 def _scoring_rows(cfg, lead_ids: list[str], accounts: list[str], at: pd.Timestamp) -> pd.DataFrame:
+    from app.pipeline import feature_store
     from features.store import historical_features
-    from funnel.jobs import feature_store
 
     entity = pd.DataFrame({"lead_id": lead_ids, "account_id": accounts, "event_timestamp": at})
     return historical_features(feature_store(cfg), entity, "mql_v1")
 
 
 def test_pricing_and_demo_events_never_lower_a_score(pipeline, config_at, tmp_path):
-    from funnel.data.io import read_tables, write_tables
-    from funnel.jobs import apply_features
+    from app.pipeline import apply_features
+    from core.tables import read_tables, write_tables
     from training.registry import load_model
     from training.train import read_manifest
 

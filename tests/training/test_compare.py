@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from funnel.config import ConfigError, PromotionRuleConfig, load_config
+from core.config import ConfigError, PromotionRuleConfig, load_config
 from training.compare import (
     METRICS,
     MetricComparison,
@@ -197,7 +197,7 @@ def test_promotion_rule_config(tmp_path):
 
 
 def test_train_result_says_not_predictive_loudly():
-    from funnel.cli import format_train_result
+    from app.cli import format_train_result
     from training.train import TrainResult
 
     metrics = {"roc_auc": 0.51, "pr_auc": 0.1, "brier": 0.09, "log_loss": 0.3,
@@ -238,7 +238,7 @@ def test_tag_and_crown_never_crowns_a_non_predictive_model(tmp_path):
 
 
 def test_cli_refuses_bad_kinds_and_an_empty_registry(tmp_path):
-    from funnel.cli import main
+    from app.cli import main
 
     base = ["--set", f"paths.data_dir={tmp_path / 'data'}",
             "--set", f"paths.mlruns_dir={tmp_path / 'mlruns'}"]  # fmt: skip
@@ -301,7 +301,7 @@ def _aliases(cfg) -> dict[str, str]:
 def test_challenger_compare_promote_and_rollback(pipeline, registry_copy):
     from mlflow import MlflowClient
 
-    from funnel.cli import main
+    from app.cli import main
     from training.compare import CompareError, compare_models, read_history, rollback
     from training.train import train_classifier
 
@@ -392,7 +392,7 @@ def test_random_labels_are_never_crowned(pipeline, registry_copy, monkeypatch):
     challenger, even when the model has no champion yet."""
     from mlflow import MlflowClient
 
-    from funnel.cli import format_train_result
+    from app.cli import format_train_result
     from training import train
 
     cfg = registry_copy(*CHEAP)

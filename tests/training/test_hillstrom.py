@@ -77,7 +77,7 @@ def test_served_policy_never_below_best_single_arm(hillstrom):
 def test_the_nbo_training_path_on_hillstrom_serves_no_worse_than_the_best_arm(hillstrom):
     """fit_and_choose, as `funnel train nbo` runs it, on a real subsample: learner chosen on one
     fold, cross-fitted over the folds, and a policy served only when it wins."""
-    from funnel.config import NboConfig
+    from core.config import NboConfig
     from training.nbo import fit_and_choose, subject_folds
 
     X, y, _, arm = hillstrom

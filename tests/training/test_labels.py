@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from funnel.timegrid import snapshot_grid
+from core.timegrid import snapshot_grid
 from training.labels import mql_labels, time_split
 
 UTC = "UTC"
@@ -55,7 +55,7 @@ def test_time_split_orders_by_date():
 
 
 def _subs(rows):
-    from funnel.data.contract import validate
+    from core.contract import validate
 
     return validate(
         "subscriptions",

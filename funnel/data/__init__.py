@@ -1,1 +1,0 @@
-"""Raw data: the contract every table must meet, its reader/writer, and the synthetic generator."""

@@ -1,0 +1,658 @@
+"""The funnel analytics report: where leads are in the funnel, how they move on, how long it takes.
+
+``stage_history`` reads the point-in-time feature tables (written by ``funnel features apply``)
+and the raw leads, and gives every lead's stage at every weekly snapshot. The functions after it
+are pure (a history frame in, a frame out). ``write_funnel_report`` puts it all in one
+self-contained HTML file.
+
+Counting convention: stages are ordered awareness < consideration < decision < retention, and a
+lead that reaches a stage is counted as having passed every earlier one (a lead seen in awareness
+and then in decision reached consideration too). Stages come from 30- and 90-day windows, so a
+lead can fall back to an earlier stage; "reached" always means "ever reached".
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from core.config import Config
+from core.stages import STAGES, assign_stages, features_needed
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+GroupBy = Literal["cohort", "source"]
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "lead_id",
+    "account_id",
+    "source",
+    "cohort",
+    "snapshot",
+    "stage",
+)
+# consecutive stages: (from, to)
+TRANSITIONS: tuple[tuple[str, str], ...] = tuple(pairwise(STAGES))
+
+# The feature tables of features/build.py and their keys. Snapshot tables hold one row per key
+# and weekly snapshot; the static ones one row per key (their event_timestamp is the creation).
+SNAPSHOT_TABLES: dict[str, str] = {
+    "lead_behavior": "lead_id",
+    "colleague_interest": "lead_id",
+    "account_usage": "account_id",
+}
+STATIC_TABLES: dict[str, str] = {"lead_profile": "lead_id", "account_firmographic": "account_id"}
+_COLORS = {
+    "awareness": "#9ecae1",
+    "consideration": "#4292c6",
+    "decision": "#fd8d3c",
+    "retention": "#41ab5d",
+}
+
+
+# ------------------------------------------------------------------------------------- history
+def stage_history(cfg: Config) -> pd.DataFrame:
+    """Every lead's stage at every weekly snapshot at which it exists (snapshot >= created_at).
+
+    Columns: lead_id, account_id, source (the channel), cohort (month created, "YYYY-MM"),
+    snapshot (UTC timestamp), stage. The stage is ``assign_stages(cfg.stages, features)``, with
+    lead features joined by (lead_id, snapshot) and account features (e.g. is_customer,
+    opportunities_90d) by (account_id, snapshot). A lead created exactly at a snapshot has no
+    feature row there (features count events strictly before it): its features are missing,
+    which never satisfies a rule, so it starts in the default stage.
+    """
+    from core.tables import read_tables
+
+    located = _locate_features(cfg)
+    leads = read_tables(cfg.raw_dir, ["leads"])["leads"]
+    if leads.empty:
+        raise ValueError(f"no leads in {cfg.raw_dir}: the funnel report needs at least one lead")
+    behavior = pd.read_parquet(
+        cfg.features_dir / "lead_behavior.parquet", columns=["event_timestamp"]
+    )
+    ticks = pd.DatetimeIndex(behavior["event_timestamp"].unique()).sort_values()
+    if ticks.empty:
+        raise ValueError(f"no lead has a feature row in {cfg.features_dir}; nothing to report")
+
+    created = pd.DatetimeIndex(pd.to_datetime(leads["created_at"], utc=True))
+    # each lead exists from the first snapshot at or after its creation to the last one
+    first = ticks.searchsorted(created.as_unit(ticks.unit), side="left")
+    n = len(ticks) - first
+    lead_i = np.repeat(np.arange(len(leads)), n)
+    offset = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    if len(lead_i) == 0:
+        raise ValueError(f"every lead in {cfg.raw_dir} was created after the last snapshot")
+
+    history = pd.DataFrame(
+        {
+            "lead_id": leads["lead_id"].to_numpy()[lead_i],
+            "account_id": leads["account_id"].to_numpy()[lead_i],
+            "source": leads["source"].to_numpy()[lead_i],
+            "cohort": created.strftime("%Y-%m").to_numpy()[lead_i],
+            "snapshot": ticks[np.repeat(first, n) + offset],
+        }
+    )
+    features = history[["lead_id", "account_id", "snapshot"]]
+    for table, columns in located.items():
+        key = SNAPSHOT_TABLES.get(table) or STATIC_TABLES[table]
+        path = cfg.features_dir / f"{table}.parquet"
+        if table in SNAPSHOT_TABLES:
+            part = pd.read_parquet(path, columns=[key, "event_timestamp", *columns])
+            part = part.rename(columns={"event_timestamp": "snapshot"})
+            part["snapshot"] = part["snapshot"].astype(ticks.dtype)
+            features = features.merge(part, on=[key, "snapshot"], how="left", validate="m:1")
+        else:
+            part = pd.read_parquet(path, columns=[key, *columns]).drop_duplicates(key)
+            features = features.merge(part, on=key, how="left", validate="m:1")
+    # merges keep the left order, so the features line up with the history rows
+    history["stage"] = assign_stages(cfg.stages, features.reset_index(drop=True))
+    return history
+
+
+def _locate_features(cfg: Config) -> dict[str, list[str]]:
+    """{feature table: the stage-rule features it holds}; missing tables raise FileNotFoundError."""
+    import pyarrow.parquet as pq
+
+    folder = cfg.features_dir
+    hint = "run `funnel features apply` first (after `funnel data generate`)"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"feature tables folder {folder} not found; {hint}")
+    tables = [*SNAPSHOT_TABLES, *STATIC_TABLES]
+    missing = [f"{t}.parquet" for t in tables if not (folder / f"{t}.parquet").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"feature table(s) {', '.join(missing)} not found in {folder}; {hint}"
+        )
+    located: dict[str, list[str]] = {}
+    unplaced = features_needed(cfg.stages)
+    for table in tables:  # snapshot tables first: a feature there wins over a static copy
+        names = set(pq.read_schema(folder / f"{table}.parquet").names)
+        here = [f for f in unplaced if f in names]
+        if here:
+            located[table] = here
+            unplaced = [f for f in unplaced if f not in names]
+    if unplaced:
+        raise KeyError(f"stage rules need feature(s) {unplaced}, which no table in {folder} holds")
+    return located
+
+
+# ------------------------------------------------------------------------------ pure functions
+def _require(history: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in history.columns]
+    if missing:
+        raise KeyError(f"stage history lacks column(s) {missing}")
+
+
+def _ranks(history: pd.DataFrame) -> np.ndarray:
+    """Stage position per row (awareness 0 ... retention 3); an unknown stage raises."""
+    codes = pd.Categorical(history["stage"], categories=STAGES).codes.astype(np.int64)
+    if (codes < 0).any():
+        bad = sorted({str(s) for s in history["stage"][codes < 0]})
+        raise ValueError(f"unknown stage(s) {bad}; stages are {list(STAGES)}")
+    return codes
+
+
+def _frame(history: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The given columns plus ``rank``, on a fresh 0..n-1 index (timestamps keep their dtype)."""
+    frame = history[columns].reset_index(drop=True)
+    frame["rank"] = _ranks(history)
+    return frame
+
+
+def stage_counts(history: pd.DataFrame) -> pd.DataFrame:
+    """Leads per stage at each snapshot: index snapshot, one integer column per stage."""
+    _require(history, ["lead_id", "snapshot", "stage"])
+    frame = _frame(history, ["snapshot", "lead_id"])
+    counts = frame.groupby(["snapshot", "rank"])["lead_id"].nunique().unstack(fill_value=0)
+    counts = counts.reindex(columns=range(len(STAGES)), fill_value=0).astype(np.int64)
+    counts.columns = list(STAGES)
+    counts.index.name = "snapshot"
+    return counts
+
+
+def conversion_table(history: pd.DataFrame, by: GroupBy | None = None) -> pd.DataFrame:
+    """Conversion between consecutive stages, overall or per cohort / source.
+
+    Per transition (from_stage -> to_stage): ``reached`` = leads that ever reached from_stage,
+    ``converted`` = those of them that reached to_stage or any later stage, ``conversion_rate``
+    = converted / reached (NaN when none reached), ``drop_off`` = reached - converted (reached
+    from_stage but never went further) and ``drop_off_rate``. A lead that skips a stage counts
+    as having passed it. ``by`` values are per lead (the first one seen is used).
+    """
+    if by not in (None, "cohort", "source"):
+        raise ValueError(f"by must be None, 'cohort' or 'source', got {by!r}")
+    _require(history, ["lead_id", "stage", *([by] if by else [])])
+    frame = _frame(history, ["lead_id", *([by] if by else [])])
+    agg: dict[str, tuple[str, str]] = {"rank": ("rank", "max")}
+    if by:
+        agg[by] = (by, "first")
+    best = frame.groupby("lead_id", sort=False).agg(**agg)
+    groups = [(None, best)] if by is None else list(best.groupby(by, sort=True))
+    rows = []
+    for value, group in groups:
+        rank = group["rank"].to_numpy()
+        for i, (a, b) in enumerate(TRANSITIONS):
+            reached, converted = int((rank >= i).sum()), int((rank > i).sum())
+            row = {} if by is None else {by: value}
+            row |= {
+                "from_stage": a,
+                "to_stage": b,
+                "reached": reached,
+                "converted": converted,
+                "conversion_rate": converted / reached if reached else np.nan,
+                "drop_off": reached - converted,
+                "drop_off_rate": (reached - converted) / reached if reached else np.nan,
+            }
+            rows.append(row)
+    columns = [
+        *([by] if by else []),
+        "from_stage",
+        "to_stage",
+        "reached",
+        "converted",
+        "conversion_rate",
+        "drop_off",
+        "drop_off_rate",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def lead_stage_durations(history: pd.DataFrame) -> pd.DataFrame:
+    """Per lead and stage: days from first entering the stage to first entering a later one.
+
+    Columns: lead_id, stage, entered, left, days. Only leads actually seen in the stage count
+    (a skipped stage took no measurable time), and only those seen in a later stage after it
+    (leads still there or fallen back are left out). Snapshots are weekly, so days are multiples
+    of the snapshot spacing, and leads present at the first snapshot entered no later than it.
+    """
+    _require(history, ["lead_id", "snapshot", "stage"])
+    frame = _frame(history, ["lead_id", "snapshot"])
+    parts = []
+    for i, stage in enumerate(STAGES[:-1]):
+        entered = frame.loc[frame["rank"] == i].groupby("lead_id")["snapshot"].min()
+        later = frame.loc[frame["rank"] > i]
+        later = later.loc[later["snapshot"] > later["lead_id"].map(entered)]
+        left = later.groupby("lead_id")["snapshot"].min()
+        start = entered.loc[left.index]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "lead_id": left.index,
+                    "stage": stage,
+                    "entered": start.to_numpy(),
+                    "left": left.to_numpy(),
+                    "days": (left - start).dt.total_seconds().to_numpy() / 86_400,
+                }
+            )
+        )
+    # empty parts would blur the dtypes of the others (and pandas warns about it)
+    kept = [part for part in parts if len(part)] or parts[:1]
+    return pd.concat(kept, ignore_index=True)
+
+
+def stage_durations(history: pd.DataFrame) -> pd.DataFrame:
+    """Days spent in each stage before moving on (see ``lead_stage_durations``), summarized.
+
+    One row per stage that has a later one: stage, count (leads that moved on), median, p25,
+    p75, mean (days; NaN when count is 0).
+    """
+    per_lead = lead_stage_durations(history)
+    rows = []
+    for stage in STAGES[:-1]:
+        days = per_lead.loc[per_lead["stage"] == stage, "days"].to_numpy(dtype=float)
+        empty = len(days) == 0
+        rows.append(
+            {
+                "stage": stage,
+                "count": len(days),
+                "median": np.nan if empty else float(np.median(days)),
+                "p25": np.nan if empty else float(np.percentile(days, 25)),
+                "p75": np.nan if empty else float(np.percentile(days, 75)),
+                "mean": np.nan if empty else float(days.mean()),
+            }
+        )
+    return pd.DataFrame(rows, columns=["stage", "count", "median", "p25", "p75", "mean"])
+
+
+def account_stages(history: pd.DataFrame) -> pd.DataFrame:
+    """Each account's stage at its latest snapshot: the most advanced stage among its leads.
+
+    Columns: account_id, snapshot, stage, leads (the account's leads at that snapshot);
+    sorted by account_id.
+    """
+    _require(history, ["lead_id", "account_id", "snapshot", "stage"])
+    frame = _frame(history, ["account_id", "lead_id", "snapshot"])
+    latest = frame.groupby("account_id")["snapshot"].transform("max")
+    now = frame.loc[frame["snapshot"] == latest]
+    out = now.groupby("account_id", sort=True).agg(
+        snapshot=("snapshot", "first"), rank=("rank", "max"), leads=("lead_id", "nunique")
+    )
+    out["stage"] = np.asarray(STAGES, dtype=object)[out["rank"].to_numpy()]
+    return out.reset_index()[["account_id", "snapshot", "stage", "leads"]]
+
+
+# -------------------------------------------------------------------------------------- report
+def write_funnel_report(cfg: Config, out_path: Path | None = None) -> Path:
+    """Write the funnel report (one self-contained HTML file) and return its path.
+
+    Default path: ``<data_dir>/reports/funnel.html``. Missing feature tables raise
+    ``FileNotFoundError`` (run ``funnel features apply``); no leads raise ``ValueError``.
+    """
+    history = stage_history(cfg)
+    path = Path(out_path) if out_path is not None else cfg.data_dir / "reports" / "funnel.html"
+    write_atomic(path, render_funnel_report(history))
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write then rename: a reader (or a browser refresh) never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render_funnel_report(history: pd.DataFrame, title: str = "Funnel report") -> str:
+    """The report's HTML for a stage history (plots inlined as base64 PNG)."""
+    if history.empty:
+        raise ValueError("the stage history is empty: no leads to report on")
+    _require(history, HISTORY_COLUMNS)
+    counts = stage_counts(history)
+    overall = conversion_table(history)
+    by_cohort = conversion_table(history, by="cohort")
+    by_source = conversion_table(history, by="source")
+    durations = stage_durations(history)
+    accounts = account_stages(history)
+
+    snaps = counts.index
+    first, last = _day(snaps.min()), _day(snaps.max())
+    n_leads, n_accounts = history["lead_id"].nunique(), history["account_id"].nunique()
+    cohorts = sorted(history["cohort"].unique())
+    account_summary = _account_summary(accounts)
+    latest = counts.iloc[-1]
+
+    sections = [
+        _section(
+            "stages-over-time",
+            "Leads per stage over time",
+            "How many leads sit in each stage at every weekly snapshot. Stages follow the rules "
+            "in the config (<code>stages</code>) applied to each lead's features at that "
+            "snapshot; they come from 30- and 90-day activity windows, so a lead can fall back "
+            "to an earlier stage after a quiet month.",
+            _img(_stage_area_plot(counts)),
+            _table(
+                latest.rename("leads")
+                .rename_axis("stage")
+                .reset_index()
+                .assign(share=lambda d: d["leads"] / max(d["leads"].sum(), 1)),
+                caption=f"At the latest snapshot ({last})",
+            ),
+        ),
+        _section(
+            "funnel",
+            "Funnel: conversion and drop-off",
+            "Leads that ever reached each stage, with the share that went on to the next stage "
+            "(or a later one) and the number that never went further. A lead that skips a "
+            "stage counts as having passed it.",
+            _img(_funnel_plot(overall)),
+            _table(_pretty_conversion(overall)),
+        ),
+        _section(
+            "by-cohort",
+            "Conversion by cohort (month the lead was created)",
+            'The same conversion rates per monthly cohort ("stayed in": leads that reached '
+            "the stage and never went further). Recent cohorts have had less time to move on, "
+            "so their rates are lower by construction; leads created before the first snapshot "
+            "were already in the funnel when the data starts, so their early steps are not "
+            "observed.",
+            _img(_conversion_by_plot(by_cohort, "cohort")),
+            _table(_pretty_conversion(by_cohort, "cohort")),
+        ),
+        _section(
+            "by-channel",
+            "Conversion by channel (lead source)",
+            "The same conversion rates per lead source.",
+            _img(_conversion_by_plot(by_source, "source")),
+            _table(_pretty_conversion(by_source, "source")),
+        ),
+        _section(
+            "durations",
+            "Time each stage takes",
+            "Days from a lead's first snapshot in a stage to its first snapshot in a later "
+            "stage, for leads that moved on (bars: median; whiskers: 25th to 75th percentile). "
+            "Snapshots are weekly, so times are measured in whole weeks; leads present at the "
+            "first snapshot may have entered their stage earlier.",
+            _img(_durations_plot(durations)),
+            _table(
+                durations.rename(
+                    columns={
+                        "count": "leads moved on",
+                        "median": "median days",
+                        "p25": "p25 days",
+                        "p75": "p75 days",
+                        "mean": "mean days",
+                    }
+                )
+            ),
+        ),
+        _section(
+            "accounts",
+            "Account stages",
+            "Each account's stage at the latest snapshot is the most advanced stage among its "
+            "leads (an account with one lead in decision is in decision).",
+            _table(account_summary),
+        ),
+    ]
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    window = (
+        f"Data window: {len(snaps)} weekly snapshots from {first} to {last}; "
+        f"{n_leads:,} leads in {n_accounts:,} accounts, created in cohorts {cohorts[0]} to "
+        f"{cohorts[-1]}. Generated {generated}."
+    )
+    return _page(title, window, sections)
+
+
+def _day(value: object) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def _account_summary(accounts: pd.DataFrame) -> pd.DataFrame:
+    grouped = accounts.groupby("stage").agg(accounts=("account_id", "size"), leads=("leads", "sum"))
+    grouped = grouped.reindex(list(STAGES), fill_value=0)
+    grouped["share of accounts"] = grouped["accounts"] / max(int(grouped["accounts"].sum()), 1)
+    return grouped.rename_axis("stage").reset_index()[
+        ["stage", "accounts", "share of accounts", "leads"]
+    ]
+
+
+def _pretty_conversion(table: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """Overall: one row per step. Grouped: one row per group, a rate and a drop-off per step."""
+    steps = table["from_stage"] + " → " + table["to_stage"]
+    if by is None:
+        out = table.drop(columns=["from_stage", "to_stage"]).assign(step=steps)
+        out = out.rename(
+            columns={
+                "conversion_rate": "conversion rate",
+                "drop_off": "drop-off",
+                "drop_off_rate": "drop-off rate",
+            }
+        )
+        return out[["step", "reached", "converted", "conversion rate", "drop-off", "drop-off rate"]]
+    wide = table.assign(step=steps).pivot(index=by, columns="step")
+    order = [f"{a} → {b}" for a, b in TRANSITIONS]
+    out = pd.DataFrame({"leads": wide["reached"][order[0]]})
+    for step in order:
+        out[f"{step} rate"] = wide["conversion_rate"][step]
+    for (a, _), step in zip(TRANSITIONS, order, strict=True):
+        out[f"stayed in {a}"] = wide["drop_off"][step].astype(np.int64)
+    return out.rename_axis(by).reset_index()
+
+
+# ---------------------------------------------------------------------------------- HTML bits
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; color: #222;
+       padding: 0 1rem; }}
+h1 {{ margin-bottom: 0.2rem; }}
+.window {{ color: #555; margin-top: 0; }}
+section {{ margin: 2.5rem 0; }}
+img {{ max-width: 100%; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ padding: 0.25rem 0.7rem; border-bottom: 1px solid #ddd; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+caption {{ text-align: left; font-weight: 600; padding-bottom: 0.3rem; }}
+nav a {{ margin-right: 1rem; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p class="window">{subtitle}</p>
+<nav>{nav}</nav>
+{body}
+</body>
+</html>
+"""
+
+
+def _page(title: str, subtitle: str, sections: list[str]) -> str:
+    """One self-contained page: title, subtitle, a link per section (``_section``), sections."""
+    nav = []
+    for text in sections:
+        anchor = text.split('id="', 1)[1].split('"', 1)[0]
+        heading = text.split("<h2>", 1)[1].split("</h2>", 1)[0]
+        nav.append(f'<a href="#{anchor}">{heading}</a>')
+    return _PAGE.format(
+        title=html.escape(title), subtitle=html.escape(subtitle), nav="".join(nav),
+        body="\n".join(sections),
+    )  # fmt: skip
+
+
+def _section(anchor: str, heading: str, explanation: str, *parts: str) -> str:
+    # explanations are our own text (may hold <code>); headings are escaped
+    return (
+        f'<section id="{anchor}">\n<h2>{html.escape(heading)}</h2>\n<p>{explanation}</p>\n'
+        + "\n".join(parts)
+        + "\n</section>"
+    )
+
+
+def _table(frame: pd.DataFrame, caption: str | None = None) -> str:
+    """A DataFrame as an HTML table: rates as percentages, counts with thousands separators."""
+    shown = frame.copy()
+    for column in shown.columns:
+        values = shown[column]
+        if "rate" in str(column) or "share" in str(column):
+            shown[column] = [("–" if pd.isna(v) else f"{v:.1%}") for v in values]
+        elif pd.api.types.is_integer_dtype(values):
+            shown[column] = [f"{v:,}" for v in values]
+        elif pd.api.types.is_float_dtype(values):
+            shown[column] = [("–" if pd.isna(v) else f"{v:,.1f}") for v in values]
+        elif pd.api.types.is_datetime64_any_dtype(values):
+            shown[column] = [_day(v) for v in values]
+    text = shown.to_html(index=False, border=0, escape=True)
+    if caption:
+        text = text.replace(">", f"><caption>{html.escape(caption)}</caption>", 1)
+    return text
+
+
+def _img(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="">'
+
+
+# --------------------------------------------------------------------------------------- plots
+def _figure(width: float = 8.0, height: float = 4.5) -> tuple[Figure, object]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)  # no pyplot: no global state, no display
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _naive_utc(index: pd.Index) -> pd.DatetimeIndex:
+    times = pd.DatetimeIndex(index)
+    return times.tz_convert("UTC").tz_localize(None) if times.tz is not None else times
+
+
+def _stage_area_plot(counts: pd.DataFrame) -> Figure:
+    fig, ax = _figure()
+    x = _naive_utc(counts.index).to_pydatetime()
+    ax.stackplot(
+        x,
+        *[counts[s].to_numpy() for s in STAGES],
+        labels=list(STAGES),
+        colors=[_COLORS[s] for s in STAGES],
+        alpha=0.9,
+    )
+    ax.set_xlabel("snapshot")
+    ax.set_ylabel("leads")
+    ax.set_title("Leads per stage at each weekly snapshot")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], loc="upper left")  # top band first
+    fig.autofmt_xdate()
+    return fig
+
+
+def _funnel_plot(overall: pd.DataFrame) -> Figure:
+    """Centered horizontal bars of leads that reached each stage, steps annotated between."""
+    reached = [*overall["reached"].tolist(), int(overall["converted"].iloc[-1])]
+    fig, ax = _figure(8.0, 4.5)
+    y = np.arange(len(STAGES))[::-1]
+    widths = np.asarray(reached, dtype=float)
+    ax.barh(y, widths, left=-widths / 2, color=[_COLORS[s] for s in STAGES], height=0.6)
+    top = max(widths.max(), 1.0)
+    for yi, stage, n in zip(y, STAGES, reached, strict=True):
+        ax.text(0, yi, f"{stage}\n{n:,}", ha="center", va="center", fontsize=9)
+    for yi, row in zip(y[:-1], overall.itertuples(), strict=True):
+        rate = "–" if pd.isna(row.conversion_rate) else f"{row.conversion_rate:.1%}"
+        ax.text(
+            top / 2 + top * 0.03,
+            yi - 0.5,
+            f"↓ {rate} convert, {row.drop_off:,} drop off",
+            va="center",
+            fontsize=9,
+            color="#333",
+        )
+    ax.set_xlim(-top / 2 * 1.05, top / 2 + top * 0.75)
+    ax.set_yticks([])
+    ax.set_xticks([])
+    for side in ("top", "right", "left", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.set_title("Funnel: leads that ever reached each stage")
+    return fig
+
+
+def _conversion_by_plot(table: pd.DataFrame, by: str) -> Figure:
+    groups = sorted(table[by].unique()) if len(table) else []
+    fig, ax = _figure(max(8.0, 0.6 * len(groups) + 3), 4.5)
+    x = np.arange(len(groups))
+    width = 0.8 / len(TRANSITIONS)
+    for j, (a, b) in enumerate(TRANSITIONS):
+        part = table.loc[table["from_stage"] == a].set_index(by)["conversion_rate"]
+        values = part.reindex(groups).to_numpy(dtype=float)
+        ax.bar(
+            x + (j - (len(TRANSITIONS) - 1) / 2) * width,
+            values,
+            width,
+            label=f"{a} → {b}",
+            color=_COLORS[b],
+        )
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_xticks(
+        x,
+        groups,
+        rotation=30 if len(groups) > 6 else 0,
+        ha="right" if len(groups) > 6 else "center",
+    )
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel("conversion rate")
+    ax.set_ylim(0, 1.18)  # headroom for the legend above 100% bars
+    ax.set_xlabel(
+        {"cohort": "cohort (month created)", "source": "channel (lead source)"}.get(by, by)
+    )
+    ax.set_title(f"Conversion between stages by {'cohort' if by == 'cohort' else 'channel'}")
+    ax.legend(loc="upper center", ncol=len(TRANSITIONS), fontsize=9)
+    return fig
+
+
+def _durations_plot(durations: pd.DataFrame) -> Figure:
+    fig, ax = _figure(7.0, 4.0)
+    x = np.arange(len(durations))
+    median = durations["median"].to_numpy(dtype=float)
+    low = np.nan_to_num(median - durations["p25"].to_numpy(dtype=float))
+    high = np.nan_to_num(durations["p75"].to_numpy(dtype=float) - median)
+    ax.bar(
+        x,
+        np.nan_to_num(median),
+        yerr=[low, high],
+        capsize=4,
+        color=[_COLORS[s] for s in durations["stage"]],
+    )
+    for xi, n in zip(x, durations["count"], strict=True):
+        ax.text(xi, 0, f"n={n:,}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [f"{s} →" for s in durations["stage"]])
+    ax.set_ylabel("days until a later stage")
+    ax.set_title("Time in each stage (median, 25th-75th percentile)")
+    return fig

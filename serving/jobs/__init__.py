@@ -1,1 +1,0 @@
-"""Jobs that send scores out (promotion, audience and campaign sync) and the funnel report."""

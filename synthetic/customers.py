@@ -1,0 +1,584 @@
+"""Customers in the synthetic funnel: subscriptions, product usage and churn with a known hazard.
+
+How the data arise
+------------------
+* Customers are accounts with a subscription. About one account in eight is already a customer
+  when the data start (an installed base: subscribed up to two years earlier, its leads imported
+  into the CRM a few months before the start); an account whose first opportunity is won
+  (``WIN_P``) subscribes one to four weeks after that opportunity.
+* A subscription has a plan (by head count, with some noise), seats (the account's product users
+  at the start plus a few spare) and an MRR (seats x the plan's seat price x a discount). During a
+  week a customer may add seats when most seats are in use or drop seats when few are; each change
+  closes the current ``subscriptions`` row and opens a new one at the same instant. Churn closes
+  the last row, and nothing follows it.
+* Each account's product users are its leads flagged as adopters. Every week a user produces
+  ``product_active`` events at ``rate * exp(health)``, where health is the account's latent state:
+  an AR(1) walk with occasional shocks (a champion leaves, a budget is cut). Usage runs from nine
+  weeks before the data start for the installed base, so the first snapshots already see a full
+  60-day usage history.
+* At every weekly tick ``t`` a customer churns during ``(t, t + 7d)`` with probability
+  ``h_t = sigmoid(churn_logit(...))``, a fixed function of what the feature tables show at ``t``
+  (see ``churn_logit``): product events in the last 30 days and in the 30 days before, distinct
+  active users in the last 30 days against seats, the MRR change over 90 days, tenure, the
+  engagement (non-product events) of the account's leads in the last 30 days, head count and plan.
+  Latent health never enters the hazard, only through the usage it caused.
+
+The oracle
+----------
+For every tick ``t`` and every account that is a customer at ``t``, ``p_true`` is the
+probability that it churns within 60 days given everything the generator knows at ``t``: the
+observables plus the latent health and its users' rates. Usage evolves predictably (health
+reverts to its mean, a contraction stops counting after 90 days), so "the hazard stays at h_t"
+would be a poor yardstick; instead ``MC_PATHS`` futures are simulated from the state at ``t``
+(health, seat reviews, usage and the hazard at each of the next 8 ticks), with the churn draws
+integrated out. The leads' trials and marketing engagement, which do not depend on health, are
+taken as they happened. No model can beat this probability in expectation (it knows the latent
+state); a good one comes close. Snapshots whose window passes the data end have no label and get
+the persistence value ``1 - (1 - h_t) ** (60 / 7)``. Written to
+``<out>/oracle/churn_oracle.parquet``, with the weekly hazard ``h_t`` as ``hazard_7d``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WEEK_S = 7 * 86_400
+DAY_S = 86_400
+CHURN_LABEL_DAYS = 60
+PRE_WEEKS = 9  # installed-base usage before the data start: a full 60-day window at tick 0
+
+INSTALLED_BASE_P = 0.25
+WIN_P = 0.7
+PLANS = ("team", "business", "enterprise")
+SEAT_PRICE = {"team": 25.0, "business": 45.0, "enterprise": 80.0}
+PLAN_NOISE_P = 0.2  # share of customers whose plan is not the one their head count suggests
+USER_RATE_MEDIAN = 1.5  # product sessions per user per week at health 0
+SEAT_CHANGE_P = 0.06  # weekly chance that a customer reviews its seats
+TRUE_UP_P = 0.5  # the same when more users are active than seats were bought
+HEALTH_PHI, HEALTH_SIGMA = 0.9, 0.3  # AR(1) of the latent account health
+SHOCK_P, SHOCK_SIZE = 0.015, 1.5  # weekly chance and size of a setback
+
+# Coefficients of the weekly churn logit (see ``churn_logit``).
+CHURN_COEF: dict[str, float] = {
+    "intercept": -3.9,  # tuned: about 10% of customer snapshots churn within 60 days
+    "usage_30d": -0.7,  # log1p product events, last 30 days
+    "usage_trend": -1.0,  # log1p(last 30 days) - log1p(30 days before), clipped to [-2, 2]
+    "idle_seats": 3.5,  # times max(0, 0.6 - active users / seats)
+    "engagement_30d": -0.3,  # log1p non-product events of the account's leads, last 30 days
+    "contraction_90d": 0.9,  # MRR fell by more than 5% over 90 days
+    "new_customer": 0.6,  # tenure under 90 days
+    "small_company": 0.4,  # fewer than 50 employees
+    "large_company": -0.3,  # 1,000 employees or more
+    "plan_team": 0.3,
+    "plan_enterprise": -0.3,
+}
+
+
+def churn_logit(
+    usage_30d: np.ndarray,
+    usage_prev_30d: np.ndarray,
+    active_users_30d: np.ndarray,
+    seats: np.ndarray,
+    mrr_change_90d: np.ndarray,
+    tenure_days: np.ndarray,
+    engagement_30d: np.ndarray,
+    employees: np.ndarray,
+    plan: np.ndarray,
+    coef: dict[str, float] = CHURN_COEF,
+) -> np.ndarray:
+    """Weekly churn logit from what is observable at a tick (arrays per customer account).
+
+    ``plan`` holds indices into ``PLANS``; ``mrr_change_90d`` is relative (-0.2 = 20% lower).
+    """
+    c = coef
+    u30, uprev = np.log1p(usage_30d), np.log1p(usage_prev_30d)
+    utilization = active_users_30d / np.maximum(seats, 1)
+    return (
+        c["intercept"]
+        + c["usage_30d"] * u30
+        + c["usage_trend"] * np.clip(u30 - uprev, -2.0, 2.0)
+        + c["idle_seats"] * np.maximum(0.0, 0.6 - utilization)
+        + c["engagement_30d"] * np.log1p(engagement_30d)
+        + c["contraction_90d"] * (mrr_change_90d < -0.05)
+        + c["new_customer"] * (tenure_days < 90)
+        + c["small_company"] * (employees < 50)
+        + c["large_company"] * (employees >= 1000)
+        + c["plan_team"] * (plan == PLANS.index("team"))
+        + c["plan_enterprise"] * (plan == PLANS.index("enterprise"))
+    )
+
+
+def plan_for(employees: np.ndarray) -> np.ndarray:
+    """The plan a head count suggests (indices into ``PLANS``)."""
+    return np.where(employees < 100, 0, np.where(employees < 1000, 1, 2))
+
+
+MC_PATHS = 64  # simulated futures per customer snapshot for the oracle
+_PAST = 9  # weeks of history the 60-day window at the snapshot itself reaches back
+_AHEAD = 8  # ticks after the snapshot whose churn can fall in the 60-day window
+# the share of week 8 after the snapshot that is still inside the 60-day window
+_LAST_WEEK_SHARE = (CHURN_LABEL_DAYS * DAY_S - _AHEAD * WEEK_S - 1) / (WEEK_S - 1)
+
+
+def _windows(counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(last 30 days, the 30 days before) at the k-th tick after the snapshot, from segment
+    counts indexed by week ``j + _PAST`` (j = -_PAST .. _AHEAD - 1), summed over the last axis
+    but one. ``counts`` is (..., weeks, 3)."""
+    i = k + _PAST
+    last30 = counts[..., i - 4 : i, :].sum(axis=(-1, -2)) + counts[..., i - 5, 2]
+    last60 = counts[..., i - 8 : i, :].sum(axis=(-1, -2)) + counts[..., i - 9, 1:].sum(axis=-1)
+    return last30, last60 - last30
+
+
+@dataclass
+class _Snapshot:
+    """A customer snapshot, as the forward simulation of the oracle starts from it."""
+
+    t: int
+    accounts: np.ndarray  # customer accounts (global indices)
+    hazard: np.ndarray  # their churn hazard at t
+    health: np.ndarray
+    seats: np.ndarray
+    mrr: np.ndarray
+    mrr_then: np.ndarray  # (accounts, _AHEAD + 1): MRR 90 days before each tick ahead
+    start: np.ndarray
+    employees: np.ndarray
+    plan: np.ndarray
+    discount: np.ndarray
+
+
+def _forward_churn_probability(
+    rng: np.random.Generator,
+    snap: _Snapshot,
+    user_account: np.ndarray,
+    user_rate: np.ndarray,
+    user_created: np.ndarray,
+    usage_known: np.ndarray,
+    engagement: np.ndarray,
+    paths: int = MC_PATHS,
+) -> np.ndarray:
+    """P(churn within 60 days | everything the generator knows at t), by simulating ``paths``
+    futures of each account: health, seat reviews, its users' product usage and the hazard at
+    each of the 8 ticks ahead. Churn draws are integrated out: a path contributes
+    1 - prod(1 - h_k), with only the part of week 8 inside the window. The leads' trials and
+    their marketing engagement are taken as they happened (they do not depend on the account's
+    health).
+
+    ``usage_known`` is (users, _PAST + _AHEAD, 3): segment counts of the real product events
+    before t and of the trials after it; ``engagement`` the same per account for the people's
+    non-product events. ``user_rate`` is 0 for leads that never use the product as customers.
+    """
+    n_acc = len(snap.accounts)
+    shape = (paths, n_acc)
+    health = np.broadcast_to(snap.health, shape).copy()
+    seats = np.broadcast_to(snap.seats, shape).astype(np.int64)
+    mrr = np.broadcast_to(snap.mrr, shape).copy()
+    price = np.array([SEAT_PRICE[p] for p in PLANS])[snap.plan] * snap.discount
+    log_survive = np.broadcast_to(np.log1p(-snap.hazard), shape).copy()
+    flat = (np.arange(paths)[:, None] * n_acc + user_account[None, :]).ravel()
+
+    def per_account(values: np.ndarray) -> np.ndarray:
+        return np.bincount(flat, weights=values.ravel(), minlength=paths * n_acc).reshape(shape)
+
+    # The windows at tick k = what is known (fixed) + the simulated weeks 0..k-1 inside them.
+    known = [_windows(usage_known, k) for k in range(_AHEAD + 1)]
+    engaged = [_windows(engagement, k)[0] for k in range(_AHEAD + 1)]
+    # each user's exposure in each week ahead: days 0-4 and days 5-6 (the tail a 30-day
+    # window at tick j + 5 reads), in weeks
+    week_start = snap.t + np.arange(_AHEAD) * WEEK_S
+    split = week_start + 5 * DAY_S
+
+    def overlap(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        return np.clip(hi[None, :] - np.maximum(user_created[:, None], lo[None, :]), 0, None)
+
+    head = overlap(week_start, split) / WEEK_S  # (users, weeks)
+    tail = overlap(split, week_start + WEEK_S) / WEEK_S
+    cum = [np.zeros((paths, len(user_rate)))]  # simulated events before tick k
+    tails: list[np.ndarray] = []  # simulated events in days 5-6 of week j
+
+    def hazard(
+        k: int, usage30: np.ndarray, usage_all: np.ndarray, active: np.ndarray
+    ) -> np.ndarray:
+        z = churn_logit(
+            per_account(usage30), per_account(usage_all - usage30), active, seats,
+            mrr / snap.mrr_then[:, k] - 1.0, (snap.t + k * WEEK_S - snap.start) / DAY_S,
+            engaged[k], snap.employees, snap.plan,
+        )  # fmt: skip
+        return 1.0 / (1.0 + np.exp(-z))
+
+    for k in range(_AHEAD + 1):
+        last30 = known[k][0] + cum[k] - cum[max(0, k - 4)]
+        if k >= 5:
+            last30 = last30 + tails[k - 5]
+        last60 = known[k][0] + known[k][1] + cum[k]
+        active = per_account(last30 > 0)
+        if k == _AHEAD:  # tick 8: only the part of its week inside the window counts
+            log_survive += np.log1p(-_LAST_WEEK_SHARE * hazard(k, last30, last60, active))
+            break
+        if k > 0:
+            log_survive += np.log1p(-hazard(k, last30, last60, active))
+        # seat reviews during week k
+        over = active > seats
+        review = rng.random(shape) < np.where(over, TRUE_UP_P, SEAT_CHANGE_P)
+        util = active / np.maximum(seats, 1)
+        grow = np.maximum(seats + 1 + rng.integers(0, 3, shape), active)
+        shrink = np.maximum(1, seats - 1 - rng.integers(0, 2, shape))
+        new = np.where(util >= 0.85, grow, np.where((util < 0.5) & (seats > 1), shrink, seats))
+        changed = review & (new != seats)
+        seats = np.where(changed, new, seats).astype(np.int64)
+        mrr = np.where(changed, np.round(seats * price, 2), mrr)
+        # health, then the week's usage
+        shock = rng.random(shape) < SHOCK_P
+        health = HEALTH_PHI * health + rng.normal(0.0, HEALTH_SIGMA, shape) - SHOCK_SIZE * shock
+        rate = user_rate[None, :] * np.exp(health[:, user_account])
+        if k < _AHEAD - 5 + 1:  # its tail is read by the 30-day window at tick k + 5 <= 8
+            week_tail = rng.poisson(rate * tail[None, :, k])
+            tails.append(week_tail)
+            week = rng.poisson(rate * head[None, :, k]) + week_tail
+        else:
+            week = rng.poisson(rate * (head[None, :, k] + tail[None, :, k]))
+        cum.append(cum[k] + week)
+    return 1.0 - np.exp(log_survive).mean(axis=0)
+
+
+@dataclass
+class CustomerSim:
+    """What the customer phase produced (indices are account / lead positions)."""
+
+    sub_account: np.ndarray  # one entry per subscriptions row
+    sub_start: np.ndarray  # epoch seconds
+    sub_end: np.ndarray  # epoch seconds, -1 = still running
+    sub_mrr: np.ndarray
+    sub_seats: np.ndarray
+    sub_plan: np.ndarray  # indices into PLANS
+    usage_lead: np.ndarray  # product_active events of customers' users
+    usage_time: np.ndarray
+    oracle_account: np.ndarray
+    oracle_tick: np.ndarray  # tick index
+    oracle_p: np.ndarray
+    oracle_hazard: np.ndarray  # the weekly hazard at the tick (a function of the features)
+    # per tick (rows) and account (columns), for the offer experiment
+    is_customer: np.ndarray  # bool
+    utilization: np.ndarray  # active users / seats at the tick, NaN for non-customers
+    label_rate: float
+    oracle_auc: float
+
+
+def _segment_counts(
+    times: np.ndarray, owners: np.ndarray, t: int, first_week: int, n_weeks: int, size: int
+) -> np.ndarray:
+    """(size, n_weeks, 3) counts of the time-sorted events in the weeks ``first_week`` ..
+    ``first_week + n_weeks - 1`` after ``t``, split into each week's days 0-2, 3-4 and 5-6.
+
+    Every window the churn hazard reads at a weekly tick is a run of whole weeks plus days 5-6
+    (the 2 extra days of 30) or days 3-6 (the 4 extra days of 60) of the week before the run.
+    Owners below 0 are skipped.
+    """
+    lo = t + first_week * WEEK_S
+    a, b = np.searchsorted(times, [lo, lo + n_weeks * WEEK_S], side="left")
+    rel, own = times[a:b] - lo, owners[a:b]
+    keep = own >= 0
+    rel, own = rel[keep], own[keep]
+    off = rel % WEEK_S
+    seg = (off >= 3 * DAY_S).astype(np.int64) + (off >= 5 * DAY_S)
+    index = (own * n_weeks + rel // WEEK_S) * 3 + seg
+    return np.bincount(index, minlength=size * n_weeks * 3).reshape(size, n_weeks, 3)
+
+
+def _window_counts(
+    times: np.ndarray, owners: np.ndarray, lo: int, hi: int, size: int
+) -> np.ndarray:
+    """How many of the time-sorted events fall in ``[lo, hi)``, per owner index."""
+    a, b = np.searchsorted(times, [lo, hi], side="left")
+    return np.bincount(owners[a:b], minlength=size)
+
+
+def simulate_customers(
+    rng: np.random.Generator,
+    *,
+    t0: int,
+    weeks: int,
+    acc_of: np.ndarray,
+    lead_created: np.ndarray,
+    adopter: np.ndarray,
+    employees: np.ndarray,
+    installed: np.ndarray,
+    installed_start: np.ndarray,
+    opp_time: np.ndarray,
+    trial_usage_lead: np.ndarray,
+    trial_usage_time: np.ndarray,
+    engagement_lead: np.ndarray,
+    engagement_time: np.ndarray,
+    progress: bool = False,
+) -> CustomerSim:
+    """Run the customer weeks (see the module docstring); deterministic for a given ``rng``.
+
+    ``opp_time`` is each lead's opportunity time (int64 max if none); ``installed`` marks the
+    installed-base accounts and ``installed_start`` their subscription start. The product events
+    of leads before they became customers (trial usage) and the leads' non-product events are
+    passed time-sorted, because the hazard reads them too.
+    """
+    n_acc = len(employees)
+    n = len(acc_of)
+    end = t0 + weeks * WEEK_S
+    # the oracle's simulated futures draw from their own stream: the data do not depend on them
+    rng_mc = np.random.default_rng(rng.integers(0, 2**63))
+    never = np.iinfo(np.int64).max
+
+    # --- who becomes a customer, and when -----------------------------------------------------
+    first_opp = np.full(n_acc, never)
+    np.minimum.at(first_opp, acc_of, opp_time)
+    won = (first_opp < never) & (rng.random(n_acc) < WIN_P) & ~installed
+    won_start = np.where(
+        won, first_opp + (rng.uniform(7, 28, n_acc) * DAY_S).astype(np.int64), never
+    )
+    start = np.where(installed, installed_start, np.where(won_start < end, won_start, never))
+    health = rng.normal(0.0, 0.6, n_acc)
+    user_rate = USER_RATE_MEDIAN * np.exp(rng.normal(0.0, 0.5, n))
+    plan = np.where(
+        rng.random(n_acc) < PLAN_NOISE_P, rng.integers(0, 3, n_acc), plan_for(employees)
+    )
+    discount = rng.uniform(0.8, 1.0, n_acc)
+    churn_at = np.full(n_acc, never)
+    seats = np.zeros(n_acc, dtype=np.int64)
+    started = np.zeros(n_acc, dtype=bool)
+    # subscription rows: the open row of an account is rows[open_row[a]]
+    rows_acc: list[int] = []
+    rows_start: list[int] = []
+    rows_end: list[int] = []
+    rows_mrr: list[float] = []
+    rows_seats: list[int] = []
+    open_row = np.full(n_acc, -1)
+    # MRR history for the 90-day change: (time, mrr) per account, appended in time order
+    mrr_hist: list[list[tuple[int, float]]] = [[] for _ in range(n_acc)]
+
+    def open_subscription(a: int, at: int, n_seats: int) -> None:
+        mrr = round(float(n_seats) * SEAT_PRICE[PLANS[plan[a]]] * float(discount[a]), 2)
+        open_row[a] = len(rows_acc)
+        rows_acc.append(a)
+        rows_start.append(at)
+        rows_end.append(-1)
+        rows_mrr.append(mrr)
+        rows_seats.append(n_seats)
+        seats[a] = n_seats
+        mrr_hist[a].append((at, mrr))
+
+    def mrr_at(a: int, when: int) -> float:
+        """MRR of the row in force at ``when``, or the first row's when none was yet."""
+        hist = mrr_hist[a]
+        value = hist[0][1]
+        for at, mrr in hist:
+            if at < when:
+                value = mrr
+            else:
+                break
+        return value
+
+    # the leads of each account, as slices of one array (no per-account scan of all leads)
+    by_account = np.argsort(acc_of, kind="stable")
+    bounds = np.searchsorted(acc_of[by_account], np.arange(n_acc + 1))
+    engagement_acc = acc_of[engagement_lead]
+    weeks_span = _PAST + _AHEAD
+
+    def forward(
+        t: int,
+        accounts: np.ndarray,
+        hazard: np.ndarray,
+        recent: np.ndarray,
+        recent_lead: np.ndarray,
+        usage30: np.ndarray,
+        usage_prev: np.ndarray,
+    ) -> np.ndarray:
+        """The oracle at tick t for the customer ``accounts`` (see _forward_churn_probability)."""
+        mine = np.concatenate([by_account[bounds[a] : bounds[a + 1]] for a in accounts])
+        # every lead counts (trials are product usage too); only adopters use it as customers
+        mine = mine[lead_created[mine] < t + _AHEAD * WEEK_S]
+        local = np.full(n, -1)
+        local[mine] = np.arange(len(mine))
+        acc_local = np.full(n_acc, -1)
+        acc_local[accounts] = np.arange(len(accounts))
+        past = np.zeros((len(mine), weeks_span, 3), dtype=np.int64)
+        past[:, :_PAST] = _segment_counts(recent, local[recent_lead], t, -_PAST, _PAST, len(mine))
+        known = past.copy()
+        known[:, _PAST:] = _segment_counts(
+            trial_usage_time, local[trial_usage_lead], t, 0, _AHEAD, len(mine)
+        )
+        engagement = _segment_counts(
+            engagement_time, acc_local[engagement_acc], t, -_PAST, weeks_span, len(accounts)
+        )
+        # the snapshot's own windows must be the ones the hazard read
+        u30, uprev = _windows(past, 0)
+        user_acc = acc_local[acc_of[mine]]
+        check30 = np.bincount(user_acc, weights=u30, minlength=len(accounts))
+        checkprev = np.bincount(user_acc, weights=uprev, minlength=len(accounts))
+        if not (np.array_equal(check30, usage30[accounts])
+                and np.array_equal(checkprev, usage_prev[accounts])):  # fmt: skip
+            raise AssertionError("forward simulation windows differ from the hazard's")
+        snap = _Snapshot(
+            t=t, accounts=accounts, hazard=hazard, health=health[accounts],
+            seats=seats[accounts], mrr=np.array([mrr_at(a, t) for a in accounts]),
+            mrr_then=np.array([[mrr_at(a, t + k * WEEK_S - 90 * DAY_S) for k in range(_AHEAD + 1)]
+                               for a in accounts]).reshape(len(accounts), _AHEAD + 1),
+            start=start[accounts], employees=employees[accounts], plan=plan[accounts],
+            discount=discount[accounts],
+        )  # fmt: skip
+        return _forward_churn_probability(
+            rng_mc,
+            snap,
+            user_acc,
+            user_rate[mine] * adopter[mine],
+            lead_created[mine],
+            known,
+            engagement,
+        )
+
+    usage_lead_chunks: list[np.ndarray] = []
+    usage_time_chunks: list[np.ndarray] = []
+    oracle_acc, oracle_tick, oracle_p, oracle_h = [], [], [], []
+    n_ticks = weeks + 1
+    is_customer_t = np.zeros((n_ticks, n_acc), dtype=bool)
+    util_t = np.full((n_ticks, n_acc), np.nan)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=PRE_WEEKS + n_ticks, desc="simulating customers", unit="week")
+    for w in range(-PRE_WEEKS, n_ticks):
+        t = t0 + w * WEEK_S
+        t_next = t + WEEK_S
+        # subscriptions that begin before this tick (the installed base starts before the data)
+        begin = np.flatnonzero(~started & (start < t))
+        for a in begin.tolist():
+            mine = by_account[bounds[a] : bounds[a + 1]]
+            users = int(np.sum(adopter[mine] & (lead_created[mine] < start[a])))
+            open_subscription(a, int(start[a]), max(1, users + int(rng.poisson(0.8))))
+            started[a] = True
+        active = np.flatnonzero(started & (churn_at >= t))
+        if w >= 0:
+            # 1) observables at t, exactly as the account_usage feature table computes them
+            recent = np.concatenate([trial_usage_time, *usage_time_chunks[-10:]])
+            recent_lead = np.concatenate([trial_usage_lead, *usage_lead_chunks[-10:]])
+            order = np.argsort(recent, kind="stable")
+            recent, recent_lead = recent[order], recent_lead[order]
+            per_lead_30 = _window_counts(recent, recent_lead, t - 30 * DAY_S, t, n)
+            per_lead_prev = _window_counts(recent, recent_lead, t - 60 * DAY_S, t - 30 * DAY_S, n)
+            usage30 = np.bincount(acc_of, weights=per_lead_30, minlength=n_acc)
+            usage_prev = np.bincount(acc_of, weights=per_lead_prev, minlength=n_acc)
+            active_users = np.bincount(acc_of, weights=(per_lead_30 > 0), minlength=n_acc)
+            engaged = _window_counts(engagement_time, engagement_lead, t - 30 * DAY_S, t, n)
+            engagement30 = np.bincount(acc_of, weights=engaged, minlength=n_acc)
+            if len(active):
+                change = np.array([mrr_at(a, t) / mrr_at(a, t - 90 * DAY_S) - 1.0 for a in active])
+                tenure = (t - start[active]) / DAY_S
+                hazard = 1.0 / (1.0 + np.exp(-churn_logit(
+                    usage30[active], usage_prev[active], active_users[active], seats[active],
+                    change, tenure, engagement30[active], employees[active], plan[active],
+                )))  # fmt: skip
+                oracle_acc.append(active.astype(np.int32))
+                oracle_tick.append(np.full(len(active), w, dtype=np.int16))
+                oracle_h.append(hazard)
+                if t + CHURN_LABEL_DAYS * DAY_S <= end:
+                    oracle_p.append(
+                        forward(t, active, hazard, recent, recent_lead, usage30, usage_prev)
+                    )
+                else:  # the window passes the data end: no label, persistence is enough
+                    oracle_p.append(1.0 - (1.0 - hazard) ** (CHURN_LABEL_DAYS / 7))
+                is_customer_t[w, active] = True
+                util_t[w, active] = active_users[active] / np.maximum(seats[active], 1)
+            if w == weeks:  # the end tick only gets oracle rows
+                if bar is not None:
+                    bar.update(1)
+                break
+            # 2) churn during (t, t + 7d)
+            if len(active):
+                leaving = active[rng.random(len(active)) < hazard]
+                churn_at[leaving] = (
+                    t + 1 + (rng.random(len(leaving)) * (WEEK_S - 1)).astype(np.int64)
+                )
+                for a in leaving.tolist():
+                    rows_end[open_row[a]] = int(churn_at[a])
+                # 3) seat reviews of those who stay
+                stay = active[churn_at[active] == never]
+                # more active users than seats: a true-up is likely soon
+                over = active_users[stay] > seats[stay]
+                review = stay[rng.random(len(stay)) < np.where(over, TRUE_UP_P, SEAT_CHANGE_P)]
+                util = active_users[review] / np.maximum(seats[review], 1)
+                for a, u in zip(review.tolist(), util.tolist(), strict=True):
+                    if u >= 0.85:
+                        grow = seats[a] + 1 + int(rng.integers(0, 3))
+                        new = max(grow, int(active_users[a]))
+                    elif u < 0.5 and seats[a] > 1:
+                        new = max(1, seats[a] - 1 - int(rng.integers(0, 2)))
+                    else:
+                        continue
+                    at = t + 1 + int(rng.random() * (WEEK_S - 1))
+                    rows_end[open_row[a]] = at
+                    open_subscription(a, at, new)
+        # 4) latent health, then this week's product usage of the customers' users
+        shock = rng.random(n_acc) < SHOCK_P
+        health = HEALTH_PHI * health + rng.normal(0.0, HEALTH_SIGMA, n_acc) - SHOCK_SIZE * shock
+        if len(active):
+            is_active = np.zeros(n_acc, dtype=bool)
+            is_active[active] = True
+            users = np.flatnonzero(adopter & is_active[acc_of] & (lead_created < t_next))
+            a_of = acc_of[users]
+            lo = np.maximum(np.maximum(lead_created[users], t), start[a_of])
+            hi = np.minimum(t_next, churn_at[a_of])
+            span = np.maximum(hi - lo, 0)
+            counts = rng.poisson(user_rate[users] * np.exp(health[a_of]) * span / WEEK_S)
+            ev_user = np.repeat(users, counts)
+            ev_lo, ev_span = np.repeat(lo, counts), np.repeat(span, counts)
+            ev_time = ev_lo + np.minimum(
+                (rng.random(len(ev_user)) * ev_span).astype(np.int64), np.maximum(ev_span - 1, 0)
+            )
+            usage_lead_chunks.append(ev_user.astype(np.int64))
+            usage_time_chunks.append(ev_time.astype(np.int64))
+        else:
+            usage_lead_chunks.append(np.zeros(0, dtype=np.int64))
+            usage_time_chunks.append(np.zeros(0, dtype=np.int64))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    o_acc = np.concatenate(oracle_acc) if oracle_acc else np.zeros(0, dtype=np.int32)
+    o_tick = np.concatenate(oracle_tick) if oracle_tick else np.zeros(0, dtype=np.int16)
+    o_p = np.concatenate(oracle_p) if oracle_p else np.zeros(0)
+    o_h = np.concatenate(oracle_h) if oracle_h else np.zeros(0)
+    label_rate, oracle_auc = _label_stats(o_acc, o_tick, o_p, t0, end, churn_at)
+    return CustomerSim(
+        sub_account=np.asarray(rows_acc, dtype=np.int64),
+        sub_start=np.asarray(rows_start, dtype=np.int64),
+        sub_end=np.asarray(rows_end, dtype=np.int64),
+        sub_mrr=np.asarray(rows_mrr, dtype=np.float64),
+        sub_seats=np.asarray(rows_seats, dtype=np.int64),
+        sub_plan=plan[np.asarray(rows_acc, dtype=np.int64)] if rows_acc else np.zeros(0, int),
+        usage_lead=np.concatenate(usage_lead_chunks) if usage_lead_chunks else np.zeros(0, int),
+        usage_time=np.concatenate(usage_time_chunks) if usage_time_chunks else np.zeros(0, int),
+        oracle_account=o_acc,
+        oracle_tick=o_tick,
+        oracle_p=o_p,
+        oracle_hazard=o_h,
+        is_customer=is_customer_t,
+        utilization=util_t,
+        label_rate=label_rate,
+        oracle_auc=oracle_auc,
+    )
+
+
+def _label_stats(
+    o_acc: np.ndarray, o_tick: np.ndarray, o_p: np.ndarray, t0: int, end: int, churn_at: np.ndarray
+) -> tuple[float, float]:
+    """Churn-within-60-days rate and the oracle's AUC over fully observed customer snapshots."""
+    from synthetic.generate import auc
+
+    tick_s = t0 + o_tick.astype(np.int64) * WEEK_S
+    observed = tick_s + CHURN_LABEL_DAYS * DAY_S <= end
+    if not observed.any():
+        return float("nan"), float("nan")
+    when = churn_at[o_acc]
+    label = (when >= tick_s) & (when < tick_s + CHURN_LABEL_DAYS * DAY_S)
+    return float(label[observed].mean()), auc(label[observed], o_p[observed])

@@ -1,0 +1,120 @@
+"""Every CLI entry point rejects bad input with one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+
+
+@pytest.fixture
+def run(tmp_path):
+    """Invoke `funnel` with every path under tmp_path."""
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        base = [
+            "--set", f"paths.data_dir={tmp_path / 'data'}",
+            "--set", f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+        ]
+        return runner.invoke(main, [*base, *args], catch_exceptions=False)
+
+    return invoke
+
+
+def test_help_lists_every_command():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("data", "features", "train", "serve", "demo"):
+        assert command in result.output
+
+
+def test_misspelled_config_key_is_named(run):
+    result = run("--set", "optuna.n_trails=3", "data", "generate", "--leads", "10")
+    assert result.exit_code == 1
+    assert "optuna.n_trails: unknown key" in result.output
+
+
+def test_malformed_override(run):
+    result = run("--set", "optuna", "data", "generate")
+    assert result.exit_code == 1 and "section.key=value" in result.output
+
+
+def test_bad_option_values(run):
+    result = run("data", "generate", "--leads", "0")
+    assert result.exit_code == 2 and "--leads" in result.output
+    result = run("train", "mql", "--trials", "zero")
+    assert result.exit_code == 2 and "--trials" in result.output
+
+
+def test_missing_config_file(tmp_path):
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "nope.yaml"), "data", "generate"])
+    assert result.exit_code != 0 and "nope.yaml" in result.output
+
+
+def test_steps_out_of_order_say_what_to_run(run):
+    for args in (
+        ("features", "apply"), ("features", "materialize"), ("train", "mql"), ("train", "churn"),
+        ("train", "nbo"),
+    ):  # fmt: skip
+        result = run(*args)
+        assert result.exit_code == 1, args
+        assert "funnel data generate" in result.output, (args, result.output)
+
+
+def test_generate_refuses_a_window_in_the_future(run):
+    result = run("--set", "data.start=2099-01-05", "data", "generate", "--leads", "50")
+    assert result.exit_code == 1 and "future" in result.output
+
+
+def test_a_bad_raw_table_names_table_column_rows_and_writes_nothing(run, tmp_path):
+    assert run("data", "generate", "--leads", "200", "--seed", "3").exit_code == 0
+    events_path = tmp_path / "data" / "raw" / "events.parquet"
+    events = pd.read_parquet(events_path)
+    events.loc[[4, 9], "event_type"] = "teleported"
+    events.to_parquet(events_path)
+    result = run("features", "apply")
+    assert result.exit_code == 1
+    assert "events" in result.output and "event_type" in result.output
+    assert "teleported" in result.output and "row 4" in result.output
+    assert not (tmp_path / "data" / "features" / "lead_behavior.parquet").exists()
+
+
+def test_generate_writes_the_contract_tables(run, tmp_path):
+    result = run("data", "generate", "--leads", "200", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    raw = tmp_path / "data" / "raw"
+    for table in ("accounts", "leads", "events", "opportunities", "subscriptions", "offer_exposures"):
+        assert (raw / f"{table}.parquet").is_file()
+    assert (tmp_path / "data" / "oracle" / "mql_oracle.parquet").is_file()
+
+
+def test_an_offer_the_catalogue_does_not_declare_is_named(run, tmp_path):
+    from core.tables import read_tables, write_tables
+    from synthetic.generate import generate
+
+    generate(300, 2, out_dir=tmp_path / "data", progress=False)
+    tables = read_tables(tmp_path / "data" / "raw")
+    tables["offer_exposures"].loc[0, "offer_id"] = "free_lunch"
+    write_tables(tables, tmp_path / "data" / "raw")
+    result = run("train", "nbo")
+    assert result.exit_code == 1
+    assert "free_lunch" in result.output and "offers.yaml" in result.output
+
+
+def test_a_bad_offers_file_is_named(run, tmp_path):
+    bad = tmp_path / "offers.yaml"
+    bad.write_text("offers:\n  - {id: a, cost: -1, value: 2}\n")
+    result = run("--set", f"training.nbo.offers_file={bad}", "train", "nbo")
+    assert result.exit_code == 1 and "offers.0.cost" in result.output
+
+
+def test_score_rejects_a_bad_moment_a_bad_suffix_and_missing_features(run):
+    result = run("score", "--as-of", "next tuesday")
+    assert result.exit_code == 2 and "--as-of" in result.output and "next tuesday" in result.output
+    result = run("score", "--as-of", "2026-01-05", "--out", "scores.json")
+    assert result.exit_code == 1 and ".parquet or a .csv" in result.output
+    result = run("score", "--as-of", "2026-01-05")
+    assert result.exit_code == 1 and "funnel features apply" in result.output

@@ -1,0 +1,268 @@
+"""Bring your own data as a flat table: type inference, bad files, the leakage guard, each
+shared dataset with its traps, and `funnel import` + `funnel train` on one of them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.config import ConfigError
+from core.flat import (
+    FlatImportError,
+    ImportSpec,
+    infer_column,
+    prepare,
+    read_flat,
+    read_import_spec,
+    spec_from_flags,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "datasets"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir() and not IN_CI, reason=f"{SHARED} missing (in CI this fails instead)"
+)
+
+
+def spec(**kw) -> ImportSpec:
+    base = {"name": "t", "file": "t.csv", "id": "id", "label": {"column": "y"}}
+    return ImportSpec.model_validate({**base, **kw})
+
+
+def table(**columns) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    return pd.DataFrame({"id": [f"u{i}" for i in range(n)], **columns})
+
+
+# -- types -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("values", "kind", "expected"),
+    [
+        (["1.5", " 2", "", "NA", "n/a", "3"], "numeric", [1.5, 2.0, np.nan, np.nan, np.nan, 3.0]),
+        (["Yes", "no", "YES", " ", "null", "No"], "boolean", [1.0, 0.0, 1.0, np.nan, np.nan, 0.0]),
+        (
+            ["red", "blue", "?", "red", "-", "green"],
+            "categorical",
+            ["red", "blue", None, "red", None, "green"],
+        ),
+    ],
+)
+def test_infer_column_types_and_na_like_strings(values, kind, expected) -> None:
+    got_kind, got = infer_column(pd.Series(values, dtype=object))
+    assert got_kind == kind
+    if kind == "categorical":
+        assert got.tolist() == expected
+    else:
+        np.testing.assert_array_equal(got.to_numpy(dtype=float), np.array(expected, dtype=float))
+
+
+def test_infer_dates() -> None:
+    kind, got = infer_column(pd.Series(["2026-01-05", "2026-02-01", "", "2026-03-09"]))
+    assert kind == "date" and got.isna().tolist() == [False, False, True, False]
+    assert got.iloc[1] == pd.Timestamp("2026-02-01", tz="UTC")
+
+
+def test_prepare_types_features_and_drops_identifiers() -> None:
+    raw = table(
+        y=["yes", "no"] * 50,
+        amount=[str(i) for i in range(100)],
+        plan=list(np.random.default_rng(0).choice(["a", "b", "c"], 100)),
+        email=[f"p{i}@x.com" for i in range(100)],
+    )
+    feat, labels, report = prepare(spec(), raw)
+    assert report.types == {"amount": "numeric", "plan": "categorical", "email": "categorical"}
+    assert "email" in report.dropped and report.features == ["amount", "plan"]
+    assert list(feat.columns) == ["t_id", "event_timestamp", "amount", "plan"]
+    assert labels["label"].tolist() == [1, 0] * 50 and report.positive_rate == 0.5
+
+
+@pytest.mark.parametrize(
+    ("raw", "kw", "message"),
+    [
+        (
+            table(x=["1", "2"], y=["1", "0"]).drop(columns="id"),
+            {},
+            r"column\(s\) \['id'\] not found",
+        ),
+        (table(x=["1", "2"]), {}, r"column\(s\) \['y'\] not found"),
+        (table(x=["1", "2"], y=["1", "0"]).assign(id=["a", "a"]), {}, "id column 'id' repeats"),
+        (table(x=["", "NA"], z=["1", "2"], y=["1", "0"]), {}, "column 'x' is empty in every row"),
+        (table(x=["1", "2", "3"], y=["a", "b", "c"]), {}, "the label must be binary"),
+        (table(x=["1", "2"], y=["1", "1"]), {}, "every row has label 1"),
+        (table(x=["1", "2"], y=["1", ""]), {}, "the label is missing in 1 row"),
+        (
+            table(x=["1", "2"], y=["ok", "ko"]),
+            {"label": {"column": "y", "positive": "yes"}},
+            "no row has the positive label 'yes'",
+        ),
+        (table(x=["1", "2"], y=["1", "0"]), {"task": "uplift"}, "uplift task needs treatment"),
+    ],
+)
+def test_bad_files_fail_naming_the_column(raw, kw, message) -> None:
+    with pytest.raises(FlatImportError, match=message):
+        prepare(spec(**kw), raw)
+
+
+def test_a_wrong_separator_and_a_missing_file_are_clear(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a;b\n1;2\n")
+    with pytest.raises(FlatImportError, match="one column only; is the separator ','"):
+        read_flat(path, ",")
+    assert list(read_flat(path).columns) == ["a", "b"]  # sniffed
+    with pytest.raises(FileNotFoundError, match="data file not found"):
+        read_flat(tmp_path / "none.csv")
+
+
+def test_leakage_guard_reports_and_excludes_a_column_that_is_the_label() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    raw = table(
+        y=y.astype(str),
+        copy=np.where(y == 1, "won", "lost"),
+        noise=rng.normal(size=400).astype(str),
+    )
+    _, _, report = prepare(spec(), raw)
+    assert "copy" in report.leakage and "AUC 1.000" in report.leakage["copy"]
+    assert report.features == ["noise"] and "copy" in report.dropped
+    _, _, kept = prepare(spec(leakage={"exclude": False}), raw)
+    assert "copy" in kept.leakage and kept.features == ["copy", "noise"]  # reported, kept
+
+
+def test_leakage_guard_flags_a_date_after_the_rows_timestamp() -> None:
+    raw = table(
+        y=["1", "0", "1", "0"],
+        at=["2026-01-01"] * 4,
+        closed_on=["2026-02-01", "2025-12-01", "2025-11-01", "2025-10-01"],
+        x=["1", "2", "3", "4"],
+    )
+    _, _, report = prepare(spec(timestamp="at"), raw)
+    assert "after the row's timestamp in 1 rows" in report.leakage["closed_on"]
+    assert "closed_on" not in report.features
+
+
+def test_spec_from_flags(tmp_path) -> None:
+    data = tmp_path / "My-Data.csv"
+    got = spec_from_flags(data, {"label_column": "y", "id_column": "cid", "post_outcome": ("d",)})
+    assert (got.name, got.id, got.label.column, got.post_outcome) == ("my_data", "cid", "y", ["d"])
+    with pytest.raises(ConfigError, match="needs --label"):
+        spec_from_flags(data, {})
+    with pytest.raises(ConfigError, match="--treatment and --control go together"):
+        spec_from_flags(data, {"label_column": "y", "treatment": "arm"})
+    yaml_spec = tmp_path / "s.yaml"
+    yaml_spec.write_text("file: x.csv\nid: a\nlabel: {column: y}\nlabelz: 1\n")
+    with pytest.raises(ConfigError, match="labelz: unknown key"):
+        spec_from_flags(yaml_spec, {})
+    with pytest.raises(ConfigError, match="put \\['label_column'\\] in it"):
+        spec_from_flags(yaml_spec, {"label_column": "y"})
+
+
+# -- the shared datasets and their traps -----------------------------------------------------------
+def shared(name: str):
+    s = read_import_spec(ROOT / "configs" / "datasets" / f"{name}.yaml")
+    return prepare(s, read_flat(s.file, s.separator))
+
+
+@needs_shared
+def test_telco_blank_total_charges_become_missing_numbers() -> None:
+    feat, _, report = shared("telco_churn")
+    assert report.rows == 7043 and report.positive_rate == pytest.approx(0.2654, abs=1e-3)
+    assert report.types["TotalCharges"] == "numeric" and feat["TotalCharges"].isna().sum() == 11
+    assert report.types["Partner"] == "boolean" and report.types["Contract"] == "categorical"
+    assert not report.leakage
+
+
+@needs_shared
+def test_bank_semicolons_and_the_post_call_duration_is_flagged_and_dropped() -> None:
+    feat, labels, report = shared("bank_marketing")
+    assert report.rows == 45_211 and report.positive_rate == pytest.approx(0.117, abs=1e-3)
+    assert "duration" in report.leakage and "duration" not in feat.columns
+    assert report.types["age"] == "numeric" and report.types["job"] == "categorical"
+    assert labels["bank_marketing_id"].str.startswith("row_").all()
+
+
+@needs_shared
+def test_hillstrom_arms_and_outcome_columns_are_not_features() -> None:
+    _, labels, report = shared("hillstrom")
+    assert report.arms == ["Mens E-Mail", "No E-Mail", "Womens E-Mail"]
+    assert {"conversion", "spend", "segment", "visit"}.isdisjoint(report.features)
+    assert labels["label"].mean() == pytest.approx(0.147, abs=1e-3)
+    assert report.types["zip_code"] == "categorical" and "recency" in report.features
+
+
+# -- import + train ------------------------------------------------------------------------------
+@needs_shared
+@pytest.mark.timeout(900)
+def test_import_and_train_telco_end_to_end(tmp_path, config_at) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    base = [
+        "--set",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "--set",
+        f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+    ]
+    spec_path = ROOT / "configs" / "datasets" / "telco_churn.yaml"
+    result = CliRunner().invoke(main, [*base, "import", str(spec_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "imported 'telco_churn': 7,043 rows" in result.output
+    assert "train it with `funnel train telco_churn`" in result.output
+    result = CliRunner().invoke(
+        main, [*base, "train", "telco_churn", "--trials", "2"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "model funnel-telco_churn version 1" in result.output
+    auc = float(result.output.split("test ROC AUC ")[1].split()[0])
+    assert auc > 0.8  # the 20% stratified test rows
+    assert "risk tiers" in result.output  # a churn-like task gets tiers
+    card = CliRunner().invoke(
+        main, [*base, "report", "model", "telco_churn"], catch_exceptions=False
+    )
+    assert card.exit_code == 0, card.output
+    html = (tmp_path / "data" / "reports" / "model-telco_churn.html").read_text()
+    assert "Risk tiers" in html and html.count("data:image/png;base64,") >= 4
+    unknown = CliRunner().invoke(main, [*base, "train", "nope"])
+    assert unknown.exit_code == 1 and "no imported dataset 'nope'" in unknown.output
+    assert "(imported: ['telco_churn'])" in unknown.output
+
+
+@needs_shared
+@pytest.mark.timeout(900)
+def test_import_and_train_an_uplift_table(tmp_path, config_at) -> None:
+    """A 15,000-row sample of Hillstrom through `funnel import` flags and the NBO path."""
+    from core.flat import import_flat
+    from training.flat_uplift import train_dataset
+
+    sample = pd.read_csv(SHARED / "hillstrom" / "hillstrom.csv").sample(15_000, random_state=0)
+    sample.to_csv(tmp_path / "mail.csv", index=False)
+    cfg = config_at(
+        tmp_path,
+        "training.nbo.learners=[s]",
+        "training.nbo.folds=3",
+        "training.nbo.n_estimators=60",
+        "training.nbo.n_boot=200",
+    )
+    spec_ = spec_from_flags(
+        tmp_path / "mail.csv",
+        {
+            "label_column": "visit",
+            "positive": "1",
+            "task": "uplift",
+            "treatment": "segment",
+            "control": "No E-Mail",
+            "post_outcome": ("conversion", "spend"),
+        },
+    )
+    report = import_flat(cfg, spec_)
+    assert report.task == "uplift" and len(report.arms) == 3
+    result = train_dataset(cfg, "mail", progress=False)
+    assert result.model_name == "funnel-mail" and result.learner == "s"
+    assert set(result.policy_values) >= {"control", "Mens E-Mail", "Womens E-Mail", "learned"}
+    # e-mails raise visits: both arms beat sending nothing
+    assert result.policy_values["Womens E-Mail"][0] > result.policy_values["control"][0]
