@@ -6,7 +6,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PYTHON ?= python3.11
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast lint docs docs-serve clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -26,6 +26,14 @@ test-fast: setup
 
 lint: setup
 	$(UV) run --frozen --no-sync ruff check .
+
+# The docs site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or anchor.
+# NO_MKDOCS_2_WARNING silences mkdocs-material's banner about its successor.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen --no-sync mkdocs build --strict
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen --no-sync mkdocs serve
 
 clean:
 	rm -rf data mlruns/*.db mlruns/artifacts .pytest_cache

@@ -28,15 +28,7 @@ from activation.destinations import (
     open_destination,
 )
 from activation.outbox import send_with_retry
-from activation.state import (
-    JobRun,
-    Lease,
-    audience_members,
-    audience_syncs,
-    open_engine,
-    state_store_errors,
-    upsert,
-)
+from activation.state import audience_members, audience_syncs, leased_run, upsert
 from core.audiences import (
     Audience,
     audience_mask,
@@ -53,6 +45,13 @@ if TYPE_CHECKING:
     from core.config import Config
     from core.offers import Offers
     from training.nbo_model import NboModel
+from core.offers import load_offers
+from core.stages import assign_stages, features_needed, parse_condition
+from core.tables import read_table
+from features.store import feature_store
+from serving.schemas import LeadScoreRequest
+from serving.scorer import LeadFeatureReader, newest_timestamps
+from training.registry import load_model, load_nbo_model
 
 JOB = "sync-audiences"
 CHUNK = 1000
@@ -73,11 +72,6 @@ class AudienceInputs:
 def _online_frame(cfg: Config, needed: Sequence[str], progress: bool) -> tuple[pd.DataFrame, float]:
     from tqdm import tqdm
 
-    from app.pipeline import feature_store
-    from core.tables import read_table
-    from serving.schemas import LeadScoreRequest
-    from serving.scorer import LeadFeatureReader, _newest_timestamps
-
     store = feature_store(cfg)
     service = cfg.training.nbo.feature_service
     reader = LeadFeatureReader(store, service, needed, f"the audience rules ({service})")
@@ -92,7 +86,7 @@ def _online_frame(cfg: Config, needed: Sequence[str], progress: bool) -> tuple[p
         data, _ = reader.features(requests)
         if not data:
             continue
-        if stamps := _newest_timestamps(data):
+        if stamps := newest_timestamps(data):
             newest = max(newest, float(max(stamps)))
         parts.append(pd.DataFrame({k: v for k, v in data.items() if not k.endswith("__ts")}))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"lead_id": []})
@@ -107,10 +101,6 @@ def audience_inputs(
     """Read every lead's features once (the NBO service serves all of them) and derive the
     columns ``needed`` from the champions: the MQL score, the account's churn tier, the
     policy's best offer."""
-    from core.offers import load_offers
-    from core.stages import assign_stages, features_needed
-    from training.registry import load_model, load_nbo_model
-
     alias = cfg.serving.model_alias
     nbo = load_nbo_model(cfg, alias) if "best_offer" in needed else None
     mql = churn = None
@@ -267,38 +257,26 @@ def sync_audiences(
     clock: Callable[[], float] = time.time,
 ) -> SyncReport:  # fmt: skip
     """The ``funnel jobs sync-audiences`` job: every audience (or those named)."""
-    from core.offers import load_offers
-    from core.stages import parse_condition
-
     spec = read_audiences(cfg, load_offers(cfg))
     chosen = chosen_names(names, spec.audiences, "audience", spec.source)
     needed = set().union(*(inputs_needed(spec.audiences[n].where) for n in chosen))
     features = [parse_condition(e)[0] for n in chosen for e in spec.audiences[n].where.events]
-    engine = open_engine(cfg.state_store_url)
     report = SyncReport()
-    try:
-        lease = Lease(engine, JOB, cfg.jobs.lease_seconds, clock=clock)
-        with (
-            state_store_errors(engine),  # the store lost mid-run: one clear error, rerun
-            lease,
-            JobRun(engine, JOB, lease.holder, clock=clock) as run,
-        ):
-            inputs = audience_inputs(cfg, needed, features, progress=progress)
-            for name in chosen:
-                lease.renew()
-                members = inputs.frame[audience_mask(spec.audiences[name].where, inputs.frame)]
-                report.audiences.append(
-                    sync_one(
-                        engine,
-                        cfg,
-                        name,
-                        spec.audiences[name],
-                        members,
-                        everyone=inputs.frame,
-                        clock=clock,
-                    )
+    with leased_run(cfg.state_store_url, JOB, cfg.jobs.lease_seconds, clock=clock) as job:
+        inputs = audience_inputs(cfg, needed, features, progress=progress)
+        for name in chosen:
+            job.lease.renew()
+            members = inputs.frame[audience_mask(spec.audiences[name].where, inputs.frame)]
+            report.audiences.append(
+                sync_one(
+                    job.engine,
+                    cfg,
+                    name,
+                    spec.audiences[name],
+                    members,
+                    everyone=inputs.frame,
+                    clock=clock,
                 )
-            run.summary = {"audiences": [a.__dict__ for a in report.audiences]}
-    finally:
-        engine.dispose()
+            )
+        job.run.summary = {"audiences": [a.__dict__ for a in report.audiences]}
     return report

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -26,14 +27,7 @@ import sqlalchemy as sa
 from activation.audience_sync import AudienceInputs, audience_inputs, member_identity
 from activation.destinations import open_destination
 from activation.outbox import DeliveryReport, deliver, enqueue
-from activation.state import (
-    JobRun,
-    Lease,
-    campaign_assignments,
-    insert_ignore,
-    open_engine,
-    state_store_errors,
-)
+from activation.state import campaign_assignments, insert_ignore, leased_run
 from core.audiences import (
     AudiencesFile,
     assign_offers,
@@ -44,6 +38,7 @@ from core.audiences import (
     read_audiences,
     uniforms,
 )
+from core.errors import InputError
 from core.offers import CONTROL
 
 if TYPE_CHECKING:
@@ -51,6 +46,9 @@ if TYPE_CHECKING:
 
     from core.config import Config
     from core.offers import Offers
+from core.offers import load_offers
+from core.stages import parse_condition
+from core.tables import read_table, table_path, write_tables
 
 JOB = "sync-campaigns"
 
@@ -92,7 +90,7 @@ def assign_campaign(
     wanted = camp.offers or offers.ids
     served = [o for o in nbo.offers if o in wanted and o in offers.ids]
     if not served:
-        raise ValueError(
+        raise InputError(
             f"campaign '{name}': none of its offers {wanted} is one the next-best-offer model "
             f"{nbo.version} was trained on ({nbo.offers})"
         )
@@ -145,8 +143,6 @@ def export_exposures(cfg: Config, engine: Engine) -> int:
     """Append the assignments not yet in ``offer_exposures`` to it (an atomic rewrite), then
     mark them exported. A crash between the two is harmless: rows already in the file (same
     subject, offer and time) are not added again."""
-    from core.tables import read_table, table_path, write_tables
-
     c = campaign_assignments.c
     with engine.connect() as conn:
         rows = conn.execute(
@@ -192,8 +188,6 @@ def record_conversions(
     each conversion goes to the subject's latest exposure before it whose outcome window
     (``training.nbo.outcome_window_days``) it falls in and that has none yet. Returns how many
     exposures got an outcome."""
-    from core.tables import read_table, table_path, write_tables
-
     missing = [c for c in ("subject_id", "converted_at") if c not in conversions.columns]
     if missing:
         raise ValueError(f"conversions: missing column(s) {missing}")
@@ -223,45 +217,30 @@ def sync_campaigns(
     clock: Callable[[], float] = time.time, send: bool = True,
 ) -> CampaignsReport:  # fmt: skip
     """The ``funnel jobs sync-campaigns`` job: every campaign (or those named)."""
-    from core.offers import load_offers
-    from core.stages import parse_condition
-
     offers = load_offers(cfg)
     spec = read_audiences(cfg, offers)
     chosen = chosen_names(names, spec.campaigns, "campaign", spec.source)
     wheres = [spec.audiences[spec.campaigns[n].audience].where for n in chosen]
     needed = {"best_offer", "stage"}.union(*(inputs_needed(w) for w in wheres))
     features = [parse_condition(e)[0] for w in wheres for e in w.events]
-    engine = open_engine(cfg.state_store_url)
     report = CampaignsReport()
-    try:
-        lease = Lease(engine, JOB, cfg.jobs.lease_seconds, clock=clock)
-        with (
-            state_store_errors(engine),  # the store lost mid-run: one clear error, rerun
-            lease,
-            JobRun(engine, JOB, lease.holder, clock=clock) as run,
-        ):
-            now = clock()
-            wave = wave or default_wave(now)
-            inputs = audience_inputs(cfg, needed, features, progress=progress)
-            for name in chosen:
-                report.campaigns.append(
-                    assign_campaign(engine, cfg, spec, offers, name, inputs, wave=wave, now=now)
-                )
-            report.exposures_written = export_exposures(cfg, engine)
-            if send:
-                for dest_name in dict.fromkeys(spec.campaigns[n].destination for n in chosen):
-                    destination = open_destination(cfg, dest_name)
-                    try:
-                        delivery = deliver(engine, destination, cfg.jobs.retry, lease=lease,
-                                           clock=clock, progress=progress)  # fmt: skip
-                    finally:
-                        destination.close()
-                    for camp in report.campaigns:
-                        if spec.campaigns[camp.campaign].destination == dest_name:
-                            camp.delivery = delivery
-            run.summary = {"campaigns": [c.campaign for c in report.campaigns], "wave": wave,
+    with leased_run(cfg.state_store_url, JOB, cfg.jobs.lease_seconds, clock=clock) as job:
+        now = clock()
+        wave = wave or default_wave(now)
+        inputs = audience_inputs(cfg, needed, features, progress=progress)
+        for name in chosen:
+            report.campaigns.append(
+                assign_campaign(job.engine, cfg, spec, offers, name, inputs, wave=wave, now=now)
+            )
+        report.exposures_written = export_exposures(cfg, job.engine)
+        if send:
+            for dest_name in dict.fromkeys(spec.campaigns[n].destination for n in chosen):
+                with closing(open_destination(cfg, dest_name)) as destination:
+                    delivery = deliver(job.engine, destination, cfg.jobs.retry, lease=job.lease,
+                                       clock=clock, progress=progress)  # fmt: skip
+                for camp in report.campaigns:
+                    if spec.campaigns[camp.campaign].destination == dest_name:
+                        camp.delivery = delivery
+        job.run.summary = {"campaigns": [c.campaign for c in report.campaigns], "wave": wave,
                            "exposures_written": report.exposures_written}  # fmt: skip
-    finally:
-        engine.dispose()
     return report

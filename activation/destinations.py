@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from core.config import Config
+from core.config import ConfigError, FileDestinationConfig
 
 SIGNATURE_HEADER = "X-Funnel-Signature"
 TIMESTAMP_HEADER = "X-Funnel-Timestamp"
@@ -194,8 +195,6 @@ def redact_emails(text: str) -> str:
 def open_destination(cfg: Config, name: str) -> Destination:
     """The adapter for ``jobs.destinations.<name>``; a webhook's secret comes from the
     environment variable its config names."""
-    from core.config import ConfigError, FileDestinationConfig
-
     if name not in cfg.jobs.destinations:
         raise ConfigError(
             f"destination '{name}' is not declared under jobs.destinations "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,20 +28,19 @@ import sqlalchemy as sa
 
 from activation.destinations import hash_email, open_destination
 from activation.outbox import DeliveryReport, deliver, enqueue
-from activation.state import (
-    JobRun,
-    Lease,
-    lead_state,
-    open_engine,
-    promotions,
-    state_store_errors,
-    upsert,
-)
+from activation.state import lead_state, leased_run, promotions, upsert
+from core.errors import InputError, MissingInputError
+from training.scoring import mql_threshold
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from core.config import Config, PromotionConfig
+from core.tables import read_table, table_path
+from features.store import feature_store
+from serving.schemas import LeadScoreRequest
+from serving.scorer import LeadScorer, newest_timestamps, online_reads
+from training.registry import load_model
 
 JOB = "promote"
 REARM_RATIO = 0.75
@@ -54,16 +54,12 @@ class Thresholds:
 
 
 def resolve_thresholds(cfg: PromotionConfig, model_threshold: float | None) -> Thresholds:
-    """The config's thresholds, else the model's own threshold and 0.75 of it."""
-    promote = cfg.threshold if cfg.threshold is not None else model_threshold
-    if promote is None:
-        raise ValueError(
-            "jobs.promotion.threshold is not set and the scores carry no model threshold; "
-            "set it (a probability, e.g. --set jobs.promotion.threshold=0.3)"
-        )
+    """The MQL threshold in force (``mql_threshold``: the config's, else the model's own) and
+    the config's re-arm threshold, else 0.75 of it."""
+    promote = mql_threshold(model_threshold, cfg.threshold)
     rearm = cfg.rearm_threshold if cfg.rearm_threshold is not None else REARM_RATIO * promote
     if rearm >= promote:
-        raise ValueError(
+        raise InputError(
             f"jobs.promotion.rearm_threshold ({rearm}) must be below the promotion threshold "
             f"({promote})"
         )
@@ -135,12 +131,6 @@ def score_online(cfg: Config, *, progress: bool = True) -> tuple[pd.DataFrame, f
     promoted, not for all)."""
     from tqdm import tqdm
 
-    from app.pipeline import feature_store
-    from core.tables import read_table
-    from serving.schemas import LeadScoreRequest
-    from serving.scorer import LeadScorer, _newest_timestamps, online_reads
-    from training.registry import load_model
-
     model = load_model(cfg, cfg.training.mql.registered_model, cfg.serving.model_alias, "mql")
     scorer = LeadScorer(feature_store(cfg), model, reads=online_reads(cfg))
     ids = read_table(cfg.raw_dir, "leads")["lead_id"].astype(str).tolist()
@@ -162,7 +152,7 @@ def score_online(cfg: Config, *, progress: bool = True) -> tuple[pd.DataFrame, f
                     "probability": model.predict_proba(frame),
                     "reasons": None,
                     "fingerprint": fingerprint(frame, model.feature_names),
-                    "features_as_of": np.asarray(_newest_timestamps(data), dtype=float),
+                    "features_as_of": np.asarray(newest_timestamps(data), dtype=float),
                 }
             )
         )
@@ -184,21 +174,24 @@ def read_scores(path: Path) -> pd.DataFrame:
     """Scores computed elsewhere (a batch-scoring job): a parquet or CSV file with lead_id and
     probability, optionally account_id, reasons, model_version. Rejects what it cannot use."""
     if not path.is_file():
-        raise FileNotFoundError(f"scores file not found: {path}")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        raise MissingInputError(f"scores file not found: {path}")
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as exc:  # pyarrow's and pandas' parse errors are ValueErrors
+        raise InputError(f"scores file {path} cannot be read: {exc}") from exc
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"scores file {path}: missing column(s) {missing}")
+        raise InputError(f"scores file {path}: missing column(s) {missing}")
     prob = pd.to_numeric(frame["probability"], errors="coerce")
     bad = frame.index[prob.isna() | (prob < 0) | (prob > 1)]
     if len(bad):
-        raise ValueError(
+        raise InputError(
             f"scores file {path}: probability must be a number in [0, 1]; "
             f"bad rows {list(bad[:5])}{' ...' if len(bad) > 5 else ''}"
         )
     dup = frame["lead_id"].duplicated()
     if dup.any():
-        raise ValueError(
+        raise InputError(
             f"scores file {path}: lead_id repeats: {frame.loc[dup, 'lead_id'][:5].tolist()}"
         )
     out = frame.assign(lead_id=frame["lead_id"].astype(str), probability=prob.astype(float))
@@ -224,16 +217,12 @@ def _load_state(conn: Connection) -> pd.DataFrame:
     return pd.DataFrame([dict(r) for r in rows], columns=columns)
 
 
-def _lead_directory(cfg: Config) -> pd.DataFrame:
+def _lead_directory(raw_dir: Path) -> pd.DataFrame:
     """Email and job title by lead id (for the sales message); empty when no leads table."""
-    from core.tables import table_path
-
-    path = table_path(cfg.raw_dir, "leads")
+    path = table_path(raw_dir, "leads")
     if path is None:
         return pd.DataFrame(columns=["email", "job_title", "account_id"])
-    from core.tables import read_table
-
-    leads = read_table(cfg.raw_dir, "leads")
+    leads = read_table(raw_dir, "leads")
     return leads.set_index(leads["lead_id"].astype(str))[["email", "job_title", "account_id"]]
 
 
@@ -276,65 +265,105 @@ def _message(
     return message
 
 
+def changed_scores(scores: pd.DataFrame, state: pd.DataFrame, *, all_leads: bool) -> pd.DataFrame:
+    """The scores of leads that are new or whose fingerprint differs from the stored one (all of
+    them with ``all_leads``). ``state`` is the stored ``lead_state``, indexed by lead id."""
+    if all_leads:
+        return scores
+    known = scores["lead_id"].isin(state.index)
+    old_print = state["fingerprint"].reindex(scores["lead_id"]).to_numpy()
+    return scores[~known.to_numpy() | (old_print != scores["fingerprint"].to_numpy())]
+
+
+def merge_scores(state: pd.DataFrame, changed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored ``state`` with the ``changed`` scores in place of the leads' old rows, and
+    those new rows. A lead keeps its armed flag and promotion count; a new lead is armed and
+    has none."""
+    probability = changed["probability"].to_numpy(dtype=float)
+    fresh = pd.DataFrame(
+        {
+            "lead_id": changed["lead_id"].to_numpy(),
+            "probability": probability,
+            "score": np.rint(100 * probability).astype(int),
+            "fingerprint": changed["fingerprint"].to_numpy(),
+            "reasons": [
+                json.dumps(list(r)) if isinstance(r, list) else "[]" for r in changed["reasons"]
+            ],
+            "model_version": changed["model_version"].to_numpy(),
+            "features_as_of": changed["features_as_of"].to_numpy(dtype=float),
+        }
+    )
+    armed = dict(zip(state["lead_id"], state["armed"], strict=True))
+    count = dict(zip(state["lead_id"], state["promotions"], strict=True))
+    fresh["armed"] = [bool(armed.get(i, True)) for i in fresh["lead_id"]]
+    fresh["promotions"] = [int(count.get(i, 0)) for i in fresh["lead_id"]]
+    kept = state[~state.index.isin(fresh["lead_id"])].reset_index(drop=True)
+    merged = pd.concat([kept, fresh], ignore_index=True) if len(kept) else fresh
+    return merged, fresh
+
+
+def state_rows(
+    decided: pd.DataFrame, merged: pd.DataFrame, fresh_ids: pd.Series, now: float
+) -> list[dict[str, Any]]:
+    """The ``lead_state`` rows to write after ``decide``: the leads scored afresh and every lead
+    whose armed flag changed (``merged`` is the state ``decide`` was given)."""
+    touched = decided["lead_id"].isin(fresh_ids) | (
+        decided["armed"].to_numpy(bool) != merged["armed"].to_numpy(bool)
+    )
+    columns = [c.name for c in lead_state.columns if c.name != "updated_at"]
+    rows = decided.loc[touched, columns].copy()
+    rows["features_as_of"] = (
+        rows["features_as_of"].astype(float).where(rows["features_as_of"].notna(), None)
+    )
+    rows["armed"] = rows["armed"].astype(bool)
+    rows["updated_at"] = now
+    return rows.astype(object).where(rows.notna(), None).to_dict("records")
+
+
+def promotion_log(messages: list[dict[str, Any]], now: float, day: str) -> list[dict[str, Any]]:
+    """The ``promotions`` rows (the decision log) of the promotion ``messages``."""
+    return [
+        {
+            "idempotency_key": m["idempotency_key"],
+            "lead_id": m["lead_id"],
+            "number": m["promotion_number"],
+            "probability": m["probability"],
+            "model_version": m["model_version"],
+            "decided_at": now,
+            "day": day,
+        }
+        for m in messages
+    ]
+
+
 def commit_decisions(
     engine: sa.Engine,
     scores: pd.DataFrame,
     thresholds: Thresholds,
-    cfg: Config,
     *,
+    destination: str,
+    daily_cap: int,
+    hash_emails: bool,
+    directory: pd.DataFrame,
     all_leads: bool,
     now: float,
     report: PromotionReport,
     explain: Explain | None = None,
 ) -> None:
-    """Store the changed scores, decide, log promotions and enqueue their messages: one
-    transaction, so a crash leaves either the old state or all of the new."""
-    dest_cfg = cfg.jobs.destinations[cfg.jobs.promotion.destination]
-    day = datetime.fromtimestamp(now, UTC).date().isoformat()
-    directory = _lead_directory(cfg)
+    """Store the changed scores, decide, log promotions and enqueue their messages for
+    ``destination``: one transaction, so a crash leaves either the old state or all of the new.
+    ``directory`` has the leads' email, job title and account (``_lead_directory``)."""
+    day = datetime.fromtimestamp(now, UTC).date().isoformat()  # the daily cap's day
     with engine.begin() as conn:
         state = _load_state(conn).set_index("lead_id", drop=False)
-        known = scores["lead_id"].isin(state.index)
-        old_print = state["fingerprint"].reindex(scores["lead_id"]).to_numpy()
-        changed = scores[~known.to_numpy() | (old_print != scores["fingerprint"].to_numpy())]
-        if all_leads:
-            changed = scores
-        report.changed = len(changed)
-        fresh = pd.DataFrame(
-            {
-                "lead_id": changed["lead_id"].to_numpy(),
-                "probability": changed["probability"].to_numpy(dtype=float),
-                "score": np.rint(100 * changed["probability"].to_numpy(dtype=float)).astype(int),
-                "fingerprint": changed["fingerprint"].to_numpy(),
-                "reasons": [
-                    json.dumps(list(r)) if isinstance(r, list) else "[]" for r in changed["reasons"]
-                ],
-                "model_version": changed["model_version"].to_numpy(),
-                "features_as_of": changed["features_as_of"].to_numpy(dtype=float),
-            }
-        )
-        armed = dict(zip(state["lead_id"], state["armed"], strict=True))
-        count = dict(zip(state["lead_id"], state["promotions"], strict=True))
-        fresh["armed"] = [bool(armed.get(i, True)) for i in fresh["lead_id"]]
-        fresh["promotions"] = [int(count.get(i, 0)) for i in fresh["lead_id"]]
-        kept = state[~state.index.isin(fresh["lead_id"])].reset_index(drop=True)
-        merged = pd.concat([kept, fresh], ignore_index=True) if len(kept) else fresh
+        changed = changed_scores(scores, state, all_leads=all_leads)
+        merged, fresh = merge_scores(state, changed)
         done_today = conn.execute(
             sa.select(sa.func.count()).select_from(promotions).where(promotions.c.day == day)
         ).scalar_one()
-        report.cap_left = max(cfg.jobs.promotion.daily_cap - done_today, 0)
-        decided = decide(merged, thresholds, report.cap_left)
-        touched = decided["lead_id"].isin(fresh["lead_id"]) | (
-            decided["armed"].to_numpy(bool) != merged["armed"].to_numpy(bool)
-        )
-        columns = [c.name for c in lead_state.columns if c.name != "updated_at"]
-        rows = decided.loc[touched, columns].copy()
-        rows["features_as_of"] = (
-            rows["features_as_of"].astype(float).where(rows["features_as_of"].notna(), None)
-        )
-        rows["armed"] = rows["armed"].astype(bool)
-        rows["updated_at"] = now
-        upsert(conn, lead_state, rows.astype(object).where(rows.notna(), None).to_dict("records"))
+        cap_left = max(daily_cap - done_today, 0)
+        decided = decide(merged, thresholds, cap_left)
+        upsert(conn, lead_state, state_rows(decided, merged, fresh["lead_id"], now))
         promoted = decided[decided["promote"]].sort_values("probability", ascending=False)
         fresh_reasons = explain(promoted["lead_id"].tolist()) if explain else {}
         messages = [
@@ -345,28 +374,17 @@ def commit_decisions(
                 directory,
                 thresholds,
                 now,
-                dest_cfg.hash_emails,
+                hash_emails,
             )
             for r in promoted.itertuples()
         ]
-        log = [
-            {
-                "idempotency_key": m["idempotency_key"],
-                "lead_id": m["lead_id"],
-                "number": m["promotion_number"],
-                "probability": m["probability"],
-                "model_version": m["model_version"],
-                "decided_at": now,
-                "day": day,
-            }
-            for m in messages
-        ]
-        if log:
-            conn.execute(sa.insert(promotions), log)
-        enqueue(conn, cfg.jobs.promotion.destination, messages, now)
-        report.promoted = len(messages)
-        report.waiting = int(decided["waiting"].sum())
-        report.cap_left -= len(messages)
+        if messages:
+            conn.execute(sa.insert(promotions), promotion_log(messages, now, day))
+        enqueue(conn, destination, messages, now)
+    report.changed = len(changed)
+    report.promoted = len(messages)
+    report.waiting = int(decided["waiting"].sum())
+    report.cap_left = cap_left - len(messages)
 
 
 def run_promotion(
@@ -381,46 +399,38 @@ def run_promotion(
     """The ``funnel jobs promote`` job (see the module docstring)."""
     # a bad scores file is rejected before anything is locked or written
     scores = read_scores(scores_file) if scores_file is not None else None
-    engine = open_engine(cfg.state_store_url)
+    promotion = cfg.jobs.promotion
     report = PromotionReport()
-    try:
-        lease = Lease(engine, JOB, cfg.jobs.lease_seconds, clock=clock)
-        with (
-            state_store_errors(engine),  # the store lost mid-run: one clear error, rerun
-            lease,
-            JobRun(engine, JOB, lease.holder, clock=clock) as run,
-        ):
-            explain = model_threshold = None
-            if scores is None:
-                scores, model_threshold, explain = score_online(cfg, progress=progress)
-            report.scored = len(scores)
-            report.model_version = str(scores["model_version"].iloc[0]) if len(scores) else ""
-            report.thresholds = resolve_thresholds(cfg.jobs.promotion, model_threshold)
-            lease.renew(force=True)  # scoring may have taken a while
-            commit_decisions(
-                engine,
-                scores,
-                report.thresholds,
-                cfg,
-                all_leads=all_leads,
-                now=clock(),
-                report=report,
-                explain=explain,
-            )
-            if send:
-                destination = open_destination(cfg, cfg.jobs.promotion.destination)
-                try:
-                    report.delivery = deliver(
-                        engine,
-                        destination,
-                        cfg.jobs.retry,
-                        lease=lease,
-                        clock=clock,
-                        progress=progress,
-                    )
-                finally:
-                    destination.close()
-            run.summary = report.as_dict()
-    finally:
-        engine.dispose()
+    with leased_run(cfg.state_store_url, JOB, cfg.jobs.lease_seconds, clock=clock) as job:
+        explain = model_threshold = None
+        if scores is None:
+            scores, model_threshold, explain = score_online(cfg, progress=progress)
+        report.scored = len(scores)
+        report.model_version = str(scores["model_version"].iloc[0]) if len(scores) else ""
+        report.thresholds = resolve_thresholds(cfg.jobs.promotion, model_threshold)
+        job.lease.renew(force=True)  # scoring may have taken a while
+        commit_decisions(
+            job.engine,
+            scores,
+            report.thresholds,
+            destination=promotion.destination,
+            daily_cap=promotion.daily_cap,
+            hash_emails=cfg.jobs.destinations[promotion.destination].hash_emails,
+            directory=_lead_directory(cfg.raw_dir),
+            all_leads=all_leads,
+            now=clock(),
+            report=report,
+            explain=explain,
+        )
+        if send:
+            with closing(open_destination(cfg, promotion.destination)) as destination:
+                report.delivery = deliver(
+                    job.engine,
+                    destination,
+                    cfg.jobs.retry,
+                    lease=job.lease,
+                    clock=clock,
+                    progress=progress,
+                )
+        job.run.summary = report.as_dict()
     return report

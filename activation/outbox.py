@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
@@ -22,7 +22,7 @@ from activation.destinations import Destination, PermanentError, TransientError
 from activation.state import dead_letters, insert_ignore, outbox
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection, Engine, Row
 
     from activation.state import Lease
     from core.config import RetryConfig
@@ -99,6 +99,21 @@ def send_with_retry(
             sleep(backoff_delay(attempt, retry.base_delay_s, retry.max_delay_s, rng))
 
 
+def tries_this_run(attempts: int, attempts_per_run: int, max_attempts: int) -> int:
+    """How many tries a message that failed ``attempts`` times gets in this run:
+    ``attempts_per_run``, fewer when that would pass ``max_attempts``; 0 when it has none left."""
+    return max(min(attempts_per_run, max_attempts - attempts), 0)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one message came to in this run."""
+
+    status: Literal["sent", "dead", "waiting"]  # waiting: failed every try, has attempts left
+    failures: int = 0  # failed tries in this run
+    error: str = ""  # the last failure's
+
+
 def deliver(
     engine: Engine,
     destination: Destination,
@@ -118,79 +133,109 @@ def deliver(
     """
     rng = rng or random.Random()
     report = DeliveryReport()
-    c = outbox.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(c.id, c.idempotency_key, c.payload, c.attempts)
-            .where(c.destination == destination.name, c.status == "pending")
-            .order_by(c.id)
-        ).all()
-    bar = None
-    if progress and len(rows) > 200:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(rows), desc=f"sending to {destination.name}", unit="msg")
-    for i, row in enumerate(rows):
-        if lease is not None:
-            lease.renew()  # raises LeaseLostError: another process may be sending now
-        attempts = row.attempts
-        message = json.loads(row.payload)
-        last_error = ""
-        tries = min(retry.attempts_per_run, retry.max_attempts - attempts)
-        if tries <= 0:  # ran out of attempts in a run that died before dead-lettering it
-            _dead_letter(engine, row.id, attempts, "out of attempts", clock())
-            report.dead += 1
-            continue
-
-        def failed(_attempt: int, error: str, row_id: int = row.id) -> None:
-            nonlocal attempts, last_error
-            attempts += 1
-            last_error = error
-            report.failures += 1
-            with engine.begin() as conn:
-                conn.execute(
-                    sa.update(outbox)
-                    .where(outbox.c.id == row_id)
-                    .values(attempts=attempts, last_error=error[:2000])
-                )
-
-        try:
-            send_with_retry(
-                lambda m=message: destination.send(m),
-                retry,
-                rng=rng,
-                sleep=sleep,
-                tries=tries,
-                on_failure=failed,
+    rows = _pending_rows(engine, destination.name)
+    with _progress_bar(len(rows), f"sending to {destination.name}", progress) as bar:
+        for i, row in enumerate(rows):
+            if lease is not None:
+                lease.renew()  # raises LeaseLostError: another process may be sending now
+            tries = tries_this_run(row.attempts, retry.attempts_per_run, retry.max_attempts)
+            outcome = _send_one(
+                engine, destination, row, tries, retry, clock=clock, sleep=sleep, rng=rng
             )
-        except PermanentError as exc:
-            report.failures += 1
-            _dead_letter(engine, row.id, attempts + 1, str(exc), clock())
-            report.dead += 1
-        except TransientError:
-            if attempts >= retry.max_attempts:
-                _dead_letter(engine, row.id, attempts, last_error, clock())
+            report.failures += outcome.failures
+            if outcome.status == "waiting":
+                report.stopped_early = (
+                    f"{destination.name} failed {tries} tries in a row ({outcome.error}); "
+                    f"{len(rows) - i} message(s) wait for the next run"
+                )
+                break
+            if outcome.status == "sent":
+                report.sent += 1
+            else:
                 report.dead += 1
-                continue
-            report.stopped_early = (
-                f"{destination.name} failed {tries} tries in a row ({last_error}); "
-                f"{len(rows) - i} message(s) wait for the next run"
-            )
-            break
-        else:
-            with engine.begin() as conn:
-                conn.execute(
-                    sa.update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(status="sent", sent_at=clock(), attempts=attempts + 1)
-                )
-            report.sent += 1
-        if bar is not None:
             bar.update(1)
-    if bar is not None:
-        bar.close()
     report.pending = pending_count(engine, destination.name)
     return report
+
+
+def _send_one(
+    engine: Engine,
+    destination: Destination,
+    row: Row[int, str, str, int],  # id, idempotency_key, payload, attempts
+    tries: int,
+    retry: RetryConfig,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    rng: random.Random,
+) -> _Outcome:
+    """Send one outbox row with up to ``tries`` tries, storing each failed try's count and
+    error; then mark it sent, dead-letter it, or leave it waiting for the next run."""
+    message = json.loads(row.payload)
+    if tries <= 0:  # ran out of attempts in a run that died before dead-lettering it
+        _dead_letter(engine, row.id, row.attempts, "out of attempts", clock())
+        return _Outcome("dead")
+    attempts, last_error = row.attempts, ""
+
+    def failed(_try: int, error: str) -> None:
+        nonlocal attempts, last_error
+        attempts, last_error = attempts + 1, error
+        _record_failure(engine, row.id, attempts, error)
+
+    try:
+        send_with_retry(
+            lambda: destination.send(message),
+            retry,
+            rng=rng,
+            sleep=sleep,
+            tries=tries,
+            on_failure=failed,
+        )
+    except PermanentError as exc:
+        _dead_letter(engine, row.id, attempts + 1, str(exc), clock())
+        return _Outcome("dead", attempts - row.attempts + 1)
+    except TransientError:
+        if attempts >= retry.max_attempts:
+            _dead_letter(engine, row.id, attempts, last_error, clock())
+            return _Outcome("dead", attempts - row.attempts)
+        return _Outcome("waiting", attempts - row.attempts, last_error)
+    _mark_sent(engine, row.id, attempts + 1, clock())
+    return _Outcome("sent", attempts - row.attempts)
+
+
+def _progress_bar(total: int, desc: str, show: bool) -> Any:
+    """A tqdm bar when ``show`` and the send is long (over 200 messages), else a silent one."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="msg", disable=not (show and total > 200))
+
+
+def _pending_rows(engine: Engine, destination: str) -> Sequence[Row[int, str, str, int]]:
+    c = outbox.c
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(c.id, c.idempotency_key, c.payload, c.attempts)
+            .where(c.destination == destination, c.status == "pending")
+            .order_by(c.id)
+        ).all()
+
+
+def _record_failure(engine: Engine, row_id: int, attempts: int, error: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(outbox)
+            .where(outbox.c.id == row_id)
+            .values(attempts=attempts, last_error=error[:2000])
+        )
+
+
+def _mark_sent(engine: Engine, row_id: int, attempts: int, now: float) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(outbox)
+            .where(outbox.c.id == row_id)
+            .values(status="sent", sent_at=now, attempts=attempts)
+        )
 
 
 def _dead_letter(engine: Engine, row_id: int, attempts: int, error: str, now: float) -> None:

@@ -22,20 +22,30 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from core.errors import FunnelError
+from core.pg import schema_of
+
 metadata = sa.MetaData()
+
+
+def _key(name: str, length: int = 64) -> sa.Column:
+    """A string column of the table's primary key (ids and names are at most 64 characters)."""
+    return sa.Column(name, sa.String(length), primary_key=True)
+
 
 lead_state = sa.Table(
     "lead_state",
     metadata,
-    sa.Column("lead_id", sa.String(64), primary_key=True),
+    _key("lead_id"),
     sa.Column("probability", sa.Double, nullable=False),
     sa.Column("score", sa.Integer, nullable=False),
     sa.Column("fingerprint", sa.String(32), nullable=False),
@@ -50,7 +60,7 @@ lead_state = sa.Table(
 promotions = sa.Table(
     "promotions",
     metadata,
-    sa.Column("idempotency_key", sa.String(200), primary_key=True),
+    _key("idempotency_key", 200),
     sa.Column("lead_id", sa.String(64), nullable=False, index=True),
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("probability", sa.Double, nullable=False),
@@ -92,17 +102,17 @@ dead_letters = sa.Table(
 audience_members = sa.Table(
     "audience_members",
     metadata,
-    sa.Column("audience", sa.String(64), primary_key=True),
-    sa.Column("destination", sa.String(64), primary_key=True),
-    sa.Column("member_id", sa.String(64), primary_key=True),
+    _key("audience"),
+    _key("destination"),
+    _key("member_id"),
     sa.Column("synced_at", sa.Double, nullable=False),
 )
 
 audience_syncs = sa.Table(
     "audience_syncs",
     metadata,
-    sa.Column("audience", sa.String(64), primary_key=True),
-    sa.Column("destination", sa.String(64), primary_key=True),
+    _key("audience"),
+    _key("destination"),
     sa.Column("version", sa.Integer, nullable=False),  # successful syncs so far
     sa.Column("members", sa.Integer, nullable=False),
     sa.Column("synced_at", sa.Double, nullable=False),
@@ -111,9 +121,9 @@ audience_syncs = sa.Table(
 campaign_assignments = sa.Table(
     "campaign_assignments",
     metadata,
-    sa.Column("campaign", sa.String(64), primary_key=True),
-    sa.Column("wave", sa.String(32), primary_key=True),
-    sa.Column("subject_id", sa.String(64), primary_key=True),
+    _key("campaign"),
+    _key("wave", 32),
+    _key("subject_id"),
     sa.Column("offer_id", sa.String(64), nullable=False),
     sa.Column("propensity", sa.Double, nullable=False),
     sa.Column("holdout", sa.Boolean, nullable=False),
@@ -124,7 +134,7 @@ campaign_assignments = sa.Table(
 leases = sa.Table(
     "leases",
     metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
+    _key("name"),
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
 )
@@ -142,15 +152,15 @@ job_runs = sa.Table(
 )
 
 
-class StateStoreError(RuntimeError):
+class StateStoreError(FunnelError, RuntimeError):
     """The state store cannot be opened (unreachable server, bad URL, unwritable file)."""
 
 
-class LeaseHeldError(RuntimeError):
+class LeaseHeldError(FunnelError, RuntimeError):
     """Another process holds the job's lease."""
 
 
-class LeaseLostError(RuntimeError):
+class LeaseLostError(FunnelError, RuntimeError):
     """The lease expired and another process took it: stop before sending anything more."""
 
 
@@ -194,8 +204,6 @@ def state_store_errors(engine: Engine) -> Iterator[None]:
 
 
 def _open_engine(url: str) -> Engine:
-    from core.pg import schema_of
-
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
@@ -406,6 +414,35 @@ class JobRun:
                 raise
             # the store failed with the job: keep the job's own error; the next run closes
             # this row
+
+
+@dataclass(frozen=True)
+class LeasedRun:
+    """What a job works with inside :func:`leased_run`."""
+
+    engine: Engine
+    lease: Lease
+    run: JobRun
+
+
+@contextmanager
+def leased_run(
+    url: str, job: str, lease_seconds: float, *, clock: Callable[[], float] = time.time
+) -> Iterator[LeasedRun]:
+    """A job's frame: open the state store at ``url``, take the ``job`` lease and record the
+    run in ``job_runs``. The store lost mid-run becomes one ``StateStoreError`` (rerun the job);
+    the lease is released and the engine disposed of however the job ends."""
+    engine = open_engine(url)
+    try:
+        lease = Lease(engine, job, lease_seconds, clock=clock)
+        with (
+            state_store_errors(engine),  # the store lost mid-run: one clear error, rerun
+            lease,
+            JobRun(engine, job, lease.holder, clock=clock) as run,
+        ):
+            yield LeasedRun(engine, lease, run)
+    finally:
+        engine.dispose()
 
 
 def last_runs(engine: Engine, job: str, n: int = 5) -> list[dict[str, Any]]:

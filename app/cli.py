@@ -1,54 +1,79 @@
 """The `funnel` command line: parse, load config, call a job, print.
 
-Heavy libraries (feast, mlflow, lightgbm) are imported inside the commands that use them, so
-`funnel --help` stays instant.
+A ``FunnelError`` (a problem the user can fix) is printed as one line; any other exception is a
+bug in funnel and is printed with its traceback and exit code ``BUG_EXIT``.
 """
 
 from __future__ import annotations
 
+import errno
+import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from core.config import Config, ConfigError, load_config
+from app.formatting import (
+    format_audiences,
+    format_campaigns,
+    format_compare,
+    format_import,
+    format_nbo_result,
+    format_promotion,
+    format_train_result,
+)
+from core.config import Config, load_config
+from core.errors import FunnelError
 from core.quiet import quiet_libraries
 
-if TYPE_CHECKING:
-    from activation.audience_sync import SyncReport
-    from activation.campaigns import CampaignsReport
-    from activation.lead_promotion import PromotionReport
-    from core.flat import ImportReport
-    from training.compare import CompareResult
-    from training.nbo import NboResult
-    from training.train import TrainResult
+# Each command imports the modules it runs inside its own body, on purpose: importing feast,
+# mlflow and lightgbm takes about 10 s, and `funnel --help` must not wait for them.
 
-# Errors that are the user's to fix: shown as one clear line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    FileNotFoundError,
-    ValueError,
-    KeyError,
+# exit codes a scheduler can act on: 0 done, 1 a user error (the line says what to fix), 2 a bad
+# command line (click's), 3 another run holds the lease, 4 some messages could not be sent this
+# time (they stay in the outbox for the next run), 70 a bug in funnel (EX_SOFTWARE)
+LEASE_HELD_EXIT = 3
+PARTIAL_EXIT = 4
+BUG_EXIT = 70
+BUG_LINE = (
+    "funnel: this is a bug in funnel, not in your data or config; please report it with the "
+    "traceback above"
 )
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from activation.state import StateStoreError
-    from training.scoring import BundleError
-
-    return (*USER_ERRORS, BundleError, StateStoreError)
+EXIT_CODES = """\b
+Exit codes:
+  0   done
+  1   a problem you can fix: one line says what is wrong and what to do
+  2   a bad command line (unknown option, bad value)
+  3   another run of the job holds its lease
+  4   some messages could not be sent this time; they stay in the outbox
+  70  a bug in funnel: the traceback is printed; please report it with the traceback"""
 
 
 class FunnelGroup(click.Group):
+    """Prints a ``FunnelError`` as one line (exit 1) and any other exception as a bug: its
+    traceback, then ``BUG_LINE`` (exit ``BUG_EXIT``)."""
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except _user_errors() as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            raise click.ClickException(str(message)) from exc
+        except FunnelError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise  # usage errors and exits click reports itself
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # the reader went away (`funnel ... | head`)
+                raise
+            _report_bug(ctx)
+        except Exception:  # noqa: BLE001 - anything else is a bug in funnel: report it
+            _report_bug(ctx)
 
 
-@click.group(cls=FunnelGroup)
+def _report_bug(ctx: click.Context) -> None:
+    click.echo(traceback.format_exc().rstrip(), err=True)
+    click.echo(BUG_LINE, err=True)
+    ctx.exit(BUG_EXIT)
+
+
+@click.group(cls=FunnelGroup, epilog=EXIT_CODES)
 @click.option(
     "--config",
     "config_path",
@@ -73,10 +98,7 @@ def main(ctx: click.Context, config_path: Path | None, overrides: tuple[str, ...
 
 
 def _config(ctx: click.Context) -> Config:
-    try:
-        return load_config(ctx.obj["config_path"], ctx.obj["overrides"])
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return load_config(ctx.obj["config_path"], ctx.obj["overrides"])
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -119,6 +141,23 @@ def data_import(ctx: click.Context, mapping: Path) -> None:
     for name, rows in import_tables(mapping, cfg.raw_dir).items():
         click.echo(f"{name}: {rows:,} rows")
     click.echo(f"written to {cfg.raw_dir}; next: `funnel features apply`")
+
+
+@data.command("sample-export")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rows", default=8_000, show_default=True, type=click.IntRange(min=100))
+@click.option("--seed", default=7, show_default=True, type=int)
+def data_sample_export(path: Path, rows: int, seed: int) -> None:
+    """Write a messy CRM lead export (a flat CSV with the traps real exports have: columns sales
+    fill in after the outcome, day-first dates, blank labels, a trailing separator) to try
+    `funnel import` on."""
+    from synthetic.crm_export import write_lead_export
+
+    write_lead_export(path, rows, seed)
+    click.echo(
+        f"wrote {rows:,} leads to {path}; next: funnel import {path} --label Converted "
+        '--id "Prospect ID" --timestamp "Created On"'
+    )
 
 
 # -- features -----------------------------------------------------------------------------------
@@ -168,40 +207,53 @@ def features_materialize(ctx: click.Context) -> None:
 @click.option("--sep", default=None, help="CSV separator (default: sniffed).")
 @click.option("--post-outcome", multiple=True, help="A column known only after the outcome.")
 @click.option("--drop", multiple=True, help="A column never to use as a feature.")
+@click.option(
+    "--keep",
+    multiple=True,
+    help="A column known before the outcome: the leakage guard never drops it.",
+)
+@click.option(
+    "--label-rule",
+    default=None,
+    help="Make a numeric label binary: 1 where the rule holds, e.g. '> 0' for a count.",
+)
+@click.option(
+    "--others-negative",
+    is_flag=True,
+    default=None,
+    help="With --positive and more than two label values: every other value is a 0.",
+)
+@click.option(
+    "--drop-missing-label",
+    is_flag=True,
+    default=None,
+    help="Drop rows whose label is empty (default: refuse the file, naming them).",
+)
+@click.option(
+    "--dayfirst/--monthfirst",
+    default=None,
+    help="How to read dates such as 01/02/2018 (default: from the data; ambiguous: refused).",
+)
 @click.pass_context
 def import_cmd(ctx: click.Context, source: Path, **flags: object) -> None:
     """Import a flat table (CSV or parquet, one row per unit) as a Feast feature view + service.
 
     SOURCE is a dataset spec (YAML, see configs/datasets/) or the data file itself with --label.
     """
-    from core.flat import import_flat, spec_from_flags
+    from app.pipeline import import_flat
+    from core.flat import spec_from_flags
 
     cfg = _config(ctx)
     report = import_flat(cfg, spec_from_flags(source, flags))
     click.echo(format_import(report))
 
 
-def format_import(report: ImportReport) -> str:
-    r = report
-    kinds: dict[str, int] = {}
-    for kind in r.types.values():
-        kinds[kind] = kinds.get(kind, 0) + 1
-    mix = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
-    top = sorted(r.single_auc.items(), key=lambda kv: -kv[1])[:3]
-    lines = [
-        (
-            f"imported '{r.name}': {r.rows:,} rows, positive rate {r.positive_rate:.3f}, task "
-            f"{r.task}; {len(r.features)} features ({mix})"
-        ),
-        "  strongest single columns (AUC alone): " + ", ".join(f"{c} {a:.3f}" for c, a in top),
-    ]
-    lines += [f"  LEAKAGE {column}: {finding}" for column, finding in r.leakage.items()]
-    lines += [f"  dropped {column}: {why}" for column, why in r.dropped.items()]
-    lines.append(f"  feature service {r.name}_v1; train it with `funnel train {r.name}`")
-    return "\n".join(lines)
-
-
 # -- training -----------------------------------------------------------------------------------
+trials_option = click.option(
+    "--trials", type=click.IntRange(min=1), default=None, help="Optuna trials."
+)
+
+
 class TrainGroup(click.Group):
     """``funnel train mql|churn|nbo``, or ``funnel train <name>`` for an imported table."""
 
@@ -211,7 +263,7 @@ class TrainGroup(click.Group):
             return command
 
         @click.command(cmd_name, help=f"Train the imported table '{cmd_name}'.")
-        @click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials.")
+        @trials_option
         @click.pass_context
         def train_dataset(inner: click.Context, trials: int | None) -> None:
             from training.flat_uplift import train_dataset as run
@@ -232,26 +284,23 @@ def train() -> None:
     """Train, tune and register models: mql, churn, nbo, or an imported table by its name."""
 
 
-@train.command("mql")
-@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials.")
-@click.pass_context
-def train_mql_cmd(ctx: click.Context, trials: int | None) -> None:
-    """Tune and train the MQL model; register it in MLflow."""
-    from training.train import train_classifier
+def classifier_command(kind: str, model: str) -> click.Command:
+    """``funnel train <kind>`` for a classifier (mql, churn): tune, train, register, print."""
 
-    cfg = _config(ctx)
-    click.echo(format_train_result(train_classifier(cfg, "mql", n_trials=trials)))
+    @train.command(kind, help=f"Tune and train the {model} model; register it in MLflow.")
+    @trials_option
+    @click.pass_context
+    def train_classifier_cmd(ctx: click.Context, trials: int | None) -> None:
+        from training.train import train_classifier
+
+        cfg = _config(ctx)
+        click.echo(format_train_result(train_classifier(cfg, kind, n_trials=trials)))
+
+    return train_classifier_cmd
 
 
-@train.command("churn")
-@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials.")
-@click.pass_context
-def train_churn_cmd(ctx: click.Context, trials: int | None) -> None:
-    """Tune and train the churn-risk model; register it in MLflow."""
-    from training.train import train_classifier
-
-    cfg = _config(ctx)
-    click.echo(format_train_result(train_classifier(cfg, "churn", n_trials=trials)))
+train_mql_cmd = classifier_command("mql", "MQL")
+train_churn_cmd = classifier_command("churn", "churn-risk")
 
 
 @train.command("nbo")
@@ -262,76 +311,6 @@ def train_nbo_cmd(ctx: click.Context) -> None:
 
     cfg = _config(ctx)
     click.echo(format_nbo_result(train_nbo(cfg)))
-
-
-def format_nbo_result(result: NboResult) -> str:
-    m = result.metrics
-    champion = " (now champion)" if result.became_champion else ""
-    qinis = ", ".join(f"{k} {v:.3f}" for k, v in result.validation_qini.items())
-    lines = [
-        f"model {result.model_name} version {result.version}{champion}",
-        f"  learner {result.learner} (validation mean Qini: {qinis})",
-        f"  held-out (cross-fitted) mean Qini {m['mean_qini']:.3f}"
-        + (
-            f", {m['mean_qini_vs_oracle']:.0%} of the oracle's"
-            if "mean_qini_vs_oracle" in m
-            else ""
-        ),
-        (
-            "  policy values out of fold (net value per unit over sending nothing, doubly "
-            "robust, 95% CI):"
-        ),
-    ]
-    for name, (v, lo, hi) in sorted(result.policy_values.items(), key=lambda kv: -kv[1][0]):
-        mark = "  <- served" if name == result.served else ""
-        lines.append(f"    {name:<16} {v:9.2f}  [{lo:9.2f}, {hi:9.2f}]{mark}")
-    if "true_value_learned" in m:
-        lines.append(
-            f"  true value per unit (oracle): learned {m['true_value_learned']:.2f}, best single "
-            f"offer {m['true_value_best_single']:.2f}, oracle policy {m['true_value_oracle_policy']:.2f}"
-        )
-    lines.append(f"  {result.reason}")
-    return "\n".join(lines)
-
-
-def format_train_result(result: TrainResult) -> str:
-    m = result.metrics
-    champion = " (now champion)" if result.became_champion else ""
-    if not result.became_champion and result.predictive:
-        champion = f" (challenger: weigh it with `funnel compare {result.kind}`)"
-    oracle = ""
-    if "oracle_roc_auc" in m:
-        oracle = f"  (oracle {m['oracle_roc_auc']:.4f}, gap {m['roc_auc_gap_to_oracle']:+.4f})"
-    low, high = result.roc_auc_ci
-    lines = [
-        f"model {result.model_name} version {result.version}{champion}",
-        f"  test ROC AUC {m['roc_auc']:.4f} [95% CI {low:.4f}, {high:.4f}]{oracle}",
-        (
-            f"  PR AUC {m['pr_auc']:.4f}  Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  "
-            f"lift@10% {m['lift_at_10pct']:.2f}"
-        ),
-    ]
-    if result.tiers:
-        parts = []
-        for tier in result.tiers:
-            name = tier["name"]
-            parts.append(
-                f"{name} (p >= {tier['min_probability']:g}): "
-                f"{m[f'tier_{name}_share']:.0%} of customers, {m[f'tier_{name}_rate']:.0%} churned"
-            )
-        tiers = "; ".join(parts)
-        lines.append(f"  risk tiers on the test weeks: {tiers}")
-    else:
-        lines.append(
-            f"  threshold {result.threshold:.4f}: precision {m['precision_at_threshold']:.3f}, "
-            f"recall {m['recall_at_threshold']:.3f}, {m['mql_per_week']:.0f} MQLs/week"
-        )
-    if not result.predictive:
-        lines.append(
-            f"  NOT PREDICTIVE: not made champion (the test ROC AUC interval [{low:.4f}, "
-            f"{high:.4f}] must lie above 0.5 and lift@10% {m['lift_at_10pct']:.2f} be above 1)"
-        )
-    return "\n".join(lines)
 
 
 # -- comparing models ---------------------------------------------------------------------------
@@ -368,57 +347,6 @@ def rollback_cmd(ctx: click.Context, kind: str) -> None:
         f"{kind}: champion rolled back from version {old} to version {new} "
         f"(version {old} is now previous_champion)"
     )
-
-
-def format_compare(result: CompareResult) -> str:
-    r = result
-    a, b = f"a: {r.a.label}", f"b: {r.b.label}"
-    lines = [
-        (
-            f"{r.model_name}: {a} vs {b}, on the same {r.rows:,} test rows "
-            "(95% paired-bootstrap intervals)"
-        ),
-        f"  {'metric':<9} {'a':>25} {'b':>25} {'b better by':>27}  verdict",
-    ]
-    for c in r.comparison.values():
-        name = c.metric if c.higher_is_better else f"{c.metric}*"
-        lines.append(
-            f"  {name:<9} {c.a:8.4f} [{c.a_ci[0]:.4f}, {c.a_ci[1]:.4f}]"
-            f" {c.b:8.4f} [{c.b_ci[0]:.4f}, {c.b_ci[1]:.4f}]"
-            f" {c.difference:+8.4f} [{c.difference_ci[0]:+.4f}, {c.difference_ci[1]:+.4f}]"
-            f"  {c.verdict}"
-        )
-    lines.append("  * lower is better: 'b better by' is a - b")
-    for side, ref in (("a", r.a), ("b", r.b)):
-        check = r.predictive[side]
-        state = "predictive" if check.predictive else "NOT PREDICTIVE"
-        lines.append(f"  {side} ({ref.label}) {state}: {check.reason}")
-    rule = r.rule
-    lines.append(
-        f"  rule (training.{r.kind}.promotion_rule): {rule.metric} improvement > "
-        f"{rule.min_improvement:g}"
-        + (", interval above 0" if rule.require_interval_above else "")
-        + ", b predictive"
-    )
-    outcome = "b wins" if r.verdict.wins else "b does not win"
-    lines.append(f"  {outcome}: {r.verdict.reason}")
-    if r.promoted:
-        lines.append(
-            f"  promoted: champion is now version {r.champion}"
-            + (
-                f"; version {r.previous_champion} is previous_champion "
-                f"(`funnel rollback {r.kind}` restores it)"
-                if r.previous_champion
-                else ""
-            )
-        )
-    elif r.verdict.wins:
-        lines.append("  not promoted (run with --promote to make b champion)")
-    elif r.champion is None:
-        lines.append("  nothing changed (the model has no champion)")
-    else:
-        lines.append(f"  nothing changed: the champion stays version {r.champion}")
-    return "\n".join(lines)
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -461,36 +389,6 @@ def jobs_promote(
         ctx.exit(PARTIAL_EXIT)
 
 
-# exit codes a scheduler can act on: 0 done, 3 another run holds the lease, 4 some messages
-# could not be sent this time (they stay in the outbox for the next run)
-LEASE_HELD_EXIT = 3
-PARTIAL_EXIT = 4
-
-
-def format_promotion(report: PromotionReport, destination: str) -> str:
-    r, t, d = report, report.thresholds, report.delivery
-    lines = [
-        (
-            f"scored {r.scored:,} leads with {r.model_version or '-'}; "
-            f"{r.changed:,} changed since the last run"
-        )
-    ]
-    if t is not None:
-        lines.append(f"  threshold p >= {t.promote:.4f}, re-arm below {t.rearm:.4f}")
-    lines.append(
-        f"  promoted {r.promoted} (daily cap: {r.cap_left} left today); "
-        f"{r.waiting} over the cap wait for the next run"
-    )
-    retried = f", {d.failures} failed tries" if d.failures else ""
-    lines.append(
-        f"  sent to {destination}: {d.sent}, dead-lettered {d.dead}, "
-        f"still pending {d.pending}{retried}"
-    )
-    if d.stopped_early:
-        lines.append(f"  stopped sending: {d.stopped_early}")
-    return "\n".join(lines)
-
-
 @jobs_group.command("sync-audiences")
 @click.argument("names", nargs=-1)
 @click.pass_context
@@ -526,31 +424,6 @@ def jobs_sync_campaigns(ctx: click.Context, names: tuple[str, ...], wave: str | 
     click.echo(format_campaigns(report))
     if any(c.delivery.stopped_early for c in report.campaigns):
         ctx.exit(PARTIAL_EXIT)
-
-
-def format_audiences(report: SyncReport) -> str:
-    lines = []
-    for a in report.audiences:
-        state = f"FAILED, nothing changed: {a.error}" if a.error else f"now at sync {a.version}"
-        lines.append(
-            f"{a.audience} -> {a.destination}: {a.members:,} members, +{a.adds:,} / "
-            f"-{a.removes:,}; {state}"
-        )
-    return "\n".join(lines)
-
-
-def format_campaigns(report: CampaignsReport) -> str:
-    lines = []
-    for c in report.campaigns:
-        arms = ", ".join(f"{k} {v}" for k, v in c.by_arm.items()) or "none new"
-        d = c.delivery
-        lines.append(
-            f"{c.campaign} wave {c.wave}: {c.members:,} in the audience, {c.eligible:,} eligible, "
-            f"{c.assigned:,} newly assigned ({c.holdout:,} held out); arms: {arms}"
-        )
-        lines.append(f"  sent {d.sent}, dead-lettered {d.dead}, still pending {d.pending}")
-    lines.append(f"offer_exposures: {report.exposures_written:,} new rows")
-    return "\n".join(lines)
 
 
 @jobs_group.command("dead-letters")
@@ -645,13 +518,16 @@ def score_cmd(ctx: click.Context, out_path: Path | None, as_of: str | None) -> N
         try:
             pd.Timestamp(as_of)
         except ValueError:
-            raise click.BadParameter(f"not a date or time: {as_of!r}", param_hint="--as-of") from None
+            raise click.BadParameter(
+                f"not a date or time: {as_of!r}", param_hint="--as-of"
+            ) from None
     out = out_path or cfg.data_dir / "scores" / "mql.parquet"
     result = score_leads(cfg, as_of=as_of, out=out)
     scores = result.scores
     click.echo(
         f"scored {len(scores):,} leads with {scores['model_version'].iat[0] if len(scores) else '-'}"
-        f": {int(scores['is_mql'].sum()):,} at or above the MQL threshold -> {out}"
+        f": {int(scores['is_mql'].sum()):,} at or above the MQL threshold "
+        f"{result.threshold:.4f} -> {out}"
     )
 
 
@@ -674,7 +550,7 @@ def serve(ctx: click.Context, port: int | None) -> None:
 # -- demo ---------------------------------------------------------------------------------------
 @main.command("demo")
 @click.option("--leads", type=click.IntRange(min=200), default=None, help="Leads to generate.")
-@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials.")
+@trials_option
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="HTTP port.")
 @click.pass_context
 def demo(ctx: click.Context, leads: int | None, trials: int | None, port: int | None) -> None:

@@ -5,13 +5,63 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pandas as pd
 
+from activation.audience_sync import sync_audiences
+from activation.campaigns import sync_campaigns
+from activation.lead_promotion import run_promotion
 from app import process
+from app.formatting import (
+    format_audiences,
+    format_campaigns,
+    format_nbo_result,
+    format_promotion,
+    format_train_result,
+)
+from app.pipeline import apply_features, materialize_features, serve_command
 from core.config import API_KEY_ENV, Config
+from reports.funnel_report import write_funnel_report
+from synthetic.generate import generate
+from training.nbo import train_nbo
+from training.train import train_churn, train_mql
+
+T = TypeVar("T")
+
+
+class Timer:
+    """Runs the demo's steps by name, printing each one's heading and wall time; ``seconds``
+    keeps every step's time in the order they ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        print(f"\n== {name}", flush=True)
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        print(f"== {name}: {self.record(name, start):.1f}s", flush=True)
+        return out
+
+    def record(self, name: str, started: float) -> float:
+        """Keep the time since ``started`` (a ``time.perf_counter()`` reading) as ``name``'s."""
+        self.seconds[name] = time.perf_counter() - started
+        return self.seconds[name]
+
+
+@dataclass
+class Answers:
+    """What the service answered over HTTP."""
+
+    scores: list[dict]  # a batch of random leads, highest probability first
+    retitled: dict  # the lowest-scored lead again, with a job title sent in the request
+    risks: list[dict]  # churn risk of random customers, highest first
+    offers: list[dict]  # next best offers of some of the same leads
 
 
 def sample_leads(cfg: Config, n: int = 300) -> list[str]:
@@ -62,15 +112,119 @@ def print_scores(results: list[dict]) -> None:
             print(f"      {sign} {reason['text']}")
 
 
-def run_jobs(cfg: Config, timed) -> None:
+# -- the steps ------------------------------------------------------------------------------------
+def build_and_train(cfg: Config, timed: Timer, leads: int | None, trials: int | None) -> None:
+    """Generate the synthetic funnel, build and apply its features, train the three models and
+    fill the online store."""
+    summary = timed(
+        "generate synthetic funnel",
+        generate,
+        n_leads=leads or cfg.data.leads,
+        seed=cfg.data.seed,
+        start=cfg.data.start,
+        weeks=cfg.data.weeks,
+        out_dir=cfg.data_dir,
+    )
+    print("  " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    counts = timed("build features and apply Feast definitions", apply_features, cfg)
+    print("  " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    result = timed("train MQL model (Optuna + MLflow)", train_mql, cfg, n_trials=trials)
+    print(format_train_result(result))
+    churn = timed("train churn model (Optuna + MLflow)", train_churn, cfg, n_trials=trials)
+    print(format_train_result(churn))
+    nbo = timed("train next-best-offer model (uplift learners + MLflow)", train_nbo, cfg)
+    print(format_nbo_result(nbo))
+    timed("materialize online store", materialize_features, cfg)
+
+
+def query_service(cfg: Config, client: httpx.Client) -> Answers:
+    """MQL scores of random leads in one batch (and the lowest again with a job title sent in
+    the request), churn risk of random customers, next best offers of 40 of the leads."""
+    ids = sample_leads(cfg)
+    batch = client.post("/v1/leads/score_batch", json={"leads": [{"lead_id": i} for i in ids]})
+    batch.raise_for_status()
+    scores = sorted(batch.json()["results"], key=lambda r: -r["probability"])
+    retitled = client.post(
+        "/v1/leads/score",
+        json={"lead_id": scores[-1]["lead_id"], "job_title": "VP of Marketing"},
+    )
+    retitled.raise_for_status()
+    risks = []
+    for account in sample_customers(cfg):
+        answer = client.post("/v1/accounts/churn_risk", json={"account_id": account})
+        answer.raise_for_status()
+        risks.append(answer.json())
+    risks.sort(key=lambda r: -r["probability"])
+    offers = []
+    for lead_id in ids[:40]:
+        answer = client.post("/v1/next_best_offer", json={"lead_id": lead_id})
+        answer.raise_for_status()
+        offers.append(answer.json())
+    return Answers(scores, retitled.json(), risks, offers)
+
+
+def print_answers(answers: Answers) -> None:
+    results = answers.scores
+    mqls = sum(r["is_mql"] for r in results)
+    print(
+        f"\n== scored {len(results)} random leads over HTTP in one batch: {mqls} are MQLs "
+        f"(model {results[0]['model_version']}, threshold {results[0]['threshold']:.3f}, "
+        f"features as of {results[0]['features_as_of']})"
+    )
+    print("  the three highest scores:")
+    print_scores(results[:3])
+    print("  three from the middle and the bottom:")
+    print_scores([results[len(results) // 2], results[-2], results[-1]])
+    print("  the last lead again, with job title 'VP of Marketing' sent in the request:")
+    print_scores([answers.retitled])
+    risks = answers.risks
+    tiers = pd.Series([r["risk_tier"] for r in risks]).value_counts().to_dict()
+    print(f"\n== churn risk of {len(risks)} random customers over HTTP: {tiers}")
+    print("  the three most at risk:")
+    print_churn(risks[:3])
+    print("  and the safest:")
+    print_churn(risks[-1:])
+    offers = answers.offers
+    chosen = pd.Series([r["chosen_offer"] for r in offers]).value_counts().to_dict()
+    print(f"\n== next best offer for {len(offers)} leads over HTTP: {chosen}")
+    one_per_stage = {r["stage"]: r for r in offers}
+    print_offers(list(one_per_stage.values()))
+
+
+def score_over_http(
+    cfg: Config,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    timed: Timer,
+    port: int | None = None,
+) -> None:
+    """Start the BentoML service on the champions just trained, query it, print what it
+    answered, stop it."""
+    port = port or process.free_port(cfg.serving.host)
+    key = cfg.api_key() or secrets.token_urlsafe(16)
+    cmd, env = serve_command(cfg, config_path, overrides, port)
+    env[API_KEY_ENV] = key
+    base = f"http://{cfg.serving.host}:{port}"
+    print(f"\n== start BentoML service at {base}", flush=True)
+    start = time.perf_counter()
+    log_path = cfg.data_dir / "demo-server.log"
+    proc = process.start(cmd, env, log_path)
+    try:
+        process.wait_ready(base, proc, log_path)
+        print(f"== start service: {timed.record('start service', start):.1f}s")
+        start = time.perf_counter()
+        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30.0) as client:
+            answers = query_service(cfg, client)
+        timed.record("score leads over HTTP", start)
+        print_answers(answers)
+    finally:
+        process.stop(proc)
+        print("\n== service stopped")
+
+
+def run_jobs(cfg: Config, timed: Timer) -> None:
     """The activation jobs on the demo data: promotion to sales, audiences, a campaign wave and
     the funnel report (destinations are files under <data_dir>/outbox)."""
-    from activation.audience_sync import sync_audiences
-    from activation.campaigns import sync_campaigns
-    from activation.lead_promotion import run_promotion
-    from app.cli import format_audiences, format_campaigns, format_promotion
-    from reports.funnel_report import write_funnel_report
-
     if cfg.jobs.state_store is None:  # the demo's own state: it describes the data just replaced
         for path in (*cfg.data_dir.glob("jobs.db*"), *(cfg.data_dir / "outbox").glob("*.jsonl")):
             path.unlink()
@@ -97,6 +251,12 @@ def run_jobs(cfg: Config, timed) -> None:
         print(f"  destination {name}: {where}")
 
 
+def print_timings(seconds: dict[str, float]) -> None:
+    print("\n== timings")
+    for name, took in seconds.items():
+        print(f"  {name:<45} {took:7.1f}s")
+
+
 def run_demo(
     cfg: Config,
     config_path: Path | None,
@@ -105,108 +265,11 @@ def run_demo(
     trials: int | None = None,
     port: int | None = None,
 ) -> dict[str, float]:
-    from app.cli import format_nbo_result, format_train_result
-    from app.pipeline import apply_features, materialize_features, serve_command
-    from synthetic.generate import generate
-    from training.nbo import train_nbo
-    from training.train import train_churn, train_mql
-
-    timings: dict[str, float] = {}
-
-    def timed(name: str, fn, *args, **kwargs):
-        print(f"\n== {name}", flush=True)
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        timings[name] = time.perf_counter() - start
-        print(f"== {name}: {timings[name]:.1f}s", flush=True)
-        return out
-
-    summary = timed(
-        "generate synthetic funnel",
-        generate,
-        n_leads=leads or cfg.data.leads,
-        seed=cfg.data.seed,
-        start=cfg.data.start,
-        weeks=cfg.data.weeks,
-        out_dir=cfg.data_dir,
-    )
-    print("  " + ", ".join(f"{k}={v}" for k, v in summary.items()))
-    counts = timed("build features and apply Feast definitions", apply_features, cfg)
-    print("  " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
-    result = timed("train MQL model (Optuna + MLflow)", train_mql, cfg, n_trials=trials)
-    print(format_train_result(result))
-    churn = timed("train churn model (Optuna + MLflow)", train_churn, cfg, n_trials=trials)
-    print(format_train_result(churn))
-    nbo = timed("train next-best-offer model (uplift learners + MLflow)", train_nbo, cfg)
-    print(format_nbo_result(nbo))
-    timed("materialize online store", materialize_features, cfg)
-
-    port = port or process.free_port(cfg.serving.host)
-    key = cfg.api_key() or secrets.token_urlsafe(16)
-    cmd, env = serve_command(cfg, config_path, overrides, port)
-    env[API_KEY_ENV] = key
-    base = f"http://{cfg.serving.host}:{port}"
-    print(f"\n== start BentoML service at {base}", flush=True)
-    start = time.perf_counter()
-    log_path = cfg.data_dir / "demo-server.log"
-    proc = process.start(cmd, env, log_path)
-    try:
-        process.wait_ready(base, proc, log_path)
-        timings["start service"] = time.perf_counter() - start
-        print(f"== start service: {timings['start service']:.1f}s")
-        ids = sample_leads(cfg)
-        start = time.perf_counter()
-        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30.0) as client:
-            batch = client.post(
-                "/v1/leads/score_batch", json={"leads": [{"lead_id": i} for i in ids]}
-            )
-            batch.raise_for_status()
-            results = sorted(batch.json()["results"], key=lambda r: -r["probability"])
-            # one lead again, with a job title that arrived with the request
-            retitled = client.post(
-                "/v1/leads/score",
-                json={"lead_id": results[-1]["lead_id"], "job_title": "VP of Marketing"},
-            )
-            retitled.raise_for_status()
-            risks = []
-            for account in sample_customers(cfg):
-                answer = client.post("/v1/accounts/churn_risk", json={"account_id": account})
-                answer.raise_for_status()
-                risks.append(answer.json())
-            offers = []
-            for lead_id in ids[:40]:
-                answer = client.post("/v1/next_best_offer", json={"lead_id": lead_id})
-                answer.raise_for_status()
-                offers.append(answer.json())
-        timings["score leads over HTTP"] = time.perf_counter() - start
-        mqls = sum(r["is_mql"] for r in results)
-        print(
-            f"\n== scored {len(results)} random leads over HTTP in one batch: {mqls} are MQLs "
-            f"(model {results[0]['model_version']}, threshold {results[0]['threshold']:.3f}, "
-            f"features as of {results[0]['features_as_of']})"
-        )
-        print("  the three highest scores:")
-        print_scores(results[:3])
-        print("  three from the middle and the bottom:")
-        print_scores([results[len(results) // 2], results[-2], results[-1]])
-        print("  the last lead again, with job title 'VP of Marketing' sent in the request:")
-        print_scores([retitled.json()])
-        risks.sort(key=lambda r: -r["probability"])
-        tiers = pd.Series([r["risk_tier"] for r in risks]).value_counts().to_dict()
-        print(f"\n== churn risk of {len(risks)} random customers over HTTP: {tiers}")
-        print("  the three most at risk:")
-        print_churn(risks[:3])
-        print("  and the safest:")
-        print_churn(risks[-1:])
-        chosen = pd.Series([r["chosen_offer"] for r in offers]).value_counts().to_dict()
-        print(f"\n== next best offer for {len(offers)} leads over HTTP: {chosen}")
-        one_per_stage = {r["stage"]: r for r in offers}
-        print_offers(list(one_per_stage.values()))
-    finally:
-        process.stop(proc)
-        print("\n== service stopped")
+    """Every step in turn: build and train, score over HTTP, run the jobs; returns each step's
+    seconds."""
+    timed = Timer()
+    build_and_train(cfg, timed, leads, trials)
+    score_over_http(cfg, config_path, overrides, timed, port)
     run_jobs(cfg, timed)
-    print("\n== timings")
-    for name, seconds in timings.items():
-        print(f"  {name:<45} {seconds:7.1f}s")
-    return timings
+    print_timings(timed.seconds)
+    return timed.seconds

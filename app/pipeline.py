@@ -1,4 +1,5 @@
-"""Thin jobs that wire configuration to the feature store and the service."""
+"""The wiring of configuration to the feature store and the service: the steps the CLI, the
+demo and the notebooks share."""
 
 from __future__ import annotations
 
@@ -6,35 +7,18 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from core.config import Config
-
-
-def feature_store(cfg: Config) -> Any:
-    from core.pg import ensure_schema
-    from features.store import get_store
-
-    ensure_schema(str(cfg.registry["path"]))
-    return get_store(
-        cfg.data_dir, cfg.online_store, cfg.registry, project=cfg.feature_store.project
-    )
-
-
-def data_window(cfg: Config) -> tuple[str, str]:
-    from training.train import read_manifest
-
-    manifest = read_manifest(cfg.raw_dir)
-    return manifest["start"], manifest["end"]
+from core.flat import ImportReport, ImportSpec, write_import
+from core.tables import data_window, read_tables, table_path
+from features.build import build_feature_tables
+from features.imported import imported_objects
+from features.store import apply, feature_store, materialize, quiet_feast
 
 
 def apply_features(cfg: Config) -> dict[str, int]:
     """Build the point-in-time feature tables from the raw tables, then apply definitions."""
-    from core.tables import read_tables, table_path
-    from features.build import build_feature_tables
-    from features.store import apply
-
-    start, end = data_window(cfg)
+    start, end = data_window(cfg.raw_dir)
     # The contract is checked on every load: a bad table stops here, before anything is written.
     names = ["accounts", "leads", "events", "opportunities"]
     if table_path(cfg.raw_dir, "subscriptions") is not None:  # a funnel with no customers yet
@@ -49,11 +33,17 @@ def apply_features(cfg: Config) -> dict[str, int]:
 
 def materialize_features(cfg: Config) -> str:
     """Load every feature row up to the data's end into the online store."""
-    from features.store import materialize
-
-    _, end = data_window(cfg)
+    _, end = data_window(cfg.raw_dir)
     materialize(feature_store(cfg), end)
     return end
+
+
+def import_flat(cfg: Config, spec: ImportSpec) -> ImportReport:
+    """Read, type, check and guard the file, write the dataset, register it in Feast."""
+    report = write_import(cfg, spec)
+    with quiet_feast():
+        feature_store(cfg).apply(imported_objects(cfg.data_dir, spec.name))
+    return report
 
 
 def serve_command(

@@ -22,7 +22,8 @@ Sections (each a ratio against a peer run here, on the same rows or the same mod
 
 Load comes from ``benchmarks/loadgen.py`` in its own process. Times are medians over
 repetitions, with the spread (min-max) beside them. Writes benchmarks/results/perf.{json,md}
-and the table into README.md between its ``perf:begin``/``perf:end`` markers.
+and the table into the docs' benchmarks page (docs/reference/benchmarks.md) between its
+``perf:begin``/``perf:end`` markers; ``--render`` rewrites only the tables, from perf.json.
 """
 
 from __future__ import annotations
@@ -302,14 +303,14 @@ def request_bodies(bench: Bench, n: int = 2000, seed: int = 0) -> tuple[Path, Pa
     features (the newest snapshot, as the online store holds them)."""
     import pandas as pd
 
-    from app.pipeline import data_window, feature_store
-    from features.store import historical_features
+    from core.tables import data_window
+    from features.store import feature_store, historical_features
     from serving.batch import lead_entities
     from training.registry import load_model
 
     cfg = bench.config()
     model = load_model(cfg, cfg.training.mql.registered_model, "champion", "mql")
-    entities = lead_entities(cfg.data_dir, pd.Timestamp(data_window(cfg)[1], tz="UTC"))
+    entities = lead_entities(cfg.data_dir, pd.Timestamp(data_window(cfg.raw_dir)[1], tz="UTC"))
     entities = entities.sample(n=min(n, len(entities)), random_state=seed).reset_index(drop=True)
     frame = historical_features(feature_store(cfg), entities, model.feature_service)
     ours, theirs = bench.work / "bodies-funnel.jsonl", bench.work / "bodies-mlflow.jsonl"
@@ -366,8 +367,8 @@ def prepare_redis(bench: Bench, project: str, connection: str) -> tuple[str, ...
         *redis_extra(project, connection),
         f"feature_store.registry.path={bench.work / f'registry-{project}.db'}",
     )
-    from app.pipeline import feature_store, materialize_features
-    from features.store import apply
+    from app.pipeline import materialize_features
+    from features.store import apply, feature_store
 
     cfg = bench.config(*extra)
     apply(feature_store(cfg), cfg.data_dir)
@@ -527,8 +528,8 @@ def million_leads(bench: Bench, n: int) -> Path:
 def child_batch(work: str, data_dir: str, reps: str) -> dict[str, Any]:
     import pandas as pd
 
-    from app.pipeline import data_window, feature_store
-    from features.store import historical_features
+    from core.tables import data_window
+    from features.store import feature_store, historical_features
     from serving.batch import lead_entities, score_leads
     from training.registry import load_model
 
@@ -536,7 +537,7 @@ def child_batch(work: str, data_dir: str, reps: str) -> dict[str, Any]:
     cfg = bench.config(f"paths.data_dir={data_dir}")
     model = load_model(bench.config(), cfg.training.mql.registered_model, "champion", "mql")
     out_file = Path(data_dir) / "scores.parquet"
-    entities = lead_entities(cfg.data_dir, pd.Timestamp(data_window(cfg)[1], tz="UTC"))
+    entities = lead_entities(cfg.data_dir, pd.Timestamp(data_window(cfg.raw_dir)[1], tz="UTC"))
     # warm-up on 1,000 leads: imports (Feast, DuckDB, ibis) are not the scoring's cost
     sample = historical_features(feature_store(cfg), entities.head(1000), model.feature_service)
     model.predict_proba(sample)
@@ -966,12 +967,12 @@ def main() -> None:
         out_json.write_text(json.dumps(results, indent=2, default=float) + "\n")
         table = markdown(results)
         (RESULTS / "perf.md").write_text(table)
-        readme = ROOT / "README.md"
-        text = readme.read_text()
+        page = ROOT / "docs" / "reference" / "benchmarks.md"
+        text = page.read_text()
         begin, end = "<!-- perf:begin -->\n", "<!-- perf:end -->"
-        if begin in text and end in text:  # the README shows the newest table
+        if begin in text and end in text:  # the docs show the newest table
             head, rest = text.split(begin, 1)
-            readme.write_text(head + begin + table + end + rest.split(end, 1)[1])
+            page.write_text(head + begin + table + end + rest.split(end, 1)[1])
 
     for section in [] if args.render else sections:
         log(f"== {section}")

@@ -23,18 +23,20 @@ import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
 from core.config import (
-    _CONDITION,
+    CONDITION_PATTERN,
     Config,
     ConfigError,
     StageName,
     Strict,
-    _format_error,
+    format_validation_error,
     read_yaml_mapping,
 )
+from core.errors import InputError, UnknownNameError
 from core.offers import CONTROL, Offers
+from core.stages import OPS, parse_condition
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-Condition = Annotated[str, Field(pattern=_CONDITION)]
+Condition = Annotated[str, Field(pattern=CONDITION_PATTERN)]
 
 
 class ScoreRange(Strict):
@@ -85,7 +87,7 @@ def read_audiences(cfg: Config, offers: Offers, path: Path | None = None) -> Aud
     try:
         spec = AudiencesFile.model_validate({**tree, "source": str(path)})
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, str(path))) from None
+        raise ConfigError(format_validation_error(exc, str(path))) from None
     problems = _references(spec, cfg, offers)
     if problems:
         raise ConfigError(f"invalid audiences file {path}:\n" + "\n".join(problems))
@@ -132,10 +134,10 @@ def chosen_names(
     """The ``names`` a job was asked for (all declared when none), each checked to exist."""
     unknown = sorted(set(names) - set(declared))
     if unknown:
-        raise KeyError(f"unknown {what}(s) {unknown}; {source} declares {sorted(declared)}")
+        raise UnknownNameError(f"unknown {what}(s) {unknown}; {source} declares {sorted(declared)}")
     out = list(names) or list(declared)
     if not out:
-        raise ValueError(f"{source} declares no {what}s")
+        raise InputError(f"{source} declares no {what}s")
     return out
 
 
@@ -157,13 +159,13 @@ def inputs_needed(where: Where) -> set[str]:
 def audience_mask(where: Where, frame: pd.DataFrame) -> np.ndarray:
     """Rows of ``frame`` (one per lead) that satisfy every condition. A condition on a missing
     value (no score, not a customer, a NaN feature) does not hold."""
-    from core.stages import _OPS, parse_condition
-
     missing = sorted(
         {*inputs_needed(where), *(parse_condition(e)[0] for e in where.events)} - set(frame.columns)
     )
     if missing:
-        raise KeyError(f"audience conditions read {missing}, which the features do not have")
+        raise UnknownNameError(
+            f"audience conditions read {missing}, which the features do not have"
+        )
     mask = np.ones(len(frame), dtype=bool)
     if where.stages is not None:
         mask &= frame["stage"].isin(where.stages).to_numpy()
@@ -179,7 +181,7 @@ def audience_mask(where: Where, frame: pd.DataFrame) -> np.ndarray:
         name, op, value = parse_condition(event)
         x = frame[name].to_numpy(dtype=float)
         with np.errstate(invalid="ignore"):
-            mask &= _OPS[op](x, value) & ~np.isnan(x)
+            mask &= OPS[op](x, value) & ~np.isnan(x)
     return mask
 
 

@@ -14,12 +14,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.errors import FunnelError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
 API_KEY_ENV = "FUNNEL_API_KEY"
 
 
-class ConfigError(ValueError):
+class ConfigError(FunnelError, ValueError):
     """A configuration file or override is malformed; the message names the key."""
 
 
@@ -208,14 +210,15 @@ class TrainingConfig(Strict):
 
 
 StageName = Literal["awareness", "consideration", "decision", "retention"]
-_CONDITION = r"^\s*[a-z][a-z0-9_]*\s*(>=|<=|==|!=|>|<)\s*-?\d+(\.\d+)?\s*$"
+# A condition on one feature, e.g. "pricing_view_30d >= 1": (feature, operator, number).
+CONDITION_PATTERN = r"^\s*([a-z][a-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$"
 
 
 class StageRule(Strict):
     """A lead is in ``stage`` when any condition holds (``feature op number``)."""
 
     stage: StageName
-    when: Annotated[list[Annotated[str, Field(pattern=_CONDITION)]], Field(min_length=1)]
+    when: Annotated[list[Annotated[str, Field(pattern=CONDITION_PATTERN)]], Field(min_length=1)]
 
 
 class StagesConfig(Strict):
@@ -302,9 +305,16 @@ class RetryConfig(Strict):
 
 class PromotionConfig(Strict):
     destination: str = "sales"
-    # promote at p >= threshold (null: the champion's own threshold); a promoted lead may be
-    # promoted again only after its probability fell below rearm_threshold (null: 0.75 x threshold)
-    threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
+    threshold: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        default=None,
+        description=(
+            "The MQL threshold in force everywhere: a lead at probability >= threshold is an MQL "
+            "for the API's is_mql, `funnel score` and `funnel jobs promote` alike. null: the "
+            "champion's own threshold, chosen at training and stored in its bundle."
+        ),
+    )
+    # a promoted lead may be promoted again only after its probability fell below
+    # rearm_threshold (null: 0.75 x threshold)
     rearm_threshold: Annotated[float, Field(ge=0, lt=1)] | None = None
     daily_cap: Annotated[int, Field(gt=0)] = 30  # sales capacity: promotions per UTC day
     batch_size: Annotated[int, Field(gt=0, le=5000)] = 1000
@@ -448,7 +458,10 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
     return parsed
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """A pydantic error as one line per problem, each naming the dotted key (``optuna.n_trials``)
+    under a heading that names ``source`` (a file, or the options it came from); pydantic's
+    internal validator names are left out of the keys."""
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         where = ".".join(
@@ -487,10 +500,12 @@ def load_config(
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, str(cfg_path))) from None
+        raise ConfigError(format_validation_error(exc, str(cfg_path))) from None
 
 
 def _project_root_for(cfg_path: Path) -> Path:
-    """Relative paths in a config under ``<root>/configs/`` resolve against ``<root>``."""
+    """The project root that relative paths in a config resolve against: ``<root>`` for a
+    config in ``<root>/configs/``, else the folder ``funnel`` runs in (never the config's own
+    folder: a config kept elsewhere still writes its data under the project)."""
     parent = cfg_path.resolve().parent
-    return parent.parent if parent.name == "configs" else parent
+    return parent.parent if parent.name == "configs" else Path.cwd().resolve()

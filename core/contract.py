@@ -28,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import FunnelError
+
 Kind = Literal["str", "int", "float", "ts"]
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -210,7 +212,7 @@ class Problem:
         return text
 
 
-class ContractError(ValueError):
+class ContractError(FunnelError, ValueError):
     """Raw data that breaks the contract. ``table``/``column``/``rows`` describe the first problem;
     ``problems`` holds all of them."""
 
@@ -417,6 +419,22 @@ def validate(table_name: str, df: pd.DataFrame, now: object = None) -> pd.DataFr
     ``now`` bounds every timestamp (default: the real current time). Raises ``ContractError``
     listing every problem found; extra columns are kept after the contract's columns.
     """
+    schema = _checked_shape(table_name, df)
+    now_ts = _now(now)
+    problems: list[Problem] = []
+    out: dict[str, pd.Series] = {}
+    for col in schema.columns:
+        out[col.name], col_problems = _checked_column(table_name, col, df[col.name], now_ts)
+        problems += col_problems
+    problems += _table_problems(schema, out, problems)
+    if problems:
+        raise ContractError(problems)
+    return _with_extras(out, df)
+
+
+def _checked_shape(table_name: str, df: pd.DataFrame) -> TableSchema:
+    """The table's schema, once ``df`` is a DataFrame with unique column names holding every
+    contract column; otherwise ``ContractError`` at once (nothing else can be checked)."""
     if table_name not in TABLES:
         raise ContractError(
             [
@@ -448,66 +466,93 @@ def validate(table_name: str, df: pd.DataFrame, now: object = None) -> pd.DataFr
                 )
             ]
         )
+    return schema
 
-    now_ts = _now(now)
-    problems: list[Problem] = []
-    out: dict[str, pd.Series] = {}
-    for col in schema.columns:
-        s = df[col.name]
-        coerced, col_problems, null = _COERCE[col.kind](table_name, col, s)
-        problems += col_problems
-        out[col.name] = coerced
-        if col.kind == "ts" and isinstance(coerced.dtype, pd.DatetimeTZDtype):
-            future = (coerced > now_ts).fillna(False).to_numpy(dtype=bool)
-            if future.any():
-                problems.append(
-                    _problem(
-                        table_name,
-                        col.name,
-                        f"timestamps in the future (after {now_ts.isoformat()}): the source's "
-                        "clock or time zone is off; correct them at the source or convert them "
-                        "to UTC (timestamps without an offset are read as UTC)",
-                        s,
-                        future,
-                    )
-                )
-        if col_problems or null is None:
-            continue  # the checks below need well-typed values
-        if col.kind == "str" and not col.nullable:
-            null = null | (coerced.to_numpy() == "")  # an empty id or name is a missing one
-        if not col.nullable and null.any():
+
+def _checked_column(
+    table: str, col: Column, s: pd.Series, now_ts: pd.Timestamp
+) -> tuple[pd.Series, list[Problem]]:
+    """One column coerced to its kind's canonical dtype, with its problems: ill-typed values,
+    timestamps after ``now_ts``, then (for well-typed values only) nulls, values outside the
+    allowed set and out of range."""
+    coerced, problems, null = _COERCE[col.kind](table, col, s)
+    typed = not problems and null is not None  # the value checks need well-typed values
+    if col.kind == "ts" and isinstance(coerced.dtype, pd.DatetimeTZDtype):
+        problems += _future_problems(table, col, s, coerced, now_ts)
+    if typed:
+        problems += _value_problems(table, col, s, coerced, null)
+    return coerced, problems
+
+
+def _future_problems(
+    table: str, col: Column, s: pd.Series, coerced: pd.Series, now_ts: pd.Timestamp
+) -> list[Problem]:
+    """Timestamps after ``now_ts``, quoted as given in ``s``."""
+    future = (coerced > now_ts).fillna(False).to_numpy(dtype=bool)
+    if not future.any():
+        return []
+    return [
+        _problem(
+            table,
+            col.name,
+            f"timestamps in the future (after {now_ts.isoformat()}): the source's "
+            "clock or time zone is off; correct them at the source or convert them "
+            "to UTC (timestamps without an offset are read as UTC)",
+            s,
+            future,
+        )
+    ]
+
+
+def _value_problems(
+    table: str, col: Column, s: pd.Series, coerced: pd.Series, null: np.ndarray
+) -> list[Problem]:
+    """Nulls (an empty id or name counts as one) where none are allowed, values outside
+    ``col.allowed`` and numbers out of range, in a well-typed column."""
+    problems = []
+    if col.kind == "str" and not col.nullable:
+        null = null | (coerced.to_numpy() == "")  # an empty id or name is a missing one
+    if not col.nullable and null.any():
+        problems.append(_problem(table, col.name, "null or empty values are not allowed", s, null))
+    if col.allowed is not None:
+        unknown = ~null & ~coerced.isin(col.allowed).to_numpy()
+        if unknown.any():
+            allowed = ", ".join(sorted(col.allowed))
             problems.append(
-                _problem(table_name, col.name, "null or empty values are not allowed", s, null)
+                _problem(table, col.name, f"unknown values (allowed: {allowed})", s, unknown)
             )
-        if col.allowed is not None:
-            unknown = ~null & ~coerced.isin(col.allowed).to_numpy()
-            if unknown.any():
-                allowed = ", ".join(sorted(col.allowed))
-                problems.append(
-                    _problem(
-                        table_name, col.name, f"unknown values (allowed: {allowed})", s, unknown
-                    )
-                )
-        if col.kind in ("int", "float"):
-            problems += _range_problems(table_name, col, coerced)
+    if col.kind in ("int", "float"):
+        problems += _range_problems(table, col, coerced)
+    return problems
 
-    if schema.key is not None and not any(p.column == schema.key for p in problems):
-        key = out[schema.key]
-        if not _is_unique(key):
-            problems.append(_duplicate_keys(table_name, schema, out))
+
+def _table_problems(
+    schema: TableSchema, out: dict[str, pd.Series], column_problems: list[Problem]
+) -> list[Problem]:
+    """Problems across columns: duplicate keys, records repeated under new keys, timestamps out
+    of order. Each check is skipped when a column it reads already has a problem (those found
+    in the columns, then those found here)."""
+    problems: list[Problem] = []
+
+    def flagged(*columns: str | None) -> bool:
+        return any(p.column in columns for p in (*column_problems, *problems))
+
+    if schema.key is not None and not flagged(schema.key) and not _is_unique(out[schema.key]):
+        problems.append(_duplicate_keys(schema.name, schema, out))
     # a repeated key is reported above; the records are compared when the keys are sound
-    if schema.record and not any(p.column in (*schema.record, schema.key) for p in problems):
-        problems += _repeated_records(table_name, schema, out)
-
+    if schema.record and not flagged(*schema.record, schema.key):
+        problems += _repeated_records(schema.name, schema, out)
     for earlier, later in schema.ordered:
-        if any(p.column in (earlier, later) for p in problems):
+        if flagged(earlier, later):
             continue
         wrong = (out[later] < out[earlier]).fillna(False).to_numpy(dtype=bool)
         if wrong.any():
-            problems.append(_problem(table_name, later, f"before {earlier}", out[later], wrong))
+            problems.append(_problem(schema.name, later, f"before {earlier}", out[later], wrong))
+    return problems
 
-    if problems:
-        raise ContractError(problems)
+
+def _with_extras(out: dict[str, pd.Series], df: pd.DataFrame) -> pd.DataFrame:
+    """The contract's columns, then ``df``'s other columns unchanged, on ``df``'s index."""
     extras = [c for c in df.columns if c not in out]
     result = pd.DataFrame(out, index=df.index, copy=False)  # no copy of millions of strings
     for c in extras:

@@ -31,9 +31,10 @@ from typing import Annotated
 import pandas as pd
 from pydantic import Field, ValidationError
 
-from core.config import ConfigError, Strict, _format_error, read_yaml_mapping
+from core.config import ConfigError, Strict, format_validation_error, read_yaml_mapping
 from core.contract import TABLES
 from core.flat import read_flat
+from core.tables import read_tables, write_tables
 
 
 class TableMapping(Strict):
@@ -56,7 +57,7 @@ def read_mapping(path: Path) -> Mapping:
     try:
         mapping = Mapping.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, str(path))) from None
+        raise ConfigError(format_validation_error(exc, str(path))) from None
     problems = []
     for name, table in mapping.tables.items():
         if name not in TABLES:
@@ -100,12 +101,10 @@ def _monday(ts: pd.Timestamp) -> pd.Timestamp:
 
 def import_tables(mapping_path: Path, raw_dir: Path) -> dict[str, int]:
     """Read, rename, validate and write the mapped tables and their manifest; rows per table."""
-    from core.tables import write_tables
 
     mapping = read_mapping(mapping_path)
     tables = mapped_tables(mapping, mapping_path.parent)
     written = write_tables(tables, raw_dir)  # validates all together first; nothing half-written
-    from core.tables import read_tables
 
     valid = read_tables(raw_dir, list(written))
     start = pd.Timestamp(mapping.start) if mapping.start else valid["leads"]["created_at"].min()

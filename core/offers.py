@@ -15,7 +15,7 @@ from core.config import (
     ConfigError,
     StageName,
     Strict,
-    _format_error,
+    format_validation_error,
     read_yaml_mapping,
 )
 
@@ -96,7 +96,7 @@ def read_offers(path: Path | str) -> Offers:
     try:
         return Offers.model_validate({**tree, "source": str(path)})
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, str(path))) from None
+        raise ConfigError(format_validation_error(exc, str(path))) from None
 
 
 def load_offers(cfg: Config) -> Offers:

@@ -16,5 +16,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # psycopg warns "error ignored terminating <psycopg.Pipeline [INERROR]>: pipeline aborted"
+    # when a pipelined statement of Optuna's or MLflow's fails and the library handles it
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
     warnings.filterwarnings("ignore", message=r".*The ``noload`` loader strategy is deprecated")

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from core.config import StagesConfig
+from core.config import CONDITION_PATTERN, StagesConfig
+from core.errors import UnknownNameError
 
 STAGES: tuple[str, ...] = ("awareness", "consideration", "decision", "retention")
-_OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
         ">": operator.gt, "<": operator.lt}  # fmt: skip
-_CONDITION = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+_CONDITION = re.compile(CONDITION_PATTERN)
 
 
 def parse_condition(text: str) -> tuple[str, str, float]:
@@ -43,7 +44,7 @@ def assign_stages(rules: StagesConfig, columns: Mapping[str, Sequence[Any]]) -> 
     """Stage name per row of ``columns`` (a DataFrame or a dict of equal-length columns)."""
     missing = [f for f in features_needed(rules) if f not in columns]
     if missing:
-        raise KeyError(f"stage rules need feature(s) {missing}, which the input lacks")
+        raise UnknownNameError(f"stage rules need feature(s) {missing}, which the input lacks")
     n = len(next(iter(columns.values()))) if isinstance(columns, dict) else len(columns)
     out = np.full(n, rules.default, dtype=object)
     decided = np.zeros(n, dtype=bool)
@@ -53,7 +54,7 @@ def assign_stages(rules: StagesConfig, columns: Mapping[str, Sequence[Any]]) -> 
             name, op, value = parse_condition(condition)
             x = np.asarray(columns[name], dtype=float)
             with np.errstate(invalid="ignore"):
-                hit |= _OPS[op](x, value) & ~np.isnan(x)
+                hit |= OPS[op](x, value) & ~np.isnan(x)
         out[hit & ~decided] = rule.stage
         decided |= hit
     return out

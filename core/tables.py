@@ -7,11 +7,12 @@ same directory and only then moved into place with ``os.replace``.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -25,6 +26,7 @@ from core.contract import (
     validate,
     validate_all,
 )
+from core.errors import MissingInputError
 
 Format = Literal["parquet", "csv"]
 SUFFIXES: tuple[str, ...] = (".parquet", ".csv")
@@ -94,7 +96,7 @@ def read_table(raw_dir: str | Path, name: str, *, now: object = None) -> pd.Data
         )
     path = table_path(raw_dir, name)
     if path is None:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"table '{name}' not found at {Path(raw_dir) / name}.parquet (or .csv); "
             "run `funnel data generate` first"
         )
@@ -133,3 +135,17 @@ def read_tables(
     tables = {name: read_table(raw_dir, name, now=now) for name in wanted}
     check_references(tables)
     return tables
+
+
+def read_manifest(raw_dir: str | Path) -> dict[str, Any]:
+    """The raw tables' manifest (``manifest.json``): the data's start and end, and its counts."""
+    path = Path(raw_dir) / "manifest.json"
+    if not path.is_file():
+        raise MissingInputError(f"{path} not found; run `funnel data generate` first")
+    return json.loads(path.read_text())
+
+
+def data_window(raw_dir: str | Path) -> tuple[str, str]:
+    """The first and last instant of the raw data, as the manifest records them."""
+    manifest = read_manifest(raw_dir)
+    return manifest["start"], manifest["end"]

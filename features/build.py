@@ -27,7 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from core.contract import EVENT_TYPES
+from core.contract import EVENT_TYPES, empty_table
 from core.timegrid import snapshot_grid
 
 # every contract event type but product usage, which belongs to customers, not leads
@@ -135,7 +135,7 @@ def build_feature_tables(
     *,
     memory_limit: str | None = None,
 ) -> dict[str, int]:
-    """Compute the four feature tables and write `<out_dir>/<table>.parquet`; returns row counts.
+    """Compute the five feature tables and write `<out_dir>/<table>.parquet`; returns row counts.
 
     `raw` is a dict of DataFrames (accounts, leads, events, opportunities) or the raw directory
     holding `<table>.parquet`. All files are written to temporary names first and renamed only
@@ -247,8 +247,6 @@ def _load_raw(con: duckdb.DuckDBPyConnection, raw: RawInput) -> None:
 
 
 def _empty_raw(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    from core.contract import empty_table
-
     con.register(f"raw_{table}_df", empty_table(table))
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS SELECT * FROM raw_{table}_df")
 
@@ -282,24 +280,67 @@ def _window_tables(ticks: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame,
     return tick_frame, bounds, membership30
 
 
+# What is counted per (lead, bucket), and which running totals each window edge needs: one ASOF
+# lookup per edge (T, T-7d, T-30d, T-90d), each carrying only its own totals.
+_COUNTED: tuple[str, ...] = ("events", *ENGAGEMENT_TYPES)
+_EDGE_TOTALS: dict[int, tuple[str, ...]] = {
+    0: (*_COUNTED, "days"),
+    7: ("events", *SHORT_WINDOW_TYPES),
+    30: (*_COUNTED, "days"),
+    90: _COUNTED,
+}
+
+
 def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
-    """Create the views <table>_out for the four feature tables.
+    """Create the views <table>_out for the five feature tables.
 
     Internally leads and accounts are integers (lid, aid): every big join and GROUP BY runs on
-    integer keys; the string ids come back only in the final SELECTs.
+    integer keys; the string ids come back only in the final SELECTs. Intermediate tables go as
+    soon as they are used: the 8M-row build peaks far lower.
     """
-    tick_frame, bounds, membership30 = _window_tables(ticks)
+    max_t = _register_time_grid(con, *_window_tables(ticks))
+    _number_leads(con)
+    _bucket_engagement_events(con, max_t)
+    _lead_running_totals(con)
+    _lead_tick_grid(con)
+    # The edge tables line up with the grid row by row (POSITIONAL JOIN): keep insertion order.
+    con.execute("SET preserve_insertion_order = true")
+    _window_edges(con)
+    _behavior_from_edges(con)
+    con.execute("SET preserve_insertion_order = false")
+    for days in _EDGE_TOTALS:
+        con.execute(f"DROP TABLE edge_{days}")
+    con.execute("DROP TABLE lead_cum")
+    con.execute("DROP TABLE grid")
+    _correct_active_days(con)
+    con.execute("DROP TABLE behavior_raw")
+    con.execute("DROP TABLE ev")
+    _lead_behavior_view(con)
+    _colleague_interest_view(con)
+    _account_usage(con, max_t)
+    _lead_profile_view(con)
+    _account_firmographic_view(con)
+
+
+def _register_time_grid(
+    con: duckdb.DuckDBPyConnection,
+    tick_frame: pd.DataFrame,
+    bounds: pd.DataFrame,
+    membership30: pd.DataFrame,
+) -> int:
+    """Tables ticks, bounds (sorted by b_us, for the ASOF joins) and membership30; returns the
+    last tick in epoch microseconds (nothing at or after it is ever read)."""
     con.register("ticks_df", tick_frame)
     con.register("bounds_df", bounds)
     con.register("membership30_df", membership30)
     con.execute("CREATE OR REPLACE TEMP TABLE ticks AS SELECT * FROM ticks_df")
     con.execute("CREATE OR REPLACE TEMP TABLE bounds AS SELECT * FROM bounds_df ORDER BY b_us")
     con.execute("CREATE OR REPLACE TEMP TABLE membership30 AS SELECT * FROM membership30_df")
-    max_t = int(tick_frame["t_us"].max())
-    type_list = ", ".join(f"'{t}'" for t in ENGAGEMENT_TYPES)
-    code = {t: i + 1 for i, t in enumerate(ENGAGEMENT_TYPES)}
-    kinds = ("events", *ENGAGEMENT_TYPES)  # what is counted per bucket
+    return int(tick_frame["t_us"].max())
 
+
+def _number_leads(con: duckdb.DuckDBPyConnection) -> None:
+    """Table leads_t: each lead's integer lid, its account's integer aid and its creation time."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE leads_t AS
@@ -310,7 +351,12 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
         FROM raw_leads
         """
     )
-    # Engagement events of known leads strictly before the last tick, with their bucket k.
+
+
+def _bucket_engagement_events(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
+    """Table ev: engagement events of known leads strictly before the last tick, with their
+    type as a code (1-based position in ENGAGEMENT_TYPES) and their bucket k."""
+    type_list = ", ".join(f"'{t}'" for t in ENGAGEMENT_TYPES)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ev AS
@@ -326,7 +372,13 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
         FROM e ASOF JOIN bounds b ON e.ts_us >= b.b_us
         """
     )
-    bucket_cols = ",\n".join(
+
+
+def _bucket_count_columns() -> str:
+    """SELECT list of the per-(lead, bucket) counts: c_<kind> for every counted kind, c_days
+    (distinct UTC dates), and the last event and last pricing view (mx_any, mx_pricing)."""
+    code = {t: i + 1 for i, t in enumerate(ENGAGEMENT_TYPES)}
+    return ",\n".join(
         ["count(*)::INTEGER AS c_events"]
         + [
             f"count(*) FILTER (WHERE type_code = {code[t]})::INTEGER AS c_{t}"
@@ -338,27 +390,43 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
             f"max(ts_us) FILTER (WHERE type_code = {code['pricing_view']}) AS mx_pricing",
         ]
     )
+
+
+def _running_total_columns() -> str:
+    """SELECT list of the running totals over a lead's buckets (window w): cum_<kind>,
+    cum_days, and the latest event and pricing view so far (last_any, last_pricing)."""
+    return ",\n".join(
+        [f"sum(c_{c}) OVER w::INTEGER AS cum_{c}" for c in (*_COUNTED, "days")]
+        + ["max(mx_any) OVER w AS last_any", "max(mx_pricing) OVER w AS last_pricing"]
+    )
+
+
+def _lead_running_totals(con: duckdb.DuckDBPyConnection) -> None:
+    """Table lead_cum: per lead and bucket it has events in, the running totals up to that
+    bucket, keyed by the bucket's lower edge lo_us.
+
+    "Everything strictly before edge X" is the running total of the lead's last bucket starting
+    before X (X is always a bucket edge).
+    """
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE lead_bucket AS
-        SELECT lid, k, {bucket_cols} FROM ev GROUP BY lid, k
+        SELECT lid, k, {_bucket_count_columns()} FROM ev GROUP BY lid, k
         """
-    )
-    # Running totals per lead over its buckets: "everything strictly before edge X" is the
-    # running total of the lead's last bucket starting before X (X is always a bucket edge).
-    running = ",\n".join(
-        [f"sum(c_{c}) OVER w::INTEGER AS cum_{c}" for c in (*kinds, "days")]
-        + ["max(mx_any) OVER w AS last_any", "max(mx_pricing) OVER w AS last_pricing"]
     )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE lead_cum AS
-        SELECT lb.lid, b.b_us AS lo_us, {running}
+        SELECT lb.lid, b.b_us AS lo_us, {_running_total_columns()}
         FROM lead_bucket lb JOIN bounds b USING (k)
         WINDOW w AS (PARTITION BY lb.lid ORDER BY lb.k ROWS UNBOUNDED PRECEDING)
         """
     )
     con.execute("DROP TABLE lead_bucket")
+
+
+def _lead_tick_grid(con: duckdb.DuckDBPyConnection) -> None:
+    """Table grid: one row (rid) per lead and tick after the lead's creation, ordered by rid."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE grid AS
@@ -368,16 +436,14 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
         """
     )
 
-    # One ASOF lookup per window edge (T, T-7d, T-30d, T-90d), each carrying only the running
-    # totals it needs; a chained multi-ASOF join measured 2-3x slower than separate ones.
-    edge_kinds = {
-        0: (*kinds, "days"),
-        7: ("events", *SHORT_WINDOW_TYPES),
-        30: (*kinds, "days"),
-        90: kinds,
-    }
-    con.execute("SET preserve_insertion_order = true")
-    for days, needed in edge_kinds.items():
+
+def _window_edges(con: duckdb.DuckDBPyConnection) -> None:
+    """Tables edge_<days>: per grid row (in rid order), the lead's running totals strictly
+    before T - days; edge_0 also carries the last event and pricing view.
+
+    One ASOF lookup per edge: a chained multi-ASOF join measured 2-3x slower than separate ones.
+    """
+    for days, needed in _EDGE_TOTALS.items():
         cum_cols = ", ".join(f"cum_{c}" for c in needed)
         extra = ", last_any, last_pricing" if days == 0 else ""
         con.execute(
@@ -391,21 +457,33 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
             """
         )
 
-    def window(kind: str, days: int) -> str:
-        return f"(coalesce(e0.cum_{kind}, 0) - coalesce(e{days}.cum_{kind}, 0))::DOUBLE"
 
-    window_cols = [f"{window('events', w)} AS events_{w}d" for w in WINDOWS]
-    window_cols += [f"{window(t, 7)} AS {t}_7d" for t in SHORT_WINDOW_TYPES]
-    window_cols += [f"{window(t, w)} AS {t}_{w}d" for w in (30, 90) for t in ENGAGEMENT_TYPES]
+def _window_count(kind: str, days: int) -> str:
+    """SQL for the count of `kind` in [T - days, T): the total at edge T minus the one at
+    edge T - days."""
+    return f"(coalesce(e0.cum_{kind}, 0) - coalesce(e{days}.cum_{kind}, 0))::DOUBLE"
+
+
+def _window_count_columns() -> list[str]:
+    """The SELECT expressions of WINDOW_COUNT_FEATURES, in that order."""
+    columns = [f"{_window_count('events', w)} AS events_{w}d" for w in WINDOWS]
+    columns += [f"{_window_count(t, 7)} AS {t}_7d" for t in SHORT_WINDOW_TYPES]
+    columns += [f"{_window_count(t, w)} AS {t}_{w}d" for w in (30, 90) for t in ENGAGEMENT_TYPES]
+    return columns
+
+
+def _behavior_from_edges(con: duckdb.DuckDBPyConnection) -> None:
+    """Table behavior_raw: per lead and tick, the window counts, recency, lead age and the
+    active days before their correction (see _correct_active_days)."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE behavior_raw AS
-        SELECT g.lid, g.aid, g.tick_i, {", ".join(window_cols)},
+        SELECT g.lid, g.aid, g.tick_i, {", ".join(_window_count_columns())},
                coalesce((g.t_us - e0.last_any) / {_DAY_US}::DOUBLE, {NEVER_DAYS})
                    AS days_since_last_event,
                coalesce((g.t_us - e0.last_pricing) / {_DAY_US}::DOUBLE, {NEVER_DAYS})
                    AS days_since_last_pricing_view,
-               {window("days", 30)} AS active_days_30d_raw,
+               {_window_count("days", 30)} AS active_days_30d_raw,
                (g.t_us - g.created_us) / {_DAY_US}::DOUBLE AS lead_age_days
         FROM grid g
         POSITIONAL JOIN edge_0 e0
@@ -416,13 +494,14 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
                    THEN true ELSE error('edge tables out of order') END
         """
     )
-    con.execute("SET preserve_insertion_order = false")
-    for days in edge_kinds:
-        con.execute(f"DROP TABLE edge_{days}")
-    con.execute("DROP TABLE lead_cum")
-    con.execute("DROP TABLE grid")
-    # Summing per-bucket distinct dates counts a UTC date twice when it straddles a bucket edge
-    # inside the 30-day window (only possible when ticks are not at midnight): subtract those.
+
+
+def _correct_active_days(con: duckdb.DuckDBPyConnection) -> None:
+    """Table behavior: behavior_raw with active_days_30d.
+
+    Summing per-bucket distinct dates counts a UTC date twice when it straddles a bucket edge
+    inside the 30-day window (only possible when ticks are not at midnight): subtract those.
+    """
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE active_days_fix AS
@@ -446,32 +525,44 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
         FROM behavior_raw b LEFT JOIN active_days_fix f USING (lid, tick_i)
         """
     )
-    # Intermediate tables go as soon as they are used: the 8M-row build peaks far lower.
-    con.execute("DROP TABLE behavior_raw")
-    con.execute("DROP TABLE ev")
-    behavior_select = []
+
+
+def _lead_behavior_columns() -> list[str]:
+    """The SELECT expressions of LEAD_BEHAVIOR_FEATURES over the table behavior (alias b)."""
+    columns = []
     for c in LEAD_BEHAVIOR_FEATURES:
         if c == "trend_7d_vs_30d":
             # Smoothed ratio of the last week's rate to the month's weekly rate: 1 = steady,
             # > 1 accelerating; defined (= 1) for leads with no recent events.
-            behavior_select.append(f"(b.events_7d + 1) / (b.events_30d * 7.0 / 30.0 + 1) AS {c}")
+            columns.append(f"(b.events_7d + 1) / (b.events_30d * 7.0 / 30.0 + 1) AS {c}")
         elif c == "email_click_rate_90d":
-            behavior_select.append(f"b.email_click_90d / nullif(b.email_open_90d, 0) AS {c}")
+            columns.append(f"b.email_click_90d / nullif(b.email_open_90d, 0) AS {c}")
         else:
-            behavior_select.append(f"b.{c}")
+            columns.append(f"b.{c}")
+    return columns
+
+
+def _lead_behavior_view(con: duckdb.DuckDBPyConnection) -> None:
+    """The view lead_behavior_out: behavior with the lead's id and the tick's timestamp."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW lead_behavior_out AS
-        SELECT l.lead_id, t.tick_ts AS event_timestamp, {", ".join(behavior_select)}
+        SELECT l.lead_id, t.tick_ts AS event_timestamp, {", ".join(_lead_behavior_columns())}
         FROM behavior b
         JOIN leads_t l USING (lid)
         JOIN ticks t USING (tick_i)
         """
     )
-    # Colleagues = the other leads of the account that exist at T: account totals minus the
-    # lead's own contribution, so a lead's own activity never counts as colleague interest.
-    # Opportunities count from creation (their stage history is not in the data, and today's
-    # stage would leak the future).
+
+
+def _colleague_interest_view(con: duckdb.DuckDBPyConnection) -> None:
+    """The view colleague_interest_out (and the table opp_t it reads).
+
+    Colleagues = the other leads of the account that exist at T: account totals minus the
+    lead's own contribution, so a lead's own activity never counts as colleague interest.
+    Opportunities count from creation (their stage history is not in the data, and today's
+    stage would leak the future).
+    """
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE opp_t AS
@@ -513,7 +604,10 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
         LEFT JOIN own_opps oo ON oo.lid = b.lid AND oo.tick_i = b.tick_i
         """
     )
-    _account_usage(con, max_t)
+
+
+def _lead_profile_view(con: duckdb.DuckDBPyConnection) -> None:
+    """The view lead_profile_out: one row per lead, as of its creation."""
     con.execute(
         """
         CREATE OR REPLACE TEMP VIEW lead_profile_out AS
@@ -524,6 +618,10 @@ def _prepare(con: duckdb.DuckDBPyConnection, ticks: pd.DatetimeIndex) -> None:
         FROM raw_leads
         """
     )
+
+
+def _account_firmographic_view(con: duckdb.DuckDBPyConnection) -> None:
+    """The view account_firmographic_out: one row per account, as of its creation."""
     con.execute(
         """
         CREATE OR REPLACE TEMP VIEW account_firmographic_out AS
@@ -544,6 +642,26 @@ def _account_usage(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
     then, or the earliest row when the account was not yet a customer; tenure counts from the
     account's first subscription. `behavior` (per lead and tick) must exist.
     """
+    _usage_per_lead_tick(con, max_t)
+    _subscriptions_table(con)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP VIEW account_usage_out AS
+        {_account_usage_inputs()}
+        SELECT g.account_id, g.tick_ts AS event_timestamp, {_account_usage_columns()}
+        FROM grid g
+        LEFT JOIN aids a ON a.account_id = g.account_id
+        LEFT JOIN usage u ON u.aid = a.aid AND u.tick_i = g.tick_i
+        LEFT JOIN people p ON p.aid = a.aid AND p.tick_i = g.tick_i
+        LEFT JOIN sub s ON s.account_id = g.account_id AND s.tick_i = g.tick_i
+        LEFT JOIN opps o ON o.account_id = g.account_id AND o.tick_i = g.tick_i
+        """
+    )
+
+
+def _usage_per_lead_tick(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
+    """Table usage_lead_tick: per tick and lead, product usage events in the last 7 days (n7),
+    the last 30 (n30) and the 30 before those (nprev)."""
     day = _DAY_US
     con.execute(
         f"""
@@ -562,6 +680,10 @@ def _account_usage(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
         GROUP BY t.tick_i, u.aid, u.lid
         """
     )
+
+
+def _subscriptions_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Table subs_t: subscription rows with their start and end in epoch microseconds."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE subs_t AS
@@ -572,9 +694,13 @@ def _account_usage(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
         FROM raw_subscriptions
         """
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP VIEW account_usage_out AS
+
+
+def _account_usage_inputs() -> str:
+    """The WITH clause of account_usage_out: grid (account x tick after its creation), aids,
+    and per account and tick its usage, its people, the subscription (sub) and opportunities."""
+    day = _DAY_US
+    return f"""
         WITH grid AS (
             SELECT a.account_id::VARCHAR AS account_id, t.tick_i, t.t_us, t.tick_ts
             FROM raw_accounts a JOIN ticks t ON epoch_us(a.created_at::TIMESTAMPTZ) < t.t_us
@@ -608,8 +734,13 @@ def _account_usage(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
             WHERE epoch_us(o.created_at::TIMESTAMPTZ) < g.t_us
               AND epoch_us(o.created_at::TIMESTAMPTZ) >= g.t_us - {90 * day}
             GROUP BY g.account_id, g.tick_i
-        )
-        SELECT g.account_id, g.tick_ts AS event_timestamp,
+        )"""
+
+
+def _account_usage_columns() -> str:
+    """The SELECT list of ACCOUNT_USAGE_FEATURES over _account_usage_inputs' aliases; the
+    subscription's values are null for an account that is not a customer at the tick."""
+    return f"""
                (s.mrr_now IS NOT NULL)::DOUBLE AS is_customer,
                CASE WHEN s.mrr_now IS NOT NULL THEN s.plan_now END AS plan,
                CASE WHEN s.mrr_now IS NOT NULL THEN s.seats_now END AS seats,
@@ -618,7 +749,7 @@ def _account_usage(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
                     THEN s.mrr_now / nullif(coalesce(s.mrr_then, s.mrr_first), 0) - 1 END
                    AS mrr_change_90d,
                CASE WHEN s.mrr_now IS NOT NULL
-                    THEN (g.t_us - s.first_start) / {day}::DOUBLE END AS tenure_days,
+                    THEN (g.t_us - s.first_start) / {_DAY_US}::DOUBLE END AS tenure_days,
                coalesce(u.u7, 0)::DOUBLE AS usage_events_7d,
                coalesce(u.u30, 0)::DOUBLE AS usage_events_30d,
                coalesce(u.uprev, 0)::DOUBLE AS usage_events_prev_30d,
@@ -630,12 +761,4 @@ def _account_usage(con: duckdb.DuckDBPyConnection, max_t: int) -> None:
                coalesce(p.engagement, 0)::DOUBLE AS lead_engagement_30d,
                coalesce(p.engaged, 0)::DOUBLE AS engaged_leads_30d,
                coalesce(p.known_leads, 0)::DOUBLE AS known_leads,
-               coalesce(o.n, 0)::DOUBLE AS opportunities_90d
-        FROM grid g
-        LEFT JOIN aids a ON a.account_id = g.account_id
-        LEFT JOIN usage u ON u.aid = a.aid AND u.tick_i = g.tick_i
-        LEFT JOIN people p ON p.aid = a.aid AND p.tick_i = g.tick_i
-        LEFT JOIN sub s ON s.account_id = g.account_id AND s.tick_i = g.tick_i
-        LEFT JOIN opps o ON o.account_id = g.account_id AND o.tick_i = g.tick_i
-        """
-    )
+               coalesce(o.n, 0)::DOUBLE AS opportunities_90d"""

@@ -5,6 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from features import (
+    account_usage,
+    behavioral,
+    colleague_interest,
+    entities,
+    firmographic,
+    job_title,
+    services,
+    sources,
+)
+
 
 def feature_objects(data_dir: Path) -> list[Any]:
     """Entities, sources, feature views and services reading `<data_dir>/features/*.parquet`.
@@ -12,17 +23,6 @@ def feature_objects(data_dir: Path) -> list[Any]:
     Built fresh on each call (no shared state), so tests and jobs can apply the same definitions
     to different data directories in one process.
     """
-    from features import (
-        account_usage,
-        behavioral,
-        colleague_interest,
-        entities,
-        firmographic,
-        job_title,
-        services,
-        sources,
-    )
-
     behavior_source = sources.make_lead_behavior_source(data_dir)
     profile_source = sources.make_lead_profile_source(data_dir)
     firmographic_source = sources.make_account_firmographic_source(data_dir)

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.config import Config
+from core.pg import ensure_schema
+
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, RepoConfig
 
@@ -28,7 +31,7 @@ _ROW_ID = "__funnel_row__"
 
 
 @contextmanager
-def _quiet_feast() -> Iterator[None]:
+def quiet_feast() -> Iterator[None]:
     """Silence two known, harmless warnings that break `pytest -W error`: Feast's "on demand
     feature view is experimental" on apply, and ibis's fetch_arrow_table deprecation (duckdb 2)."""
     with warnings.catch_warnings():
@@ -104,6 +107,15 @@ def redis_connection_string(connection_string: str) -> str:
     return ",".join([connection_string, *extra])
 
 
+def feature_store(cfg: Config) -> FeatureStore:
+    """The feature store of a funnel config (its registry's PostgreSQL schema created if
+    needed)."""
+    ensure_schema(str(cfg.registry["path"]))
+    return get_store(
+        cfg.data_dir, cfg.online_store, cfg.registry, project=cfg.feature_store.project
+    )
+
+
 def get_store(
     data_dir: Path,
     online: dict[str, Any] | None = None,
@@ -125,10 +137,10 @@ def apply(store: FeatureStore, data_dir: Path) -> list[str]:
     Objects are applied, not diffed: one renamed in code stays in the registry until deleted.
     Returns the names applied.
     """
-    from features.repo import feature_objects
+    from features.repo import feature_objects  # the definitions import Feast (about 6 s)
 
     objects = feature_objects(Path(data_dir))
-    with _quiet_feast():
+    with quiet_feast():
         store.apply(objects)
     _SERVICE_CACHE.pop(store, None)
     return [obj.name for obj in objects]
@@ -147,7 +159,7 @@ def materialize(store: FeatureStore, end: datetime, start: datetime | None = Non
         view_start = _utc(start) if start is not None else end_ts - (view.ttl or timedelta(0))
         if view_start >= end_ts:  # ttl 0 means "no limit" in Feast
             view_start = end_ts - timedelta(days=3650)
-        with _quiet_feast():
+        with quiet_feast():
             store.materialize(
                 start_date=view_start.to_pydatetime(),
                 end_date=end_ts.to_pydatetime(),
@@ -215,7 +227,7 @@ def historical_features(
         raise ValueError(f"entity_df must not have a column named {_ROW_ID}")
     # Feast's stores do not keep row order: tag each row and restore the order afterwards.
     entities[_ROW_ID] = range(len(entities))
-    with _quiet_feast():
+    with quiet_feast():
         out = store.get_historical_features(entity_df=entities, features=info.service).to_df()
     if len(out) != len(entities) or not out[_ROW_ID].is_unique:
         raise RuntimeError(

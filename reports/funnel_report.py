@@ -13,13 +13,7 @@ lead can fall back to an earlier stage; "reached" always means "ever reached".
 
 from __future__ import annotations
 
-import base64
-import html
-import io
-import os
-import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,10 +22,22 @@ import numpy as np
 import pandas as pd
 
 from core.config import Config
+from core.errors import InputError, MissingInputError, UnknownNameError
 from core.stages import STAGES, assign_stages, features_needed
+from reports.html import (
+    day,
+    generated_at,
+    html_figure,
+    html_page,
+    html_section,
+    html_table,
+    new_figure,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+from core.tables import read_tables
 
 GroupBy = Literal["cohort", "source"]
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -72,18 +78,16 @@ def stage_history(cfg: Config) -> pd.DataFrame:
     feature row there (features count events strictly before it): its features are missing,
     which never satisfies a rule, so it starts in the default stage.
     """
-    from core.tables import read_tables
-
     located = _locate_features(cfg)
     leads = read_tables(cfg.raw_dir, ["leads"])["leads"]
     if leads.empty:
-        raise ValueError(f"no leads in {cfg.raw_dir}: the funnel report needs at least one lead")
+        raise InputError(f"no leads in {cfg.raw_dir}: the funnel report needs at least one lead")
     behavior = pd.read_parquet(
         cfg.features_dir / "lead_behavior.parquet", columns=["event_timestamp"]
     )
     ticks = pd.DatetimeIndex(behavior["event_timestamp"].unique()).sort_values()
     if ticks.empty:
-        raise ValueError(f"no lead has a feature row in {cfg.features_dir}; nothing to report")
+        raise InputError(f"no lead has a feature row in {cfg.features_dir}; nothing to report")
 
     created = pd.DatetimeIndex(pd.to_datetime(leads["created_at"], utc=True))
     # each lead exists from the first snapshot at or after its creation to the last one
@@ -92,7 +96,7 @@ def stage_history(cfg: Config) -> pd.DataFrame:
     lead_i = np.repeat(np.arange(len(leads)), n)
     offset = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
     if len(lead_i) == 0:
-        raise ValueError(f"every lead in {cfg.raw_dir} was created after the last snapshot")
+        raise InputError(f"every lead in {cfg.raw_dir} was created after the last snapshot")
 
     history = pd.DataFrame(
         {
@@ -127,11 +131,11 @@ def _locate_features(cfg: Config) -> dict[str, list[str]]:
     folder = cfg.features_dir
     hint = "run `funnel features apply` first (after `funnel data generate`)"
     if not folder.is_dir():
-        raise FileNotFoundError(f"feature tables folder {folder} not found; {hint}")
+        raise MissingInputError(f"feature tables folder {folder} not found; {hint}")
     tables = [*SNAPSHOT_TABLES, *STATIC_TABLES]
     missing = [f"{t}.parquet" for t in tables if not (folder / f"{t}.parquet").is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"feature table(s) {', '.join(missing)} not found in {folder}; {hint}"
         )
     located: dict[str, list[str]] = {}
@@ -143,7 +147,9 @@ def _locate_features(cfg: Config) -> dict[str, list[str]]:
             located[table] = here
             unplaced = [f for f in unplaced if f not in names]
     if unplaced:
-        raise KeyError(f"stage rules need feature(s) {unplaced}, which no table in {folder} holds")
+        raise UnknownNameError(
+            f"stage rules need feature(s) {unplaced}, which no table in {folder} holds"
+        )
     return located
 
 
@@ -315,19 +321,6 @@ def write_funnel_report(cfg: Config, out_path: Path | None = None) -> Path:
     return path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write then rename: a reader (or a browser refresh) never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_funnel_report(history: pd.DataFrame, title: str = "Funnel report") -> str:
     """The report's HTML for a stage history (plots inlined as base64 PNG)."""
     if history.empty:
@@ -335,101 +328,114 @@ def render_funnel_report(history: pd.DataFrame, title: str = "Funnel report") ->
     _require(history, HISTORY_COLUMNS)
     counts = stage_counts(history)
     overall = conversion_table(history)
-    by_cohort = conversion_table(history, by="cohort")
-    by_source = conversion_table(history, by="source")
-    durations = stage_durations(history)
-    accounts = account_stages(history)
-
-    snaps = counts.index
-    first, last = _day(snaps.min()), _day(snaps.max())
-    n_leads, n_accounts = history["lead_id"].nunique(), history["account_id"].nunique()
-    cohorts = sorted(history["cohort"].unique())
-    account_summary = _account_summary(accounts)
-    latest = counts.iloc[-1]
-
     sections = [
-        _section(
-            "stages-over-time",
-            "Leads per stage over time",
-            "How many leads sit in each stage at every weekly snapshot. Stages follow the rules "
-            "in the config (<code>stages</code>) applied to each lead's features at that "
-            "snapshot; they come from 30- and 90-day activity windows, so a lead can fall back "
-            "to an earlier stage after a quiet month.",
-            _img(_stage_area_plot(counts)),
-            _table(
-                latest.rename("leads")
-                .rename_axis("stage")
-                .reset_index()
-                .assign(share=lambda d: d["leads"] / max(d["leads"].sum(), 1)),
-                caption=f"At the latest snapshot ({last})",
-            ),
-        ),
-        _section(
+        _stages_section(counts),
+        html_section(
             "funnel",
             "Funnel: conversion and drop-off",
             "Leads that ever reached each stage, with the share that went on to the next stage "
             "(or a later one) and the number that never went further. A lead that skips a "
             "stage counts as having passed it.",
-            _img(_funnel_plot(overall)),
-            _table(_pretty_conversion(overall)),
+            html_figure(_funnel_plot(overall)),
+            html_table(_pretty_conversion(overall)),
         ),
-        _section(
-            "by-cohort",
-            "Conversion by cohort (month the lead was created)",
-            'The same conversion rates per monthly cohort ("stayed in": leads that reached '
-            "the stage and never went further). Recent cohorts have had less time to move on, "
-            "so their rates are lower by construction; leads created before the first snapshot "
-            "were already in the funnel when the data starts, so their early steps are not "
-            "observed.",
-            _img(_conversion_by_plot(by_cohort, "cohort")),
-            _table(_pretty_conversion(by_cohort, "cohort")),
-        ),
-        _section(
-            "by-channel",
-            "Conversion by channel (lead source)",
-            "The same conversion rates per lead source.",
-            _img(_conversion_by_plot(by_source, "source")),
-            _table(_pretty_conversion(by_source, "source")),
-        ),
-        _section(
-            "durations",
-            "Time each stage takes",
-            "Days from a lead's first snapshot in a stage to its first snapshot in a later "
-            "stage, for leads that moved on (bars: median; whiskers: 25th to 75th percentile). "
-            "Snapshots are weekly, so times are measured in whole weeks; leads present at the "
-            "first snapshot may have entered their stage earlier.",
-            _img(_durations_plot(durations)),
-            _table(
-                durations.rename(
-                    columns={
-                        "count": "leads moved on",
-                        "median": "median days",
-                        "p25": "p25 days",
-                        "p75": "p75 days",
-                        "mean": "mean days",
-                    }
-                )
-            ),
-        ),
-        _section(
+        *(_conversion_by_section(conversion_table(history, by=by), by) for by in CONVERSION_BY),
+        _durations_section(stage_durations(history)),
+        html_section(
             "accounts",
             "Account stages",
             "Each account's stage at the latest snapshot is the most advanced stage among its "
             "leads (an account with one lead in decision is in decision).",
-            _table(account_summary),
+            html_table(_account_summary(account_stages(history))),
         ),
     ]
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    window = (
-        f"Data window: {len(snaps)} weekly snapshots from {first} to {last}; "
-        f"{n_leads:,} leads in {n_accounts:,} accounts, created in cohorts {cohorts[0]} to "
-        f"{cohorts[-1]}. Generated {generated}."
+    return html_page(title, _data_window(history, counts.index), sections)
+
+
+# The conversion sections per group: the anchor, the heading and what the section shows.
+CONVERSION_BY: dict[GroupBy, tuple[str, str, str]] = {
+    "cohort": (
+        "by-cohort",
+        "Conversion by cohort (month the lead was created)",
+        (
+            'The same conversion rates per monthly cohort ("stayed in": leads that reached '
+            "the stage and never went further). Recent cohorts have had less time to move "
+            "on, so their rates are lower by construction; leads created before the first "
+            "snapshot were already in the funnel when the data starts, so their early steps "
+            "are not observed."
+        ),
+    ),
+    "source": (
+        "by-channel",
+        "Conversion by channel (lead source)",
+        "The same conversion rates per lead source.",
+    ),
+}
+
+
+def _conversion_by_section(conversion: pd.DataFrame, by: GroupBy) -> str:
+    anchor, heading, explanation = CONVERSION_BY[by]
+    return html_section(
+        anchor,
+        heading,
+        explanation,
+        html_figure(_conversion_by_plot(conversion, by)),
+        html_table(_pretty_conversion(conversion, by)),
     )
-    return _page(title, window, sections)
 
 
-def _day(value: object) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%d")
+def _stages_section(counts: pd.DataFrame) -> str:
+    latest = counts.iloc[-1]
+    return html_section(
+        "stages-over-time",
+        "Leads per stage over time",
+        "How many leads sit in each stage at every weekly snapshot. Stages follow the rules "
+        "in the config (<code>stages</code>) applied to each lead's features at that "
+        "snapshot; they come from 30- and 90-day activity windows, so a lead can fall back "
+        "to an earlier stage after a quiet month.",
+        html_figure(_stage_area_plot(counts)),
+        html_table(
+            latest.rename("leads")
+            .rename_axis("stage")
+            .reset_index()
+            .assign(share=lambda d: d["leads"] / max(d["leads"].sum(), 1)),
+            caption=f"At the latest snapshot ({day(counts.index.max())})",
+        ),
+    )
+
+
+def _durations_section(durations: pd.DataFrame) -> str:
+    return html_section(
+        "durations",
+        "Time each stage takes",
+        "Days from a lead's first snapshot in a stage to its first snapshot in a later "
+        "stage, for leads that moved on (bars: median; whiskers: 25th to 75th percentile). "
+        "Snapshots are weekly, so times are measured in whole weeks; leads present at the "
+        "first snapshot may have entered their stage earlier.",
+        html_figure(_durations_plot(durations)),
+        html_table(
+            durations.rename(
+                columns={
+                    "count": "leads moved on",
+                    "median": "median days",
+                    "p25": "p25 days",
+                    "p75": "p75 days",
+                    "mean": "mean days",
+                }
+            )
+        ),
+    )
+
+
+def _data_window(history: pd.DataFrame, snapshots: pd.Index) -> str:
+    """The page's subtitle: the snapshots, leads, accounts and cohorts the report covers."""
+    n_leads, n_accounts = history["lead_id"].nunique(), history["account_id"].nunique()
+    cohorts = sorted(history["cohort"].unique())
+    return (
+        f"Data window: {len(snapshots)} weekly snapshots from {day(snapshots.min())} to "
+        f"{day(snapshots.max())}; {n_leads:,} leads in {n_accounts:,} accounts, created in "
+        f"cohorts {cohorts[0]} to {cohorts[-1]}. Generated {generated_at()}."
+    )
 
 
 def _account_summary(accounts: pd.DataFrame) -> pd.DataFrame:
@@ -464,99 +470,14 @@ def _pretty_conversion(table: pd.DataFrame, by: str | None = None) -> pd.DataFra
     return out.rename_axis(by).reset_index()
 
 
-# ---------------------------------------------------------------------------------- HTML bits
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; color: #222;
-       padding: 0 1rem; }}
-h1 {{ margin-bottom: 0.2rem; }}
-.window {{ color: #555; margin-top: 0; }}
-section {{ margin: 2.5rem 0; }}
-img {{ max-width: 100%; }}
-table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
-th, td {{ padding: 0.25rem 0.7rem; border-bottom: 1px solid #ddd; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-caption {{ text-align: left; font-weight: 600; padding-bottom: 0.3rem; }}
-nav a {{ margin-right: 1rem; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<p class="window">{subtitle}</p>
-<nav>{nav}</nav>
-{body}
-</body>
-</html>
-"""
-
-
-def _page(title: str, subtitle: str, sections: list[str]) -> str:
-    """One self-contained page: title, subtitle, a link per section (``_section``), sections."""
-    nav = []
-    for text in sections:
-        anchor = text.split('id="', 1)[1].split('"', 1)[0]
-        heading = text.split("<h2>", 1)[1].split("</h2>", 1)[0]
-        nav.append(f'<a href="#{anchor}">{heading}</a>')
-    return _PAGE.format(
-        title=html.escape(title), subtitle=html.escape(subtitle), nav="".join(nav),
-        body="\n".join(sections),
-    )  # fmt: skip
-
-
-def _section(anchor: str, heading: str, explanation: str, *parts: str) -> str:
-    # explanations are our own text (may hold <code>); headings are escaped
-    return (
-        f'<section id="{anchor}">\n<h2>{html.escape(heading)}</h2>\n<p>{explanation}</p>\n'
-        + "\n".join(parts)
-        + "\n</section>"
-    )
-
-
-def _table(frame: pd.DataFrame, caption: str | None = None) -> str:
-    """A DataFrame as an HTML table: rates as percentages, counts with thousands separators."""
-    shown = frame.copy()
-    for column in shown.columns:
-        values = shown[column]
-        if "rate" in str(column) or "share" in str(column):
-            shown[column] = [("–" if pd.isna(v) else f"{v:.1%}") for v in values]
-        elif pd.api.types.is_integer_dtype(values):
-            shown[column] = [f"{v:,}" for v in values]
-        elif pd.api.types.is_float_dtype(values):
-            shown[column] = [("–" if pd.isna(v) else f"{v:,.1f}") for v in values]
-        elif pd.api.types.is_datetime64_any_dtype(values):
-            shown[column] = [_day(v) for v in values]
-    text = shown.to_html(index=False, border=0, escape=True)
-    if caption:
-        text = text.replace(">", f"><caption>{html.escape(caption)}</caption>", 1)
-    return text
-
-
-def _img(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="">'
-
-
 # --------------------------------------------------------------------------------------- plots
-def _figure(width: float = 8.0, height: float = 4.5) -> tuple[Figure, object]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)  # no pyplot: no global state, no display
-    return fig, fig.add_subplot(1, 1, 1)
-
-
 def _naive_utc(index: pd.Index) -> pd.DatetimeIndex:
     times = pd.DatetimeIndex(index)
     return times.tz_convert("UTC").tz_localize(None) if times.tz is not None else times
 
 
 def _stage_area_plot(counts: pd.DataFrame) -> Figure:
-    fig, ax = _figure()
+    fig, ax = new_figure(8.0, 4.5)
     x = _naive_utc(counts.index).to_pydatetime()
     ax.stackplot(
         x,
@@ -577,7 +498,7 @@ def _stage_area_plot(counts: pd.DataFrame) -> Figure:
 def _funnel_plot(overall: pd.DataFrame) -> Figure:
     """Centered horizontal bars of leads that reached each stage, steps annotated between."""
     reached = [*overall["reached"].tolist(), int(overall["converted"].iloc[-1])]
-    fig, ax = _figure(8.0, 4.5)
+    fig, ax = new_figure(8.0, 4.5)
     y = np.arange(len(STAGES))[::-1]
     widths = np.asarray(reached, dtype=float)
     ax.barh(y, widths, left=-widths / 2, color=[_COLORS[s] for s in STAGES], height=0.6)
@@ -605,7 +526,7 @@ def _funnel_plot(overall: pd.DataFrame) -> Figure:
 
 def _conversion_by_plot(table: pd.DataFrame, by: str) -> Figure:
     groups = sorted(table[by].unique()) if len(table) else []
-    fig, ax = _figure(max(8.0, 0.6 * len(groups) + 3), 4.5)
+    fig, ax = new_figure(max(8.0, 0.6 * len(groups) + 3), 4.5)
     x = np.arange(len(groups))
     width = 0.8 / len(TRANSITIONS)
     for j, (a, b) in enumerate(TRANSITIONS):
@@ -638,7 +559,7 @@ def _conversion_by_plot(table: pd.DataFrame, by: str) -> Figure:
 
 
 def _durations_plot(durations: pd.DataFrame) -> Figure:
-    fig, ax = _figure(7.0, 4.0)
+    fig, ax = new_figure(7.0, 4.0)
     x = np.arange(len(durations))
     median = durations["median"].to_numpy(dtype=float)
     low = np.nan_to_num(median - durations["p25"].to_numpy(dtype=float))

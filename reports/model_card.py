@@ -30,7 +30,19 @@ import numpy as np
 import pandas as pd
 
 from core.config import Config
-from reports.funnel_report import _day, _img, _page, _section, _table, write_atomic
+from core.errors import InputError, MissingInputError
+from reports.html import (
+    day,
+    fmt,
+    generated_at,
+    html_figure,
+    html_page,
+    html_png,
+    html_section,
+    html_table,
+    new_figure,
+    write_atomic,
+)
 from training.metrics import lift_at, lift_curve
 
 if TYPE_CHECKING:
@@ -40,6 +52,14 @@ if TYPE_CHECKING:
     from training.nbo_model import NboModel
     from training.scoring import ScoringModel
     from training.train import TrainingSplit
+from core.tables import read_tables
+from core.timegrid import to_utc
+from features.store import feature_store, historical_features
+from training import plots
+from training.labels import churn_labels, mql_labels
+from training.nbo import LEARNER_NAMES
+from training.registry import load_model, load_model_version, load_nbo_model, load_nbo_model_version
+from training.train import is_dataset, kind_config, kind_spec, training_split
 
 CARD_KINDS: tuple[str, ...] = ("mql", "churn", "nbo")
 # A bucket that is empty on one side would make PSI infinite: its share counts as this instead.
@@ -324,10 +344,8 @@ def write_model_card(
     ``BundleError``; an unknown kind, or a model whose feature service or features the current
     config and data no longer provide, raises ``ValueError``.
     """
-    from training.train import is_dataset
-
     if kind not in CARD_KINDS and not is_dataset(cfg, kind):
-        raise ValueError(
+        raise InputError(
             f"unknown model kind {kind!r}; choose one of {list(CARD_KINDS)} or an imported "
             "table's name"
         )
@@ -350,22 +368,15 @@ def latest_scoring_rows(
     """The rows the model would score at the newest snapshot of the offline feature tables:
     the training population there (mql: leads that exist and have not converted; churn:
     customer accounts) with their point-in-time features."""
-    from app.pipeline import feature_store
-    from core.tables import read_tables
-    from core.timegrid import to_utc
-    from features.store import historical_features
-    from training.labels import churn_labels, mql_labels
-    from training.train import kind_config
-
     table = "lead_behavior" if kind == "mql" else "account_usage"
     path = cfg.features_dir / f"{table}.parquet"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"feature table {path} not found; run `funnel features apply` first"
         )
     stamps = pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"]
     if stamps.empty:
-        raise ValueError(f"feature table {path} has no rows")
+        raise InputError(f"feature table {path} has no rows")
     newest = to_utc(stamps.max())
     ticks = pd.DatetimeIndex([newest])
     window = kind_config(cfg, kind).label_window_days
@@ -386,58 +397,36 @@ def latest_scoring_rows(
 def _registered_name(cfg: Config, kind: str) -> str:
     if kind == "nbo":
         return cfg.training.nbo.registered_model
-    from training.train import kind_config
-
     return kind_config(cfg, kind).registered_model
 
 
 def _load(cfg: Config, kind: str, ref: str) -> tuple[ScoringModel | NboModel, ModelVersion]:
     """The model under an alias (or a version number) and its registry entry."""
     from mlflow import MlflowClient
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
-    from training.nbo_model import NboModel
-    from training.registry import BUNDLE_ARTIFACT, configure_tracking, load_model, load_nbo_model
-    from training.scoring import BundleError, ScoringModel
 
     name = _registered_name(cfg, kind)
     model: ScoringModel | NboModel
-    if not ref.isdigit():
-        model = load_nbo_model(cfg, ref) if kind == "nbo" else load_model(cfg, name, ref, kind)
-        return model, MlflowClient().get_model_version(name, model.version.rsplit("/", 1)[1])
-    configure_tracking(cfg)
-    try:
-        mv = MlflowClient().get_model_version(name, ref)
-    except MlflowException as exc:
-        raise BundleError(
-            f"no version {ref} of model '{name}' in {cfg.tracking_uri}; "
-            f"train one first with `funnel train {kind}`"
-        ) from exc
-    artifacts = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}")) / "artifacts"
-    version = f"{name}/{mv.version}"
     if kind == "nbo":
-        return NboModel.load(artifacts / "nbo", version=version), mv
-    model = ScoringModel.load(artifacts / BUNDLE_ARTIFACT, version=version)
-    if model.meta.model_kind != kind:
-        raise BundleError(f"model {version} is a '{model.meta.model_kind}' model, not '{kind}'")
-    return model, mv
+        model = load_nbo_model_version(cfg, ref) if ref.isdigit() else load_nbo_model(cfg, ref)
+    elif ref.isdigit():
+        model = load_model_version(cfg, name, ref, kind)
+    else:
+        model = load_model(cfg, name, ref, kind)
+    return model, MlflowClient().get_model_version(name, model.version.rsplit("/", 1)[1])
 
 
 # ------------------------------------------------------------------------- classifier card
 def _check_contract(cfg: Config, kind: str, model: ScoringModel, split: TrainingSplit) -> None:
-    from training.train import kind_config
-
     configured = kind_config(cfg, kind).feature_service
     if model.feature_service != configured:
-        raise ValueError(
+        raise InputError(
             f"model {model.version} was trained on feature service '{model.feature_service}' "
             f"but training.{kind}.feature_service is '{configured}'; the card rebuilds the "
             "model's rows through the configured service"
         )
     missing = [f for f in model.feature_names if f not in split.frame.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"features of model {model.version} missing from the rebuilt rows: {missing}"
         )
 
@@ -445,10 +434,6 @@ def _check_contract(cfg: Config, kind: str, model: ScoringModel, split: Training
 def _render_classifier_card(
     cfg: Config, kind: str, model: ScoringModel, mv: ModelVersion, ref: str
 ) -> str:
-    from app.pipeline import feature_store
-    from training import plots
-    from training.train import is_dataset, kind_spec, training_split
-
     spec = kind_spec(cfg, kind)
     store = feature_store(cfg)
     split = training_split(cfg, kind, store)
@@ -457,93 +442,118 @@ def _render_classifier_card(
     test = split.parts["test"]
     y = test["label"].to_numpy()
     prob = model.predict_proba(test)
-    metrics = bootstrap_metrics(y, prob, seed=cfg.optuna.seed)
-    names = model.feature_names
-    categorical = sorted(model.meta.categories)
     # an imported table has no scoring window of its own: its test rows stand for it
-    latest = (
-        split.parts["test"]
-        if dataset
-        else latest_scoring_rows(cfg, kind, model.feature_service, store)
-    )
-    drift = psi_table(split.parts["train"], latest, names, categorical)
-    latest_at = _day(latest["event_timestamp"].max())
-    gains = model.booster.feature_importance(importance_type="gain")
+    latest = test if dataset else latest_scoring_rows(cfg, kind, model.feature_service, store)
+    latest_at = day(latest["event_timestamp"].max())
     what = "churn" if model.meta.tiers else "conversion"
     unit, article = ("account", "an") if kind == "churn" else ("lead", "a")
     if dataset:
         what, unit, article = "the label", "row", "a"
-
+    label = (
+        f"{article} {unit}'s label is 1 when the {what} happens within "
+        f"{_window_days(cfg, kind)} days of the snapshot"
+    )
     sections = [
-        _section(
-            "model",
-            "Model",
-            f"The registered model, the feature service it was trained on and serves with, "
-            f"and the rows it learned from. The rows below are rebuilt from the current data "
-            f"exactly as training split them by week; {article} {unit}'s label is 1 when the "
-            f"{what} happens within {_window_days(cfg, kind)} days of the snapshot.",
-            _table(_model_facts(model, mv, ref, split, latest_at)),
-            _table(_split_table(split), caption="Rows per split"),
-        ),
-        _section(
-            "metrics",
-            "Test metrics",
-            f"On the {len(test):,} test rows (the newest {test['event_timestamp'].nunique()} "
-            "weeks with known labels), with 95% bootstrap intervals (rows resampled with "
-            f"replacement, {BOOTSTRAP_ROUNDS} times).",
-            _table(_metrics_view(metrics)),
-        ),
+        _model_section(model, mv, ref, split, latest_at, label),
+        _metrics_section(test, y, prob, cfg.optuna.seed),
         _decision_section(kind, model, test, y, prob),
-        _section(
-            "calibration",
-            "Calibration",
-            f"Predicted probability against the observed {what} rate in quantile bins of the "
-            "test rows: on the diagonal, a probability of 20% means 20 in 100.",
-            _img(plots.calibration_plot(y, prob)),
-        ),
-        _section(
-            "gains",
-            "Cumulative gains and lift",
-            f"Contacting the {unit}s with the best scores first: the share of all test-row "
-            f"positives caught against the share of rows contacted, and the lift per decile.",
-            _img(_gains_plot(y, prob)),
-            _table(_lift_view(y, prob), caption="Lift by score decile (1 = best scores)"),
-        ),
-        _section(
-            "importance",
-            "Feature importance",
-            "Each feature's share of the total split gain of the booster's trees (top 20).",
-            _img(plots.importance_plot(names, gains)),
-        ),
-        _section(
+        *_ranking_sections(model, y, prob, what, unit),
+        html_section(
             "reasons",
             "Example reasons",
             "Three test rows (the highest, the median and the lowest score) with the features "
             "that moved their score most, as the API explains them.",
             _examples(model, test, prob, spec.entity_key),
         ),
-        _section(
-            "drift",
-            "Drift: training rows vs the latest scoring window",
-            "Population stability index (PSI) of each feature between the training rows and "
-            f"the rows the model would score at the newest feature snapshot ({latest_at}, "
-            f"{len(latest):,} {unit}s: the training population there, features from Feast). "
-            "Numeric features use ten quantile bins of the training rows, categorical ones "
-            "their categories (unseen ones together), missing values a bucket of their own. "
-            f"Reading: below {PSI_STABLE} stable, {PSI_STABLE} to {PSI_MODERATE} moderate, "
-            f"above {PSI_MODERATE} a large shift. Some drift is expected from the calendar: "
-            "counts and ages grow as the funnel runs.",
-            _img(_psi_plot(drift)),
-            _table(_drift_view(drift)),
-        ),
+        _drift_section(model, split.parts["train"], latest, latest_at, unit),
     ]
     title = f"Model card: {spec.title} ({model.version})"
-    return _page(title, _subtitle(model.version, ref), sections)
+    return html_page(title, _subtitle(model.version, ref), sections)
+
+
+def _model_section(
+    model: ScoringModel,
+    mv: ModelVersion,
+    ref: str,
+    split: TrainingSplit,
+    latest_at: str,
+    label: str,
+) -> str:
+    return html_section(
+        "model",
+        "Model",
+        f"The registered model, the feature service it was trained on and serves with, "
+        f"and the rows it learned from. The rows below are rebuilt from the current data "
+        f"exactly as training split them by week; {label}.",
+        html_table(_model_facts(model, mv, ref, split, latest_at)),
+        html_table(_split_table(split), caption="Rows per split"),
+    )
+
+
+def _metrics_section(test: pd.DataFrame, y: np.ndarray, prob: np.ndarray, seed: int) -> str:
+    metrics = bootstrap_metrics(y, prob, seed=seed)
+    return html_section(
+        "metrics",
+        "Test metrics",
+        f"On the {len(test):,} test rows (the newest {test['event_timestamp'].nunique()} "
+        "weeks with known labels), with 95% bootstrap intervals (rows resampled with "
+        f"replacement, {BOOTSTRAP_ROUNDS} times).",
+        html_table(_metrics_view(metrics)),
+    )
+
+
+def _ranking_sections(
+    model: ScoringModel, y: np.ndarray, prob: np.ndarray, what: str, unit: str
+) -> list[str]:
+    """Calibration, cumulative gains and lift, feature importance."""
+    gains = model.booster.feature_importance(importance_type="gain")
+    return [
+        html_section(
+            "calibration",
+            "Calibration",
+            f"Predicted probability against the observed {what} rate in quantile bins of the "
+            "test rows: on the diagonal, a probability of 20% means 20 in 100.",
+            html_figure(plots.calibration_plot(y, prob)),
+        ),
+        html_section(
+            "gains",
+            "Cumulative gains and lift",
+            f"Contacting the {unit}s with the best scores first: the share of all test-row "
+            f"positives caught against the share of rows contacted, and the lift per decile.",
+            html_figure(_gains_plot(y, prob)),
+            html_table(_lift_view(y, prob), caption="Lift by score decile (1 = best scores)"),
+        ),
+        html_section(
+            "importance",
+            "Feature importance",
+            "Each feature's share of the total split gain of the booster's trees (top 20).",
+            html_figure(plots.importance_plot(model.feature_names, gains)),
+        ),
+    ]
+
+
+def _drift_section(
+    model: ScoringModel, train: pd.DataFrame, latest: pd.DataFrame, latest_at: str, unit: str
+) -> str:
+    categorical = sorted(model.meta.categories)
+    drift = psi_table(train, latest, model.feature_names, categorical)
+    return html_section(
+        "drift",
+        "Drift: training rows vs the latest scoring window",
+        "Population stability index (PSI) of each feature between the training rows and "
+        f"the rows the model would score at the newest feature snapshot ({latest_at}, "
+        f"{len(latest):,} {unit}s: the training population there, features from Feast). "
+        "Numeric features use ten quantile bins of the training rows, categorical ones "
+        "their categories (unseen ones together), missing values a bucket of their own. "
+        f"Reading: below {PSI_STABLE} stable, {PSI_STABLE} to {PSI_MODERATE} moderate, "
+        f"above {PSI_MODERATE} a large shift. Some drift is expected from the calendar: "
+        "counts and ages grow as the funnel runs.",
+        html_figure(_psi_plot(drift)),
+        html_table(_drift_view(drift)),
+    )
 
 
 def _window_days(cfg: Config, kind: str) -> int:
-    from training.train import kind_config
-
     return kind_config(cfg, kind).label_window_days
 
 
@@ -565,18 +575,18 @@ def _model_facts(
     extra = model.meta.extra
     trained = extra.get("data_window") or ["?", "?"]
     frame = split.frame["event_timestamp"]
-    rebuilt = [_day(frame.min()), _day(frame.max())]
+    rebuilt = [day(frame.min()), day(frame.max())]
     facts = [
         *_registry_facts(mv, ref),
         ("feature service", model.feature_service),
         ("features", f"{len(model.feature_names)} ({len(model.meta.categories)} categorical)"),
-        ("data window at training", f"{_day(trained[0])} to {_day(trained[1])}"),
+        ("data window at training", f"{day(trained[0])} to {day(trained[1])}"),
         ("data window rebuilt now", f"{rebuilt[0]} to {rebuilt[1]}"),
         ("latest scoring window", latest_at),
         ("trees", str(extra.get("num_trees", model.booster.num_trees()))),
         ("refit on validation", str(extra.get("refit_on_validation", "–"))),
     ]
-    if [_day(trained[0]), _day(trained[1])] != rebuilt and "?" not in trained:
+    if [day(trained[0]), day(trained[1])] != rebuilt and "?" not in trained:
         facts.append(("note", "the data changed since training: the rows below are today's"))
     return pd.DataFrame(facts, columns=["", "value"])
 
@@ -594,8 +604,8 @@ def _split_table(split: TrainingSplit) -> pd.DataFrame:
         rows.append(
             {
                 "split": part,
-                "from": _day(stamps.min()),
-                "to": _day(stamps.max()),
+                "from": day(stamps.min()),
+                "to": day(stamps.max()),
                 "weeks": int(stamps.nunique()),
                 "rows": len(frame),
                 "positives": int(frame["label"].sum()),
@@ -625,7 +635,7 @@ def _decision_section(
     if model.meta.tiers:
         table = tier_summary(y, prob, model.meta.tiers)
         top = table.iloc[-1]
-        return _section(
+        return html_section(
             "decision",
             "Risk tiers",
             "A customer's tier is the last one whose lower bound its churn probability reaches. "
@@ -633,7 +643,7 @@ def _decision_section(
             f"{top['share of rows']:.1%} of the accounts and {top['share of positives']:.1%} "
             f"of those that churned, at an observed churn rate of {top['observed rate']:.1%} "
             f"(mean predicted: {top['mean predicted rate']:.1%}).",
-            _table(table),
+            html_table(table),
         )
     s = threshold_summary(y, prob, model.threshold, test["event_timestamp"].to_numpy())
     rule = model.meta.extra.get("threshold_rule", {})
@@ -651,14 +661,14 @@ def _decision_section(
         ],
         columns=["", "value"],
     )
-    return _section(
+    return html_section(
         "decision",
         "MQL threshold",
         "A lead at or above the threshold is a marketing-qualified lead and goes to sales. "
         f"On the test weeks that is about {s['flagged_per_week']:,.0f} leads a week, of whom "
         f"{s['precision']:.1%} converted (against {s['base_rate']:.1%} of all leads), catching "
         f"{s['recall']:.1%} of all conversions.",
-        _table(view),
+        html_table(view),
     )
 
 
@@ -696,7 +706,7 @@ def _examples(model: ScoringModel, test: pd.DataFrame, prob: np.ndarray, key: st
         )
         parts.append(
             f"<h3>{html.escape(what)}: {html.escape(key)} {html.escape(str(row[key]))} at "
-            f"{_day(row['event_timestamp'])}</h3>\n<p>probability {p:.1%} "
+            f"{day(row['event_timestamp'])}</h3>\n<p>probability {p:.1%} "
             f"(score {model.score(float(p))}), {html.escape(decision)}; label {int(row['label'])}"
             f"</p>\n<ul>{items}</ul>"
         )
@@ -719,11 +729,32 @@ def _drift_view(drift: pd.DataFrame) -> pd.DataFrame:
 def _render_nbo_card(cfg: Config, model: NboModel, mv: ModelVersion, ref: str) -> str:
     from mlflow import MlflowClient
 
-    from training import plots
-    from training.nbo import LEARNER_NAMES
-
-    meta, policy = model.meta, model.meta.policy
     run_metrics = MlflowClient().get_run(mv.run_id).data.metrics if mv.run_id else {}
+    qini_png = _run_artifact(mv.run_id, "plots/qini.png")
+    sections = [
+        _nbo_model_section(model, mv, ref),
+        html_section(
+            "qini",
+            "Qini curves per offer",
+            "Out-of-fold uplift of the kept learner on the exposures, per offer against the "
+            "no-offer arm (from the model's training run): above the dotted random line, the "
+            "model finds who the offer moves.",
+            html_png(qini_png)
+            if qini_png
+            else "<p>The training run holds no Qini plot (plots/qini.png).</p>",
+            html_table(
+                _qini_view(model.offers, run_metrics), caption="Held-out uplift metrics per offer"
+            ),
+        ),
+        _policy_section(model),
+    ]
+    return html_page(
+        f"Model card: next best offer ({model.version})", _subtitle(model.version, ref), sections
+    )
+
+
+def _nbo_model_section(model: NboModel, mv: ModelVersion, ref: str) -> str:
+    meta = model.meta
     window = meta.extra.get("data_window") or ["?", "?"]
     facts = pd.DataFrame(
         [
@@ -733,79 +764,54 @@ def _render_nbo_card(cfg: Config, model: NboModel, mv: ModelVersion, ref: str) -
             ("learner", LEARNER_NAMES.get(meta.learner, meta.learner)),
             ("offers", ", ".join(meta.offers)),
             ("no-offer arm", meta.control),
-            ("exposures from", f"{_day(window[0])} to {_day(window[1])}"),
+            ("exposures from", f"{day(window[0])} to {day(window[1])}"),
             ("served policy", model.served_policy),
         ],
         columns=["", "value"],
     )
-    values = {
-        k: (float(v[0]), float(v[1]), float(v[2])) for k, v in policy.get("values", {}).items()
-    }
-    qini_png = _run_artifact(mv.run_id, "plots/qini.png")
-    qini = (
-        f'<img src="data:image/png;base64,{qini_png}" alt="">'
-        if qini_png else "<p>The training run holds no Qini plot (plots/qini.png).</p>"
-    )  # fmt: skip
     learners = meta.extra.get("validation_mean_qini", {})
-    sections = [
-        _section(
-            "model",
-            "Model",
-            "The registered next-best-offer model: an uplift learner that predicts, per offer, "
-            "how much more likely a lead converts with the offer than without, and the policy "
-            "training decided to serve.",
-            _table(facts),
-            _table(
-                pd.DataFrame(
-                    {
-                        "learner": [LEARNER_NAMES.get(n, n) for n in learners],
-                        "validation mean Qini": [_fmt(v) for v in learners.values()],
-                        "kept": ["yes" if n == meta.learner else "" for n in learners],
-                    }
-                ),
-                caption="Candidate learners (fold 0)",
-            ),
-        ),
-        _section(
-            "qini",
-            "Qini curves per offer",
-            "Out-of-fold uplift of the kept learner on the exposures, per offer against the "
-            "no-offer arm (from the model's training run): above the dotted random line, the "
-            "model finds who the offer moves.",
-            qini,
-            _table(
-                _qini_view(meta.offers, run_metrics), caption="Held-out uplift metrics per offer"
-            ),
-        ),
-        _section(
-            "policy",
-            "Policy values and the served policy",
-            f"Net value per unit over sending nothing, with 95% intervals, of the learned "
-            f"policy and the alternatives on held-out rows. Served: "
-            f"<b>{html.escape(model.served_policy)}</b>. "
-            f"{html.escape(str(policy.get('reason', '')))}",
-            _img(plots.policy_plot(values, model.served_policy)) if values else "",
-            _table(_policy_view(values, model.served_policy)),
-            _table(
-                pd.DataFrame(
-                    {
-                        "arm": list(policy.get("learned_share", {})),
-                        "share of units": list(policy.get("learned_share", {}).values()),
-                    }
-                ),
-                caption="Where the learned policy sends units",
-            ),
-        ),
-    ]
-    return _page(
-        f"Model card: next best offer ({model.version})", _subtitle(model.version, ref), sections
+    candidates = pd.DataFrame(
+        {
+            "learner": [LEARNER_NAMES.get(n, n) for n in learners],
+            "validation mean Qini": [fmt(v) for v in learners.values()],
+            "kept": ["yes" if n == meta.learner else "" for n in learners],
+        }
+    )
+    return html_section(
+        "model",
+        "Model",
+        "The registered next-best-offer model: an uplift learner that predicts, per offer, "
+        "how much more likely a lead converts with the offer than without, and the policy "
+        "training decided to serve.",
+        html_table(facts),
+        html_table(candidates, caption="Candidate learners (fold 0)"),
     )
 
 
-def _run_artifact(run_id: str | None, artifact: str) -> str | None:
-    """A PNG artifact of an MLflow run as base64, or None when it is not there."""
-    import base64
+def _policy_section(model: NboModel) -> str:
+    policy, served = model.meta.policy, model.served_policy
+    values = {
+        k: (float(v[0]), float(v[1]), float(v[2])) for k, v in policy.get("values", {}).items()
+    }
+    shares = policy.get("learned_share", {})
+    return html_section(
+        "policy",
+        "Policy values and the served policy",
+        f"Net value per unit over sending nothing, with 95% intervals, of the learned "
+        f"policy and the alternatives on held-out rows. Served: "
+        f"<b>{html.escape(served)}</b>. "
+        f"{html.escape(str(policy.get('reason', '')))}",
+        html_figure(plots.policy_plot(values, served)) if values else "",
+        html_table(_policy_view(values, served)),
+        html_table(
+            pd.DataFrame({"arm": list(shares), "share of units": list(shares.values())}),
+            caption="Where the learned policy sends units",
+        ),
+    )
 
+
+def _run_artifact(run_id: str | None, artifact: str) -> bytes | None:
+    """A PNG artifact of an MLflow run, or None when it is not there."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
@@ -816,7 +822,7 @@ def _run_artifact(run_id: str | None, artifact: str) -> str | None:
             local = download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp)
         except (MlflowException, OSError):
             return None
-        return base64.b64encode(Path(local).read_bytes()).decode("ascii")
+        return Path(local).read_bytes()
 
 
 def _qini_view(offers: list[str], metrics: dict[str, float]) -> pd.DataFrame:
@@ -825,10 +831,10 @@ def _qini_view(offers: list[str], metrics: dict[str, float]) -> pd.DataFrame:
         rows.append(
             {
                 "offer": offer,
-                "rows (offer or no offer)": _fmt(metrics.get(f"test_{offer}_rows"), "{:,.0f}"),
-                "Qini (normalized)": _fmt(metrics.get(f"test_{offer}_qini")),
-                "AUUC": _fmt(metrics.get(f"test_{offer}_auuc")),
-                "uplift in top 30%": _fmt(metrics.get(f"test_{offer}_uplift_at_30")),
+                "rows (offer or no offer)": fmt(metrics.get(f"test_{offer}_rows"), "{:,.0f}"),
+                "Qini (normalized)": fmt(metrics.get(f"test_{offer}_qini")),
+                "AUUC": fmt(metrics.get(f"test_{offer}_auuc")),
+                "uplift in top 30%": fmt(metrics.get(f"test_{offer}_uplift_at_30")),
             }
         )
     return pd.DataFrame(rows)
@@ -838,29 +844,18 @@ def _policy_view(values: dict[str, tuple[float, float, float]], served: str) -> 
     return pd.DataFrame(
         {
             "policy": list(values),
-            "value per unit": [_fmt(v[0]) for v in values.values()],
-            "95% interval": [f"{_fmt(v[1])} – {_fmt(v[2])}" for v in values.values()],
+            "value per unit": [fmt(v[0]) for v in values.values()],
+            "95% interval": [f"{fmt(v[1])} – {fmt(v[2])}" for v in values.values()],
             "served": ["yes" if n == served else "" for n in values],
         }
     )
 
 
-def _fmt(value: float | None, pattern: str = "{:.4f}") -> str:
-    return "–" if value is None or not np.isfinite(value) else pattern.format(value)
-
-
 # --------------------------------------------------------------------------------------- plots
-def _figure(width: float = 6.0, height: float = 4.5) -> tuple[Figure, Any]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)  # no pyplot: no global state, no display
-    return fig, fig.add_subplot(1, 1, 1)
-
-
 def _gains_plot(y: np.ndarray, prob: np.ndarray) -> Figure:
     contacted, captured = gains_curve(y, prob)
     base = float(np.mean(y))
-    fig, ax = _figure()
+    fig, ax = new_figure(6.0, 4.5)
     ax.plot(contacted, captured, label="model (test rows)")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="random order")
     ax.plot([0, base, 1], [0, 1, 1], ":", color="black", label="perfect order")
@@ -876,7 +871,7 @@ def _gains_plot(y: np.ndarray, prob: np.ndarray) -> Figure:
 
 def _psi_plot(drift: pd.DataFrame) -> Figure:
     shown = drift.iloc[::-1]  # largest at the top
-    fig, ax = _figure(7.0, 0.22 * len(shown) + 1.5)
+    fig, ax = new_figure(7.0, 0.22 * len(shown) + 1.5)
     ax.barh(shown["feature"], shown["psi"], color=[_READING_COLORS[r] for r in shown["reading"]])
     ax.axvline(PSI_STABLE, color="grey", linestyle="--", linewidth=0.8)
     ax.axvline(PSI_MODERATE, color="grey", linestyle=":", linewidth=0.8)
@@ -891,5 +886,4 @@ def _psi_plot(drift: pd.DataFrame) -> Figure:
 
 
 def _subtitle(version: str, ref: str) -> str:
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"models:/{version} (asked for '{ref}'). Generated {generated}."
+    return f"models:/{version} (asked for '{ref}'). Generated {generated_at()}."

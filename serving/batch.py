@@ -18,9 +18,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.errors import InputError, MissingInputError
+from training.scoring import mql_threshold
+
 if TYPE_CHECKING:
     from core.config import Config
     from training.scoring import ScoringModel
+from core.tables import data_window
+from features.sources import feature_table_path
+from features.store import feature_store, historical_features
+from training.registry import load_model
 
 SCORE_FILE_COLUMNS = [
     "lead_id",
@@ -37,16 +44,15 @@ SCORE_FILE_COLUMNS = [
 @dataclass
 class BatchResult:
     scores: pd.DataFrame
+    threshold: float  # the MQL threshold in force: is_mql is probability >= threshold
     seconds: dict[str, float] = field(default_factory=dict)  # per step: join, predict, write
 
 
 def lead_entities(data_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
     """Every lead with its account (from the lead profile feature table) at ``as_of``."""
-    from features.sources import feature_table_path
-
     path = Path(feature_table_path(data_dir, "lead_profile"))
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run 'funnel features apply' first")
+        raise MissingInputError(f"{path} not found: run 'funnel features apply' first")
     profile = pd.read_parquet(path, columns=["lead_id", "lead_account_id"])
     return pd.DataFrame(
         {
@@ -57,8 +63,11 @@ def lead_entities(data_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
     )
 
 
-def score_frame(model: ScoringModel, frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The score file's columns for a frame of features (one row per lead)."""
+def score_frame(
+    model: ScoringModel, frame: pd.DataFrame, as_of: pd.Timestamp, threshold: float
+) -> pd.DataFrame:
+    """The score file's columns for a frame of features (one row per lead); ``threshold`` is
+    the MQL threshold in force (``training.scoring.mql_threshold``)."""
     prob = model.predict_proba(frame)
     return pd.DataFrame(
         {
@@ -66,7 +75,7 @@ def score_frame(model: ScoringModel, frame: pd.DataFrame, as_of: pd.Timestamp) -
             "account_id": frame["account_id"].to_numpy(),
             "probability": prob,
             "score": np.rint(100.0 * np.clip(prob, 0.0, 1.0)).astype(np.int16),
-            "is_mql": prob >= float(model.threshold),
+            "is_mql": prob >= threshold,
             "model_version": model.version,
             "feature_service": model.feature_service,
             "as_of": as_of,
@@ -76,7 +85,7 @@ def score_frame(model: ScoringModel, frame: pd.DataFrame, as_of: pd.Timestamp) -
 
 def check_scores_path(out: Path) -> None:
     if out.suffix not in (".parquet", ".csv"):
-        raise ValueError(f"scores file {out}: use a .parquet or a .csv name")
+        raise InputError(f"scores file {out}: use a .parquet or a .csv name")
 
 
 def write_scores(scores: pd.DataFrame, out: Path) -> Path:
@@ -105,14 +114,11 @@ def score_leads(
     progress: bool = True,
 ) -> BatchResult:
     """Every lead's score as of ``as_of`` (default: the end of the data) with the champion
-    (``serving.model_alias``) MQL model; written to ``out`` when given."""
-    from app.pipeline import data_window, feature_store
-    from features.store import historical_features
-    from training.registry import load_model
-
+    (``serving.model_alias``) MQL model, an MQL at the threshold in force (``mql_threshold`` of
+    the model's and ``jobs.promotion.threshold``); written to ``out`` when given."""
     if out is not None:
         check_scores_path(out)  # before the work, not after it
-    timestamp = pd.Timestamp(as_of if as_of is not None else data_window(cfg)[1])
+    timestamp = pd.Timestamp(as_of if as_of is not None else data_window(cfg.raw_dir)[1])
     timestamp = timestamp.tz_localize("UTC") if timestamp.tzinfo is None else timestamp
     entities = lead_entities(cfg.data_dir, timestamp)
     if model is None:
@@ -129,10 +135,11 @@ def score_leads(
     frame = historical_features(store, entities, model.feature_service)
     step("join", f"point-in-time features of {len(entities):,} leads at {timestamp}", t)
     t = time.perf_counter()
-    scores = score_frame(model, frame, timestamp)
+    threshold = mql_threshold(model.threshold, cfg.jobs.promotion.threshold)
+    scores = score_frame(model, frame, timestamp, threshold)
     step("predict", "predict", t)
     if out is not None:
         t = time.perf_counter()
         write_scores(scores, out)
         step("write", f"write {out}", t)
-    return BatchResult(scores, seconds)
+    return BatchResult(scores, threshold, seconds)

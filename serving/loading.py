@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.config import Config, ModelKind
+from core.errors import FunnelError
+from training.registry import load_model, load_nbo_model
+from training.scoring import BundleError
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(FunnelError, RuntimeError):
     """A configured model cannot be served; the message names it and what to do."""
 
 
@@ -29,7 +32,6 @@ def load_models(cfg: Config) -> dict[str, Any]:
 def load_champion(cfg: Config, kind: ModelKind, alias: str) -> Any:
     """``models:/<training.<kind>.registered_model>@alias`` as a ScoringModel (mql, churn) or
     an NboModel (nbo)."""
-    from training.registry import load_model, load_nbo_model
 
     name = getattr(cfg.training, kind).registered_model
     try:
@@ -47,8 +49,6 @@ def _diagnose(cfg: Config, kind: str, name: str, alias: str, exc: Exception) -> 
     three it is (no such model, no such alias, an unloadable version)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from training.scoring import BundleError
 
     where = _without_password(cfg.tracking_uri)
     train = f"`funnel train {kind}`"

@@ -16,6 +16,12 @@ from core.config import MAX_BATCH_LIMIT
 
 LeadId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 JobTitle = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+# How fresh a response's features are. Field types, not a base class: a base class's fields
+# would come first in the JSON answers.
+FeaturesAsOf = Annotated[
+    datetime | None, Field(description="Event time of the newest feature row used (UTC).")
+]
+FeatureAge = Annotated[float | None, Field(description="Now minus features_as_of.")]
 
 
 class _Request(BaseModel):
@@ -79,10 +85,8 @@ class LeadScore(BaseModel):
     reasons: list[Reason]
     model_version: str
     feature_service: str
-    features_as_of: datetime | None = Field(
-        description="Event time of the newest feature row used (UTC)."
-    )
-    feature_age_seconds: float | None = Field(description="Now minus features_as_of.")
+    features_as_of: FeaturesAsOf
+    feature_age_seconds: FeatureAge
 
 
 class BatchResponse(BaseModel):
@@ -111,10 +115,8 @@ class ChurnRisk(BaseModel):
     reasons: list[Reason]
     model_version: str
     feature_service: str
-    features_as_of: datetime | None = Field(
-        description="Event time of the newest feature row used (UTC)."
-    )
-    feature_age_seconds: float | None = Field(description="Now minus features_as_of.")
+    features_as_of: FeaturesAsOf
+    feature_age_seconds: FeatureAge
 
 
 class NextBestOfferRequest(LeadScoreRequest):

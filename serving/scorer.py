@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from core.errors import FunnelError
 from serving.online import ACCOUNT_FIELD, PROFILE_VIEW, TS_SUFFIX, ServiceReader
 from serving.schemas import (
     ChurnRisk,
@@ -32,6 +33,7 @@ from serving.schemas import (
     Reason,
 )
 from training.reasons import Reason as ModelReason
+from training.scoring import mql_threshold
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from core.offers import Offers
     from training.nbo_model import NboModel
     from training.scoring import ScoringModel
+from core.stages import assign_stages, features_needed
+from training.nbo_policy import choose_offer, rank_offers
 
 ACCOUNT_REF = f"{PROFILE_VIEW}:{ACCOUNT_FIELD}"
 # Join keys and request fields come back in the online response too; they are not features.
@@ -60,11 +64,11 @@ _SQLITE_UNAVAILABLE = {
 T = TypeVar("T")
 
 
-class FeatureContractError(RuntimeError):
+class FeatureContractError(FunnelError, RuntimeError):
     """The model and the feature store disagree (feature service or feature names)."""
 
 
-class StoreUnavailableError(RuntimeError):
+class StoreUnavailableError(FunnelError, RuntimeError):
     """The online feature store did not answer (down, refusing connections, timed out,
     locked); the message is a short reason, safe to show a client."""
 
@@ -248,7 +252,9 @@ class LeadFeatureReader:
 class LeadScorer:
     """Feast online features -> calibrated probability, score, MQL flag and top reasons.
 
-    ``store`` is a ``feast.FeatureStore``; ``model`` a ``training.scoring.ScoringModel``.
+    ``store`` is a ``feast.FeatureStore``; ``model`` a ``training.scoring.ScoringModel``;
+    ``configured_threshold`` is ``jobs.promotion.threshold`` (None: the model's own), and a lead
+    is an MQL at p >= ``self.threshold``, the one ``mql_threshold`` puts in force.
     Safe to share between threads: online reads take a lock (the SQLite store shares one
     connection), LightGBM predictions run concurrently.
     """
@@ -262,9 +268,11 @@ class LeadScorer:
         clock: Callable[[], float] = time.time,
         reads: str = "direct",
         reasons: str = "treeshap",
+        configured_threshold: float | None = None,
     ) -> None:
         self.store = store
         self.model = model
+        self.threshold = mql_threshold(model.threshold, configured_threshold)
         self.top_k = top_k
         self.clock = clock
         self.reasons = reasons  # training.scoring.REASON_METHODS
@@ -297,9 +305,9 @@ class LeadScorer:
             return [], not_found
         model = self.model
         probs, reasons = self.predict(data)
-        as_of = _newest_timestamps(data)
+        as_of = newest_timestamps(data)
         now = self.clock()
-        threshold = float(model.threshold)
+        threshold = self.threshold
         results = [
             LeadScore(
                 lead_id=lead_id,
@@ -332,15 +340,15 @@ class AccountScorer:
         reasons: str = "treeshap",
     ) -> None:  # fmt: skip
         if not model.meta.tiers:
-            raise FeatureContractError(f"model {model.version} has no risk tiers: not a churn model")
+            raise FeatureContractError(
+                f"model {model.version} has no risk tiers: not a churn model"
+            )
         self.store, self.model, self.top_k, self.clock = store, model, top_k, clock
         self.reasons = reasons
         model.prepare(reasons)
         self._gate = _store_gate(store)
         needed = [*model.feature_names, "is_customer"]
-        self.feature_service = _resolve_service(
-            store, model.feature_service, needed, model.version
-        )
+        self.feature_service = _resolve_service(store, model.feature_service, needed, model.version)
         self._direct = _direct_reader(store, self.feature_service, reads)
 
     def ping(self) -> None:
@@ -375,7 +383,7 @@ class AccountScorer:
             data, self.top_k, num_threads=1, method=self.reasons
         )
         p = float(probs[0])
-        ts = _newest_timestamps(data, key="account_id")[0]
+        ts = newest_timestamps(data, key="account_id")[0]
         tiers = self.model.meta.tiers or []
         return ChurnRisk(
             account_id=request.account_id,
@@ -404,10 +412,12 @@ class OfferRanker:
         self, store: Any, model: NboModel, offers: Offers, stages: StagesConfig,
         epsilon: float, *, clock: Callable[[], float] = time.time, reads: str = "direct",
     ) -> None:  # fmt: skip
-        from core.stages import features_needed
-
         self.model, self.offers, self.stages, self.epsilon, self.clock = (
-            model, offers, stages, epsilon, clock
+            model,
+            offers,
+            stages,
+            epsilon,
+            clock,
         )
         needed = [*model.feature_names, *features_needed(stages), "is_customer"]
         self.reader = LeadFeatureReader(store, model.feature_service, needed, model.version, reads)
@@ -427,9 +437,6 @@ class OfferRanker:
         )
 
     def recommend(self, request: NextBestOfferRequest) -> NextBestOffer | None:
-        from core.stages import assign_stages
-        from training.nbo_policy import choose_offer, rank_offers
-
         data, not_found = self.reader.features([request])
         if not_found:
             return None
@@ -443,14 +450,17 @@ class OfferRanker:
             ranked, self.model.served_policy, self.epsilon, self._draws(request.lead_id),
             control=self.model.meta.control,
         )  # fmt: skip
-        ts = _newest_timestamps(data)[0]
+        ts = newest_timestamps(data)[0]
         return NextBestOffer(
             lead_id=request.lead_id,
             stage=stage,  # type: ignore[arg-type]
             is_customer=bool(is_customer is not None and is_customer >= 1),
             offers=[
                 OfferValue(
-                    offer_id=r.offer_id, uplift=r.uplift, value=r.value, cost=r.cost,
+                    offer_id=r.offer_id,
+                    uplift=r.uplift,
+                    value=r.value,
+                    cost=r.cost,
                     expected_net_value=r.expected_net_value,
                 )
                 for r in ranked
@@ -489,7 +499,7 @@ def _check_order(returned: list[Any], requested: list[str]) -> None:
         raise RuntimeError("online store returned rows out of request order")
 
 
-def _newest_timestamps(data: dict[str, list], key: str = "lead_id") -> list[int]:
+def newest_timestamps(data: dict[str, list], key: str = "lead_id") -> list[int]:
     """Per row, the newest event time (epoch s) over the feature views' features. Join keys and
     on-demand features carry 0, and so does a feature with no row."""
     columns = [

@@ -20,6 +20,8 @@ import hmac
 import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio.to_thread
@@ -28,7 +30,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from serving.limits import MAX_BODY_BYTES, BodySizeLimit
 from serving.schemas import (
@@ -48,6 +50,19 @@ if TYPE_CHECKING:
 
     from core.config import Config
     from serving.scorer import AccountScorer, LeadScorer, OfferRanker
+from core.config import DEFAULT_CONFIG, load_config
+from core.offers import load_offers
+from features.store import feature_store
+from serving.loading import load_models
+from serving.scorer import (
+    OUTAGE_RETRY_S,
+    AccountScorer,
+    LeadScorer,
+    NotACustomerError,
+    OfferRanker,
+    StoreUnavailableError,
+    online_reads,
+)
 
 log = logging.getLogger("funnel.serving")
 CONFIG_ENV = "FUNNEL_CONFIG"
@@ -135,10 +150,6 @@ def load_parts() -> tuple[Config, FeatureStore, dict[str, Any]]:
     """Config from ``FUNNEL_CONFIG`` (+ ``FUNNEL_OVERRIDES``), the Feast store and the champion
     of every model kind in ``serving.models``; slow imports live here, not at module import.
     Tests replace this function."""
-    from app.pipeline import feature_store
-    from core.config import DEFAULT_CONFIG, load_config
-    from serving.loading import load_models
-
     overrides = [line for line in os.environ.get(OVERRIDES_ENV, "").splitlines() if line.strip()]
     cfg = load_config(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG, overrides)
     store = feature_store(cfg)
@@ -163,14 +174,51 @@ _UNAVAILABLE: dict[str, Any] = {
 def _store_unavailable(exc: Exception) -> HTTPException:
     """503 for a StoreUnavailableError: not a bug in the request nor in the service. Logged
     without a traceback: in an outage every request fails the same way."""
-    from serving.scorer import OUTAGE_RETRY_S
-
     log.warning("online feature store unavailable: %s (cause: %r)", exc, exc.__cause__)
     return HTTPException(
         503,
         f"online feature store unavailable: {exc}; retry later",
         headers={"Retry-After": str(math.ceil(OUTAGE_RETRY_S))},
     )
+
+
+def _json(body: BaseModel) -> Response:
+    """``body`` written by pydantic's own JSON encoder (``response_model`` is for the docs)."""
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+@contextmanager
+def _answering(
+    failed: str, doing: str, not_found: type[Exception] | tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
+    """Around a scorer call, the HTTP answer to what it raises: ``not_found`` (a request for
+    something that cannot be scored) is a 404 with its message, a store outage a 503, anything
+    else a 500 that says where to look while the traceback goes to the log under ``failed``."""
+    try:
+        yield
+    except not_found as exc:
+        raise HTTPException(404, str(exc)) from None
+    except StoreUnavailableError as exc:
+        raise _store_unavailable(exc) from None
+    except Exception as exc:
+        log.exception(failed)
+        raise HTTPException(500, f"internal error while {doing}; see the server log") from exc
+
+
+def _responses(not_found: str | None = None, not_served: str | None = None) -> dict[int | str, Any]:
+    """A scoring route's documented errors: ``not_found`` describes its 404; ``not_served`` names
+    the model whose absence is a 503 too."""
+    responses: dict[int | str, Any] = dict(_ERRORS)
+    if not_found is not None:
+        responses[404] = {"model": ErrorResponse, "description": not_found}
+    responses[503] = _UNAVAILABLE
+    if not_served is not None:  # the same 503, for one more reason
+        responses[503] = {
+            **_UNAVAILABLE,
+            "description": "The online feature store is unavailable (retry after "
+            f"`Retry-After` seconds), or the {not_served} model is not served",
+        }
+    return responses
 
 
 @bentoml.service(name="funnel", traffic={"timeout": 30})
@@ -185,9 +233,6 @@ class FunnelService:
     def attach(self, cfg: Config, store: FeatureStore, models: dict[str, Any]) -> None:
         """Wire config, store and models; refuse to start when a configured model is missing
         or was trained on another feature service than the config names."""
-        from core.offers import load_offers
-        from serving.scorer import AccountScorer, LeadScorer, OfferRanker, online_reads
-
         missing = [k for k in cfg.serving.models if k not in models]
         if missing:
             raise RuntimeError(f"refusing to start: no model loaded for {missing} (serving.models)")
@@ -204,7 +249,13 @@ class FunnelService:
         self.max_batch = cfg.serving.max_batch
         reads, reasons = online_reads(cfg), cfg.serving.reasons
         self.scorer: LeadScorer | None = (
-            LeadScorer(store, models["mql"], reads=reads, reasons=reasons)
+            LeadScorer(
+                store,
+                models["mql"],
+                reads=reads,
+                reasons=reasons,
+                configured_threshold=cfg.jobs.promotion.threshold,
+            )
             if "mql" in models
             else None
         )
@@ -242,8 +293,6 @@ class FunnelService:
     async def __is_ready__(self) -> bool:
         """Not ready while the online store does not answer; ready again, with no restart,
         once it does (redis-py reconnects by itself)."""
-        from serving.scorer import StoreUnavailableError
-
         try:
             self._ping()
         except StoreUnavailableError as exc:
@@ -257,15 +306,9 @@ class FunnelService:
     def _score(self, requests: list[LeadScoreRequest]) -> tuple[list[LeadScore], list[str]]:
         if self.scorer is None:
             raise _not_served("mql")
-        from serving.scorer import StoreUnavailableError
-
-        try:
-            return self.scorer.score(requests)
-        except StoreUnavailableError as exc:
-            raise _store_unavailable(exc) from None
-        except Exception as exc:
-            log.exception("scoring failed")
-            raise HTTPException(500, "internal error while scoring; see the server log") from exc
+        with _answering("scoring failed", "scoring"):
+            results, not_found = self.scorer.score(requests)
+        return results, not_found
 
     # One lead is scored inline on the event loop: a few milliseconds of CPU, and a hop to a
     # worker thread would add latency. A batch (up to max_batch leads, each with TreeSHAP
@@ -275,24 +318,20 @@ class FunnelService:
         "/leads/score",
         response_model=LeadScore,
         dependencies=[Depends(_authorize)],
-        responses={
-            **_ERRORS,
-            404: {"model": ErrorResponse, "description": "Unknown lead id"},
-            503: _UNAVAILABLE,
-        },
+        responses=_responses(not_found="Unknown lead id"),
         summary="Score one lead",
     )
     async def score_lead(self, request: LeadScoreRequest) -> Response:
         results, not_found = self._score([request])
         if not_found:
             raise HTTPException(404, f"lead '{request.lead_id}' not found")
-        return Response(results[0].model_dump_json(), media_type="application/json")
+        return _json(results[0])
 
     @api.post(
         "/leads/score_batch",
         response_model=BatchResponse,
         dependencies=[Depends(_authorize)],
-        responses={**_ERRORS, 503: _UNAVAILABLE},
+        responses=_responses(),
         summary="Score up to serving.max_batch leads with one feature read",
     )
     async def score_batch(self, request: BatchRequest) -> Response:
@@ -303,69 +342,36 @@ class FunnelService:
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             ) from None
         results, not_found = await anyio.to_thread.run_sync(self._score, request.leads)
-        body = BatchResponse(results=results, not_found=not_found)
-        return Response(body.model_dump_json(), media_type="application/json")
+        return _json(BatchResponse(results=results, not_found=not_found))
 
     @api.post(
         "/accounts/churn_risk",
         response_model=ChurnRisk,
         dependencies=[Depends(_authorize)],
-        responses={
-            **_ERRORS,
-            404: {"model": ErrorResponse, "description": "Unknown account, or not a customer"},
-            503: {
-                **_UNAVAILABLE,
-                "description": "The online feature store is unavailable (retry after "
-                "`Retry-After` seconds), or the churn model is not served",
-            },
-        },
+        responses=_responses(not_found="Unknown account, or not a customer", not_served="churn"),
         summary="Churn risk of one customer account",
     )
     async def churn_risk(self, request: ChurnRiskRequest) -> Response:
-        from serving.scorer import NotACustomerError, StoreUnavailableError
-
         if self.churn is None:
             raise _not_served("churn")
-        try:
+        with _answering("churn scoring failed", "scoring", not_found=NotACustomerError):
             result = self.churn.score(request)
-        except NotACustomerError as exc:
-            raise HTTPException(404, str(exc)) from None
-        except StoreUnavailableError as exc:
-            raise _store_unavailable(exc) from None
-        except Exception as exc:
-            log.exception("churn scoring failed")
-            raise HTTPException(500, "internal error while scoring; see the server log") from exc
         if result is None:
             raise HTTPException(404, f"account '{request.account_id}' not found")
-        return Response(result.model_dump_json(), media_type="application/json")
+        return _json(result)
 
     @api.post(
         "/next_best_offer",
         response_model=NextBestOffer,
         dependencies=[Depends(_authorize)],
-        responses={
-            **_ERRORS,
-            404: {"model": ErrorResponse, "description": "Unknown lead id"},
-            503: {
-                **_UNAVAILABLE,
-                "description": "The online feature store is unavailable (retry after "
-                "`Retry-After` seconds), or the next-best-offer model is not served",
-            },
-        },
+        responses=_responses(not_found="Unknown lead id", not_served="next-best-offer"),
         summary="The lead's eligible offers ranked by expected net value, and the one to give",
     )
     async def next_best_offer(self, request: NextBestOfferRequest) -> Response:
-        from serving.scorer import StoreUnavailableError
-
         if self.ranker is None:
             raise _not_served("nbo")
-        try:
+        with _answering("next-best-offer failed", "ranking"):
             result = self.ranker.recommend(request)
-        except StoreUnavailableError as exc:
-            raise _store_unavailable(exc) from None
-        except Exception as exc:
-            log.exception("next-best-offer failed")
-            raise HTTPException(500, "internal error while ranking; see the server log") from exc
         if result is None:
             raise HTTPException(404, f"lead '{request.lead_id}' not found")
-        return Response(result.model_dump_json(), media_type="application/json")
+        return _json(result)

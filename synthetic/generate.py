@@ -28,14 +28,28 @@ How the data arise
 The oracle
 ----------
 For every tick ``t`` of ``snapshot_grid(start, end)`` and every lead existing at ``t`` without an
-opportunity created before ``t``: ``p_true = 1 - (1 - h_t) ** (30 / 7)``, the probability of an
-opportunity within 30 days *if the hazard stayed at h_t*. ``h_t`` is exact for the first week;
-later weeks' hazards move with events not yet seen, so ``p_true`` is the best a model can do from
-the observables up to that persistence approximation (a model may match it, it should not
-meaningfully beat it). It is written to ``<out>/oracle/mql_oracle.parquet`` with
-``<out>/oracle/titles.parquet`` (each lead's canonical seniority/department, for judging the title
-parser), beside ``churn_oracle.parquet`` and ``nbo_oracle.parquet`` (see those modules). Oracle
-files are for evaluation only.
+opportunity created before ``t``, ``p_true`` is the probability of an opportunity within 30 days
+given everything the generator knows at ``t``: the observables plus the latent state (the lead's
+intent drift, its account's buying window and its own burst with what remains of them, its
+novelty). ``h_t`` holds for the first week only; later weeks' hazards move with events not yet
+seen, so "the hazard stays at h_t" would be a poor yardstick (a model that learns where the hazard
+is heading beats it). Instead ``MC_PATHS`` futures of the 30 days are simulated from the state at
+``t``, on a random stream of their own so that the data do not depend on them: intent, every
+lead's events, the windows and recency the hazard reads, and each week's hazard from them by
+``mql_logit``. The lead's own conversion is integrated out: ``p_true = 1 - mean over paths of
+prod_k (1 - s_k h_k)``, with ``h_0 = h_t`` and ``s_k`` the share of week ``k`` inside the window
+(1 for four weeks, then the first 2 days of the fifth: an opportunity's time is uniform in its
+week). Colleagues convert on the paths too and then engage at ``POST_CONVERSION_FACTOR``, which
+the lead's colleague features see; the one simplification is that on a path where the lead
+itself converts, its colleagues see its events thinned while its own hazards keep counting, an
+effect on its own probability of second order. No model can beat this probability in
+expectation (it knows the latent state); a good one comes close. Snapshots whose window passes
+the data end have no label and get the persistence value ``1 - (1 - h_t) ** (30 / 7)``.
+
+It is written to ``<out>/oracle/mql_oracle.parquet``, with the weekly hazard ``h_t`` as
+``hazard_7d``, beside ``<out>/oracle/titles.parquet`` (each lead's canonical
+seniority/department, for judging the title parser), ``churn_oracle.parquet`` and
+``nbo_oracle.parquet`` (see those modules). Oracle files are for evaluation only.
 """
 
 from __future__ import annotations
@@ -49,11 +63,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm.auto import tqdm
 
 from core.contract import EVENT_TYPES, LEAD_SOURCES
+from core.errors import InputError
+from core.tables import write_tables
 from core.timegrid import snapshot_grid, to_utc
 from synthetic import customers as cust
 from synthetic import exposures as expo
+from synthetic.stats import auc, sigmoid
 
 WEEK_S = 7 * 86_400
 DAY_S = 86_400
@@ -345,10 +363,6 @@ def mql_logit(
     )
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
@@ -464,38 +478,142 @@ def simulate(
         raise ValueError(f"weeks must be positive, got {weeks}")
     start_ts = _start_monday(start)
     end_ts = start_ts + pd.Timedelta(weeks=weeks)
-    t0 = int(start_ts.timestamp())
-    horizon = weeks * WEEK_S
-    seeds = np.random.SeedSequence(seed).spawn(8)
+    t0, n = int(start_ts.timestamp()), int(n_leads)
+    # one stream per step, so that each step's draws do not depend on the others'; within a
+    # stream the order of the draws is part of the output for a seed
+    # (the ninth, the MQL oracle's futures, came last: the eight before it are unchanged)
+    streams = np.random.SeedSequence(seed).spawn(9)
     rng_acc, rng_lead, rng_title, rng_intent, rng_event, rng_opp, rng_cust, rng_offer = (
-        np.random.default_rng(s) for s in seeds
+        np.random.default_rng(s) for s in streams[:8]
     )
-    n = int(n_leads)
+    rng_oracle = np.random.default_rng(streams[8])
+    accounts = _draw_accounts(rng_acc, n, t0)
+    installed, installed_start = _draw_installed_base(rng_cust, len(accounts.sizes), t0)
+    leads = _draw_leads(rng_lead, rng_cust, n, accounts.sizes, installed, t0, weeks * WEEK_S)
+    acc_of = leads.acc_of
+    titles = _draw_titles(rng_title, n)
+    profile = _lead_profile(accounts.industry[acc_of], accounts.employees[acc_of], titles)
+    behaviour = _lead_behaviour(leads, accounts.intent[acc_of], titles.true_department)
+    lead_weeks = _simulate_lead_weeks(
+        rng_intent, rng_event, rng_opp, rng_oracle, t0=t0, weeks=weeks, acc_of=acc_of,
+        n_acc=len(accounts.sizes), created=leads.created, profile=profile, behaviour=behaviour,
+        campaigns=set(expo.campaign_weeks(weeks)), progress=progress,
+    )  # fmt: skip
+    customers = _simulate_customers(
+        rng_cust, lead_weeks, t0=t0, weeks=weeks, leads=leads, employees=accounts.employees,
+        installed=installed, installed_start=installed_start, progress=progress,
+    )  # fmt: skip
+    exposures = _offer_experiment(
+        rng_offer, lead_weeks.campaign_own30, t0=t0, created=leads.created,
+        opp_time=lead_weeks.opp_time, acc_of=acc_of, employees=accounts.employees,
+        profile=profile, customers=customers, scale=offer_effect_scale,
+    )  # fmt: skip
+    account_ids = format_ids("A", np.arange(1, len(accounts.sizes) + 1), 6)
+    lead_ids = format_ids("L", np.arange(1, n + 1), 7)
+    lead_acc_ids = account_ids[acc_of]
+    acc_created = _account_created(
+        accounts.created_draw, acc_of, leads.created, installed, installed_start
+    )
+    events = _sort_events(lead_weeks.events, _customer_usage(customers))
+    opps = _draw_opportunities(
+        rng_opp, lead_weeks.converted_week, lead_weeks.opp_time,
+        accounts.employees[acc_of], acc_of, installed, customers,
+    )  # fmt: skip
+    tables = {
+        "accounts": _accounts_table(account_ids, accounts, acc_created),
+        "leads": _leads_table(lead_ids, account_ids, leads, titles.text, accounts.domains),
+        "events": _events_table(rng_event, lead_ids, lead_acc_ids, *events),
+        "opportunities": _opportunities_table(lead_ids, lead_acc_ids, lead_weeks.opp_time, *opps),
+        "subscriptions": _subscriptions(customers, account_ids),
+        "offer_exposures": _exposures_table(lead_ids, exposures),
+    }
+    ticks = snapshot_grid(start_ts, end_ts)  # weekly, ends on the data end (a week boundary)
+    oracle, label_rate, oracle_auc = _mql_oracle(lead_ids, ticks, lead_weeks, t0, weeks * WEEK_S)
+    return Simulation(
+        tables=tables,
+        oracle=oracle,
+        titles=_titles_table(lead_ids, titles),
+        start=start_ts,
+        end=end_ts,
+        label_rate=label_rate,
+        oracle_auc=oracle_auc,
+        churn_oracle=_churn_oracle_table(account_ids, ticks, customers),
+        nbo_oracle=_nbo_oracle_table(lead_ids, exposures),
+        churn_label_rate=customers.label_rate,
+        churn_oracle_auc=customers.oracle_auc,
+    )
 
-    # --- accounts ---------------------------------------------------------------------------
-    size_p = np.array([0.22, 0.17, 0.14, 0.11, 0.09, 0.075, 0.06, 0.05, 0.045, 0.04])
-    sizes = 1 + _choice(rng_acc, size_p, n)
+
+# ----------------------------------------------------------------------------------------------
+# Accounts and leads
+# ----------------------------------------------------------------------------------------------
+
+_NEVER = np.iinfo(np.int64).max
+ACCOUNT_SIZE_P = (0.22, 0.17, 0.14, 0.11, 0.09, 0.075, 0.06, 0.05, 0.045, 0.04)  # 1..10 leads
+
+
+@dataclass(frozen=True)
+class _Accounts:
+    """The drawn accounts, one entry per account."""
+
+    sizes: np.ndarray  # leads per account
+    industry: np.ndarray  # indices into INDUSTRIES
+    employees: np.ndarray
+    revenue: np.ndarray
+    country: np.ndarray  # indices into COUNTRIES
+    domains: np.ndarray
+    intent: np.ndarray  # the latent account intent its leads share
+    created_draw: np.ndarray  # before it is moved ahead of its first lead (_account_created)
+
+
+def _account_sizes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Leads per account (1-10), as many accounts as it takes to hold exactly ``n`` leads."""
+    sizes = 1 + _choice(rng, np.array(ACCOUNT_SIZE_P), n)
     cum = np.cumsum(sizes)
     n_acc = int(np.searchsorted(cum, n) + 1)
     sizes = sizes[:n_acc].copy()
     sizes[-1] -= int(cum[n_acc - 1] - n)
-    industry = _choice(rng_acc, INDUSTRY_P, n_acc)
-    log_emp = np.log(120) + 0.35 * np.log(sizes) + rng_acc.normal(0, 1.5, n_acc)
-    employees = np.clip(np.round(np.exp(log_emp)), 5, 50_000).astype(np.int64)
-    rev_per_emp = np.exp(np.log(160_000) + rng_acc.normal(0, 0.45, n_acc))
-    revenue = np.round(employees * rev_per_emp, -3)
-    country = _choice(rng_acc, COUNTRY_P, n_acc)
-    heads = rng_acc.integers(0, len(NAME_HEADS), n_acc)
-    heads2 = rng_acc.integers(0, len(NAME_HEADS), n_acc)
-    tails = rng_acc.integers(0, len(NAME_TAILS), n_acc)
-    form = rng_acc.random(n_acc)  # head+tail, head+head, head+head+tail: few clashes to number
-    tld_local = rng_acc.random(n_acc) < 0.45
-    acc_intent = rng_acc.normal(0, 1, n_acc)
-    acc_created_draw = t0 + (rng_acc.uniform(-3 * 365, 14, n_acc) * DAY_S).astype(np.int64)
-    # the installed base: customers before the data start, their people imported into the CRM
-    installed = rng_cust.random(n_acc) < cust.INSTALLED_BASE_P
-    installed_start = t0 - (rng_cust.uniform(63, 700, n_acc) * DAY_S).astype(np.int64)
+    return sizes
 
+
+def _draw_accounts(rng: np.random.Generator, n: int, t0: int) -> _Accounts:
+    """Accounts for ``n`` leads: firmographics, a domain, the latent intent and a creation time."""
+    sizes = _account_sizes(rng, n)
+    n_acc = len(sizes)
+    industry = _choice(rng, INDUSTRY_P, n_acc)
+    log_emp = np.log(120) + 0.35 * np.log(sizes) + rng.normal(0, 1.5, n_acc)
+    employees = np.clip(np.round(np.exp(log_emp)), 5, 50_000).astype(np.int64)
+    rev_per_emp = np.exp(np.log(160_000) + rng.normal(0, 0.45, n_acc))
+    revenue = np.round(employees * rev_per_emp, -3)
+    country = _choice(rng, COUNTRY_P, n_acc)
+    heads = rng.integers(0, len(NAME_HEADS), n_acc)
+    heads2 = rng.integers(0, len(NAME_HEADS), n_acc)
+    tails = rng.integers(0, len(NAME_TAILS), n_acc)
+    form = rng.random(n_acc)  # head+tail, head+head, head+head+tail: few clashes to number
+    tld_local = rng.random(n_acc) < 0.45
+    intent = rng.normal(0, 1, n_acc)
+    created_draw = t0 + (rng.uniform(-3 * 365, 14, n_acc) * DAY_S).astype(np.int64)
+    return _Accounts(
+        sizes=sizes,
+        industry=industry,
+        employees=employees,
+        revenue=revenue,
+        country=country,
+        domains=_domains(heads, heads2, tails, form, tld_local, country),
+        intent=intent,
+        created_draw=created_draw,
+    )
+
+
+def _domains(
+    heads: np.ndarray,
+    heads2: np.ndarray,
+    tails: np.ndarray,
+    form: np.ndarray,
+    tld_local: np.ndarray,
+    country: np.ndarray,
+) -> np.ndarray:
+    """Company domains from name parts; a clash gets a number, some use the country's TLD."""
     head_s = pd.Series(np.array(NAME_HEADS, dtype=object)[heads])
     head2_s = pd.Series(np.array(NAME_HEADS, dtype=object)[heads2])
     tail_s = pd.Series(np.array(NAME_TAILS, dtype=object)[tails])
@@ -511,357 +629,949 @@ def simulate(
     tld = np.where(
         tld_local, np.array([COUNTRY_TLD[c] for c in COUNTRIES], dtype=object)[country], ".com"
     )
-    domains = (names + pd.Series(tld)).to_numpy(dtype=object)
+    return (names + pd.Series(tld)).to_numpy(dtype=object)
 
-    # --- leads --------------------------------------------------------------------------------
-    acc_of = np.repeat(np.arange(n_acc), sizes)
-    early = rng_lead.random(n) < 0.3  # a backlog imported or captured in the first weeks
-    created_off = np.where(
-        early, rng_lead.uniform(0, 3 * WEEK_S, n), rng_lead.uniform(0, horizon - 3600, n)
-    )
+
+def _draw_installed_base(
+    rng: np.random.Generator, n_acc: int, t0: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The installed base: which accounts were customers before the data start, and since when."""
+    installed = rng.random(n_acc) < cust.INSTALLED_BASE_P
+    installed_start = t0 - (rng.uniform(63, 700, n_acc) * DAY_S).astype(np.int64)
+    return installed, installed_start
+
+
+@dataclass(frozen=True)
+class _Leads:
+    """The drawn leads, one entry per lead, in creation order (the lead ids follow it)."""
+
+    acc_of: np.ndarray  # account index
+    created: np.ndarray  # epoch seconds
+    source: np.ndarray  # indices into LEAD_SOURCES
+    first_name: np.ndarray  # indices into FIRST_NAMES
+    last_name: np.ndarray  # indices into LAST_NAMES
+    deviation: np.ndarray  # the lead's intent around its account's
+    email_response: np.ndarray  # multiplies its email open and click rates
+    adopter: np.ndarray  # uses the product once its account is a customer
+
+
+def _draw_lead_times(
+    rng: np.random.Generator,
+    rng_import: np.random.Generator,
+    n: int,
+    sizes: np.ndarray,
+    installed: np.ndarray,
+    t0: int,
+    horizon: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(account, creation time) per lead, sorted by creation time. Contacts of the installed
+    base were imported into the CRM before the data start (drawn from ``rng_import``)."""
+    acc_of = np.repeat(np.arange(len(sizes)), sizes)
+    early = rng.random(n) < 0.3  # a backlog imported or captured in the first weeks
+    created_off = np.where(early, rng.uniform(0, 3 * WEEK_S, n), rng.uniform(0, horizon - 3600, n))
     created = t0 + created_off.astype(np.int64)
     imported = installed[acc_of]  # contacts of installed-base customers, in the CRM already
     created = np.where(
-        imported, t0 - (rng_cust.uniform(63, 150, n) * DAY_S).astype(np.int64), created
+        imported, t0 - (rng_import.uniform(63, 150, n) * DAY_S).astype(np.int64), created
     )
     order = np.lexsort((acc_of, created))  # lead ids follow creation time
-    acc_of, created = acc_of[order], created[order]
-    source = _choice(rng_lead, SOURCE_P, n)
-    first = rng_lead.integers(0, len(FIRST_NAMES), n)
-    last = rng_lead.integers(0, len(LAST_NAMES), n)
-    lead_dev = rng_lead.normal(0, 0.6, n)
-    email_resp = np.exp(rng_lead.normal(-0.1, 0.7, n))
-    adopter = rng_lead.random(n) < 0.7
+    return acc_of[order], created[order]
 
-    first_seen = np.full(n_acc, np.iinfo(np.int64).max)
-    np.minimum.at(first_seen, acc_of, created)
-    acc_created = np.minimum(acc_created_draw, first_seen - 3600)
-    acc_created = np.where(installed, np.minimum(acc_created, installed_start - DAY_S), acc_created)
 
-    local = (
-        pd.Series(np.array(FIRST_NAMES, dtype=object)[first])
-        + "."
-        + pd.Series(np.array(LAST_NAMES, dtype=object)[last])
+def _draw_leads(
+    rng: np.random.Generator,
+    rng_import: np.random.Generator,
+    n: int,
+    sizes: np.ndarray,
+    installed: np.ndarray,
+    t0: int,
+    horizon: int,
+) -> _Leads:
+    """``n`` leads spread over the accounts (``sizes`` each): when, from where, who."""
+    acc_of, created = _draw_lead_times(rng, rng_import, n, sizes, installed, t0, horizon)
+    return _Leads(
+        acc_of=acc_of,
+        created=created,
+        source=_choice(rng, SOURCE_P, n),
+        first_name=rng.integers(0, len(FIRST_NAMES), n),
+        last_name=rng.integers(0, len(LAST_NAMES), n),
+        deviation=rng.normal(0, 0.6, n),
+        email_response=np.exp(rng.normal(-0.1, 0.7, n)),
+        adopter=rng.random(n) < 0.7,
     )
-    addr = local + "@" + pd.Series(domains[acc_of])
+
+
+def _account_created(
+    created_draw: np.ndarray,
+    acc_of: np.ndarray,
+    lead_created: np.ndarray,
+    installed: np.ndarray,
+    installed_start: np.ndarray,
+) -> np.ndarray:
+    """Account creation times: before the account's first lead, and before an installed-base
+    subscription began."""
+    first_seen = np.full(len(created_draw), _NEVER)
+    np.minimum.at(first_seen, acc_of, lead_created)
+    acc_created = np.minimum(created_draw, first_seen - 3600)
+    return np.where(installed, np.minimum(acc_created, installed_start - DAY_S), acc_created)
+
+
+def _emails(first_name: np.ndarray, last_name: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    """first.last@domain per lead, numbered where two people at one domain share a name."""
+    local = (
+        pd.Series(np.array(FIRST_NAMES, dtype=object)[first_name])
+        + "."
+        + pd.Series(np.array(LAST_NAMES, dtype=object)[last_name])
+    )
+    addr = local + "@" + pd.Series(domain)
     dup = addr.groupby(addr).cumcount().to_numpy()
     local = local.where(dup == 0, local + (dup + 1).astype(str))
-    emails = (local + "@" + pd.Series(domains[acc_of])).to_numpy(dtype=object)
+    return (local + "@" + pd.Series(domain)).to_numpy(dtype=object)
 
-    # job titles: canonical pair -> raw variant -> noise; empty for a few
+
+@dataclass(frozen=True)
+class _Titles:
+    """Each lead's job title as typed, its canonical meaning and what the text tells."""
+
+    text: np.ndarray  # object: the raw title, "" or None
+    true_seniority: np.ndarray  # indices into SENIORITIES
+    true_department: np.ndarray  # indices into DEPARTMENTS
+    seniority: np.ndarray  # as written: "unknown" for an empty title
+    department: np.ndarray  # as written: "other" for an empty title
+
+
+def _draw_titles(rng: np.random.Generator, n: int) -> _Titles:
+    """Job titles: canonical pair -> raw variant -> noise; empty for a few."""
     texts, pair_of_variant, variant_w, pair_sen, pair_dep = _title_table()
-    variant = _choice(rng_title, variant_w, n)
-    noise = _choice(rng_title, TITLE_NOISE_P, n)
+    variant = _choice(rng, variant_w, n)
+    noise = _choice(rng, TITLE_NOISE_P, n)
     title = texts[variant, noise]
-    empty_draw = rng_title.random(n)
+    empty_draw = rng.random(n)
     title = np.where(empty_draw < EMPTY_TITLE_P * 0.6, "", title).astype(object)
     title[empty_draw >= 1 - EMPTY_TITLE_P * 0.4] = None
     has_title = (empty_draw >= EMPTY_TITLE_P * 0.6) & (empty_draw < 1 - EMPTY_TITLE_P * 0.4)
     true_sen = pair_sen[pair_of_variant[variant]]
     true_dep = pair_dep[pair_of_variant[variant]]
-    # what the title text tells: an empty title carries no seniority/department
-    obs_sen = np.where(has_title, true_sen, SENIORITIES.index("unknown"))
-    obs_dep = np.where(has_title, true_dep, DEPARTMENTS.index("other"))
+    return _Titles(
+        text=title,
+        true_seniority=true_sen,
+        true_department=true_dep,
+        # what the title text tells: an empty title carries no seniority/department
+        seniority=np.where(has_title, true_sen, SENIORITIES.index("unknown")),
+        department=np.where(has_title, true_dep, DEPARTMENTS.index("other")),
+    )
 
-    industry_fit = np.isin(industry, [INDUSTRIES.index(i) for i in TARGET_INDUSTRIES])[
-        acc_of
-    ].astype(float)
-    emp_lead = employees[acc_of]
-    size_fit = ((emp_lead >= FIT_EMPLOYEES[0]) & (emp_lead <= FIT_EMPLOYEES[1])).astype(float)
-    tech = np.isin(true_dep, [DEPARTMENTS.index(d) for d in TECH_DEPARTMENTS])
-    static_intent = -0.45 + np.array(SOURCE_INTENT)[source] + 0.7 * acc_intent[acc_of] + lead_dev
 
-    # per-type multipliers that do not depend on time
-    type_mult = np.ones((n, N_TYPES))
-    type_mult[:, T["email_open"]] = email_resp
-    type_mult[:, T["email_click"]] = email_resp
+@dataclass(frozen=True)
+class _Profile:
+    """What the hazard observes about each lead that does not change: fit and title."""
+
+    industry_fit: np.ndarray  # 0/1
+    size_fit: np.ndarray  # 0/1
+    seniority: np.ndarray  # as the title tells
+    department: np.ndarray
+
+
+def _lead_profile(industry: np.ndarray, employees: np.ndarray, titles: _Titles) -> _Profile:
+    """The static observables from each lead's account ``industry`` and ``employees``."""
+    industry_fit = np.isin(industry, [INDUSTRIES.index(i) for i in TARGET_INDUSTRIES])
+    size_fit = (employees >= FIT_EMPLOYEES[0]) & (employees <= FIT_EMPLOYEES[1])
+    return _Profile(
+        industry_fit=industry_fit.astype(float),
+        size_fit=size_fit.astype(float),
+        seniority=titles.seniority,
+        department=titles.department,
+    )
+
+
+@dataclass(frozen=True)
+class _Behaviour:
+    """What drives each lead's events and does not change."""
+
+    static_intent: np.ndarray  # source shift + account intent + the lead's deviation
+    type_mult: np.ndarray  # (n, N_TYPES) multipliers of the weekly rates
+    first_event: np.ndarray  # the touch that created the lead (index into EVENT_TYPES)
+
+
+def _lead_behaviour(
+    leads: _Leads, account_intent: np.ndarray, department: np.ndarray
+) -> _Behaviour:
+    """Static intent and per-type rate multipliers; ``account_intent`` and the canonical
+    ``department`` are per lead."""
+    tech = np.isin(department, [DEPARTMENTS.index(d) for d in TECH_DEPARTMENTS])
+    static_intent = (
+        -0.45 + np.array(SOURCE_INTENT)[leads.source] + 0.7 * account_intent + leads.deviation
+    )
+    type_mult = np.ones((len(leads.source), N_TYPES))
+    type_mult[:, T["email_open"]] = leads.email_response
+    type_mult[:, T["email_click"]] = leads.email_response
     type_mult[:, T["docs_view"]] = np.where(tech, 2.0, 0.5)
-    first_event = np.array([T[e] for e in SOURCE_FIRST_EVENT])[source]
+    first_event = np.array([T[e] for e in SOURCE_FIRST_EVENT])[leads.source]
+    return _Behaviour(static_intent, type_mult, first_event)
 
-    # --- weekly loop --------------------------------------------------------------------------
-    ticks = snapshot_grid(start_ts, end_ts)  # weekly, ends on the data end (a week boundary)
-    n_ticks = len(ticks)  # weeks + 1
-    n_h = len(HAZARD_TYPES)
-    h_cols = np.array([T[h] for h in HAZARD_TYPES])
-    h_of_type = np.full(N_TYPES, -1)
-    h_of_type[h_cols] = np.arange(n_h)
-    # per-lead weekly counts of the hazard's event types, in a ring of the last RING weeks (the
-    # 90-day window reaches 13 weeks back)
-    week_counts = np.zeros((RING, n, n_h), dtype=np.int16)
-    tail2 = np.zeros((RING, n, n_h), dtype=np.int16)  # events in the week's last 2 days
-    tail6_demo = np.zeros((RING, n), dtype=np.int16)  # demo requests in the week's last 6 days
-    last_event = np.full(n, -1, dtype=np.int64)
-    trial_seen = np.zeros(n, dtype=bool)
-    converted_week = np.full(n, -1)
-    opp_time = np.full(n, np.iinfo(np.int64).max)
 
-    ar_phi, ar_sigma = 0.85, 0.35
-    ar = rng_intent.normal(0, ar_sigma / np.sqrt(1 - ar_phi**2), n)
-    acc_window = np.zeros(n_acc, dtype=bool)
-    lead_burst = np.zeros(n, dtype=bool)
+# ----------------------------------------------------------------------------------------------
+# The weekly loop: hazard, conversions, intent, events
+# ----------------------------------------------------------------------------------------------
 
-    oracle_lead, oracle_tick, oracle_p = [], [], []
-    ev_lead, ev_type, ev_time = [], [], []
-    campaigns = set(expo.campaign_weeks(weeks))
-    campaign_own30: dict[int, np.ndarray] = {}  # what the offer experiment reads at its ticks
+INTENT_AR_PHI, INTENT_AR_SIGMA = 0.85, 0.35  # the slow AR(1) drift of a lead's intent
+_H_OF_TYPE = np.full(N_TYPES, -1)  # position in HAZARD_TYPES of each event type, -1 if none
+_H_OF_TYPE[[T[h] for h in HAZARD_TYPES]] = np.arange(len(HAZARD_TYPES))
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_ticks, desc="simulating weeks", unit="week")
-    for w in range(n_ticks):
-        t = t0 + w * WEEK_S
-        # 1) hazard from what is observable at t (events strictly before t)
-        # [t-7d, t) is week w-1; [t-30d, t) weeks w-4..w-1 plus the last 2 days of week w-5;
-        # [t-90d, t) weeks w-12..w-1 plus the last 6 days of week w-13
-        last4 = [(w - k) % RING for k in range(1, min(w, 4) + 1)]
-        last12 = [(w - k) % RING for k in range(1, min(w, 12) + 1)]
-        own7 = week_counts[(w - 1) % RING].astype(np.float64) if w >= 1 else np.zeros((n, n_h))
-        own30 = week_counts[last4].sum(axis=0, dtype=np.float64)
-        if w >= 5:
-            own30 = own30 + tail2[(w - 5) % RING]
-        demo90 = week_counts[last12, :, H["demo_request"]].sum(axis=0, dtype=np.float64)
-        if w >= 13:
-            demo90 = demo90 + tail6_demo[(w - 13) % RING]
-        pricing30 = own30[:, H["pricing_view"]]
-        col_pricing = np.bincount(acc_of, weights=pricing30, minlength=n_acc)[acc_of] - pricing30
-        col_demo = np.bincount(acc_of, weights=demo90, minlength=n_acc)[acc_of] - demo90
-        days_since = np.where(last_event >= 0, (t - last_event) / DAY_S, np.nan)
-        hazard = sigmoid(
-            mql_logit(
-                own7,
-                own30,
-                days_since,
-                industry_fit,
-                size_fit,
-                obs_sen,
-                obs_dep,
-                col_pricing,
-                col_demo,
-            )
+@dataclass(frozen=True)
+class _History:
+    """What the hazard's windows read, kept as the weeks go by.
+
+    Per-lead weekly counts of the hazard's event types sit in a ring of the last RING weeks (the
+    90-day window reaches 13 weeks back), with the counts of each week's last 2 days and its
+    demo requests in the last 6 days for the windows' partial weeks."""
+
+    week_counts: np.ndarray  # (RING, n, n_h)
+    tail2: np.ndarray  # (RING, n, n_h): events in the week's last 2 days
+    tail6_demo: np.ndarray  # (RING, n): demo requests in the week's last 6 days
+    last_event: np.ndarray  # time of the last engagement event, -1 if none
+    trial_seen: np.ndarray  # has signed up for a trial
+
+    @classmethod
+    def empty(cls, n: int) -> _History:
+        n_h = len(HAZARD_TYPES)
+        return cls(
+            week_counts=np.zeros((RING, n, n_h), dtype=np.int16),
+            tail2=np.zeros((RING, n, n_h), dtype=np.int16),
+            tail6_demo=np.zeros((RING, n), dtype=np.int16),
+            last_event=np.full(n, -1, dtype=np.int64),
+            trial_seen=np.zeros(n, dtype=bool),
         )
+
+
+def _own_windows(history: _History, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each lead's counts at tick ``w`` (events strictly before it): the hazard types in the last
+    7 and 30 days, and demo requests in the last 90 days.
+
+    [t-7d, t) is week w-1; [t-30d, t) weeks w-4..w-1 plus the last 2 days of week w-5;
+    [t-90d, t) weeks w-12..w-1 plus the last 6 days of week w-13."""
+    counts = history.week_counts
+    last4 = [(w - k) % RING for k in range(1, min(w, 4) + 1)]
+    last12 = [(w - k) % RING for k in range(1, min(w, 12) + 1)]
+    own7 = counts[(w - 1) % RING].astype(np.float64) if w >= 1 else np.zeros(counts.shape[1:])
+    own30 = counts[last4].sum(axis=0, dtype=np.float64)
+    if w >= 5:
+        own30 = own30 + history.tail2[(w - 5) % RING]
+    demo90 = counts[last12, :, H["demo_request"]].sum(axis=0, dtype=np.float64)
+    if w >= 13:
+        demo90 = demo90 + history.tail6_demo[(w - 13) % RING]
+    return own7, own30, demo90
+
+
+def _tick_hazard(
+    t: int, w: int, history: _History, acc_of: np.ndarray, n_acc: int, profile: _Profile
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every lead's weekly conversion hazard at tick ``w`` (time ``t``) from what is observable
+    then, and its own 30-day counts (the offer experiment reads them)."""
+    own7, own30, demo90 = _own_windows(history, w)
+    pricing30 = own30[:, H["pricing_view"]]
+    col_pricing = np.bincount(acc_of, weights=pricing30, minlength=n_acc)[acc_of] - pricing30
+    col_demo = np.bincount(acc_of, weights=demo90, minlength=n_acc)[acc_of] - demo90
+    last = history.last_event
+    days_since = np.where(last >= 0, (t - last) / DAY_S, np.nan)
+    z = mql_logit(
+        own7, own30, days_since, profile.industry_fit, profile.size_fit, profile.seniority,
+        profile.department, col_pricing, col_demo,
+    )  # fmt: skip
+    return sigmoid(z), own30
+
+
+def _draw_conversions(
+    rng: np.random.Generator, eligible: np.ndarray, hazard: np.ndarray, t: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``eligible`` leads that convert during ``(t, t + 7d)``, and their opportunity times."""
+    conv = eligible[rng.random(len(eligible)) < hazard[eligible]]
+    return conv, t + 1 + (rng.random(len(conv)) * (WEEK_S - 1)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Intent:
+    """The moving parts of intent: the AR(1) drift per lead, the accounts' buying windows and
+    the leads' own bursts."""
+
+    ar: np.ndarray
+    acc_window: np.ndarray  # bool per account
+    lead_burst: np.ndarray  # bool per lead
+
+    @classmethod
+    def initial(cls, rng: np.random.Generator, n: int, n_acc: int) -> _Intent:
+        """The drift from its stationary distribution; no windows or bursts open."""
+        sd = INTENT_AR_SIGMA / np.sqrt(1 - INTENT_AR_PHI**2)
+        return cls(rng.normal(0, sd, n), np.zeros(n_acc, dtype=bool), np.zeros(n, dtype=bool))
+
+    def step(self, rng: np.random.Generator) -> _Intent:
+        """A week later: windows last about 6 weeks, bursts about 3. The arrays may carry a
+        leading axis of simulated futures (the oracle's), drawn in the same order."""
+        n, n_acc = self.ar.shape, self.acc_window.shape
+        ar = INTENT_AR_PHI * self.ar + rng.normal(0, INTENT_AR_SIGMA, n)
+        acc_window = np.where(self.acc_window, rng.random(n_acc) > 1 / 6, rng.random(n_acc) < 0.02)
+        lead_burst = np.where(self.lead_burst, rng.random(n) > 1 / 3, rng.random(n) < 0.03)
+        return _Intent(ar, acc_window, lead_burst)
+
+    def of_leads(
+        self, static_intent: np.ndarray, acc_of: np.ndarray, created: np.ndarray, t: int
+    ) -> np.ndarray:
+        """Each lead's intent in the week from ``t``, with a novelty boost in its first weeks."""
+        age_weeks = np.maximum(0.0, (t - created) / WEEK_S)
+        return (
+            static_intent
+            + self.ar
+            + 1.2 * self.acc_window[..., acc_of]
+            + 0.8 * self.lead_burst
+            + 0.6 * np.exp(-age_weeks / 2.0)
+        )
+
+
+def _touch_rates(
+    intent: np.ndarray, type_mult: np.ndarray, post: np.ndarray, types: np.ndarray | slice
+) -> np.ndarray:
+    """(len(types), leads) weekly rates of the event ``types`` from intent, types first;
+    ``post`` marks the leads converted before this week. ``intent`` and ``post`` may carry a
+    leading axis of simulated futures (the oracle's: the types-first layout and the in-place
+    products keep those large arrays fast)."""
+    lead_axes = (1,) * intent.ndim
+    rates = np.exp(BETA[types].reshape(-1, *lead_axes) * intent)
+    rates *= BASE_RATE[types].reshape(-1, *lead_axes)
+    rates *= type_mult.T[types].reshape(-1, *lead_axes[1:], type_mult.shape[0])
+    rates[:, post] *= POST_CONVERSION_FACTOR
+    return rates
+
+
+def _event_rates(
+    intent: np.ndarray, type_mult: np.ndarray, post: np.ndarray, trial_seen: np.ndarray
+) -> np.ndarray:
+    """(leads, N_TYPES) weekly event rates of the given leads; ``post`` marks those converted
+    before this week."""
+    rates = np.ascontiguousarray(_touch_rates(intent, type_mult, post, slice(None)).T)
+    # trial usage until the lead converts; customers' usage comes from synthetic.customers
+    trial_rate = np.where(trial_seen & ~post, TRIAL_ACTIVE_RATE, 0.0)
+    rates[:, T["product_active"]] = trial_rate * np.exp(0.3 * intent)
+    rates[post, T["trial_signup"]] = POST_TRIAL_RATE
+    return rates
+
+
+def _draw_events(
+    rng: np.random.Generator, rates: np.ndarray, leads: np.ndarray, lo: np.ndarray, t_next: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poisson counts per lead and type over ``[lo, t_next)``, at times uniform within it:
+    (lead, type, time) per event."""
+    frac = (t_next - lo) / WEEK_S
+    counts = rng.poisson(rates * frac[:, None])
+    flat = np.repeat(np.arange(counts.size), counts.ravel())
+    e_lead = leads[flat // N_TYPES]
+    e_type = (flat % N_TYPES).astype(np.int8)
+    e_lo = lo[flat // N_TYPES]
+    return e_lead, e_type, _uniform_int(rng, e_lo, np.full(len(e_lo), t_next))
+
+
+def _sort_events(
+    *triples: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (lead, type, time) events of all ``triples`` together, in time, lead, type order."""
+    e_lead, e_type, e_time = (np.concatenate(parts) for parts in zip(*triples, strict=True))
+    order = np.lexsort((e_type, e_lead, e_time))
+    return e_lead[order], e_type[order], e_time[order]
+
+
+def _week_events(
+    rng: np.random.Generator,
+    w: int,
+    t: int,
+    intent: np.ndarray,
+    created: np.ndarray,
+    converted_week: np.ndarray,
+    trial_seen: np.ndarray,
+    behaviour: _Behaviour,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The events of week ``w`` (from ``t``) of the leads that exist during it, with the
+    creation touch of the leads created in it, in time order."""
+    t_next = t + WEEK_S
+    active = np.flatnonzero(created < t_next)
+    lo = np.maximum(created[active], t)
+    post = (converted_week[active] >= 0) & (converted_week[active] < w)
+    rates = _event_rates(intent[active], behaviour.type_mult[active], post, trial_seen[active])
+    drawn = _draw_events(rng, rates, active, lo, t_next)
+    born = np.flatnonzero((created >= t) & (created < t_next))  # creation touch at created_at
+    touches = (born, behaviour.first_event[born].astype(np.int8), created[born])
+    return _sort_events(drawn, touches)
+
+
+def _record_week(
+    history: _History,
+    w: int,
+    t_next: int,
+    e_lead: np.ndarray,
+    e_type: np.ndarray,
+    e_time: np.ndarray,
+) -> None:
+    """Add week ``w``'s events (ending at ``t_next``) to what the next ticks observe."""
+    n, n_h = history.week_counts.shape[1:]
+    hidx = _H_OF_TYPE[e_type]
+    m = hidx >= 0
+    key = e_lead[m].astype(np.int64) * n_h + hidx[m]
+    slot = w % RING  # overwrites week w - RING, which no window reaches any more
+    history.week_counts[slot] = np.bincount(key, minlength=n * n_h).reshape(n, n_h)
+    late2 = e_time[m] >= t_next - 2 * DAY_S
+    history.tail2[slot] = np.bincount(key[late2], minlength=n * n_h).reshape(n, n_h)
+    demo_late = (e_type == T["demo_request"]) & (e_time >= t_next - 6 * DAY_S)
+    history.tail6_demo[slot] = np.bincount(e_lead[demo_late], minlength=n)
+    # recency as the feature tables read it: engagement only, product usage is not a touch
+    engaged = e_type != T["product_active"]
+    np.maximum.at(history.last_event, e_lead[engaged], e_time[engaged])
+    history.trial_seen[e_lead[e_type == T["trial_signup"]]] = True
+
+
+# ----------------------------------------------------------------------------------------------
+# The oracle: the label window simulated forward from the generator's state
+# ----------------------------------------------------------------------------------------------
+
+MC_PATHS = 64  # simulated futures per tick for the MQL oracle
+_AHEAD = LABEL_DAYS // 7  # full weeks in the window; the week from tick _AHEAD is in it 2 days
+# an opportunity of the week from tick _AHEAD falls in the window's last 2 days with this
+# probability (its time is uniform in the week, see _draw_conversions)
+_LAST_WEEK_SHARE = (LABEL_DAYS * DAY_S - _AHEAD * WEEK_S) / (WEEK_S - 1)
+# every marketing touch, the hazard's types first: the others only move the recency feature
+_TOUCHES = np.array(
+    [T[h] for h in HAZARD_TYPES]
+    + [T[e] for e in EVENT_TYPES if e not in HAZARD_TYPES and e != "product_active"]
+)
+_SEEN = [H["pricing_view"], H["demo_request"]]  # the counts colleagues' hazards read
+# sums the _TOUCHES rates into (hazard types, other touches)
+_TOUCH_GROUPS = np.zeros((len(_TOUCHES), 2))
+_TOUCH_GROUPS[: len(HAZARD_TYPES), 0] = _TOUCH_GROUPS[len(HAZARD_TYPES) :, 1] = 1.0
+
+
+def _known_windows(history: _History, w: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part before tick ``w`` of every lead's windows at tick ``w + k`` (k <= _AHEAD): the
+    hazard types' 30-day counts and the demo requests' 90-day count (see ``_own_windows``)."""
+    u, counts = w + k, history.week_counts
+    own30 = counts[[j % RING for j in range(max(0, u - 4), w)]].sum(axis=0, dtype=np.float64)
+    if u >= 5:  # week u - 5 is before w: k <= 4
+        own30 = own30 + history.tail2[(u - 5) % RING]
+    weeks90 = [j % RING for j in range(max(0, u - 12), w)]
+    demo90 = counts[weeks90, :, H["demo_request"]].sum(axis=0, dtype=np.float64)
+    if u >= 13:
+        demo90 = demo90 + history.tail6_demo[(u - 13) % RING]
+    return own30, demo90
+
+
+@dataclass
+class _Futures:
+    """``paths`` simulated futures of the leads in scope from a tick on, as the hazard reads
+    them: counts are (types, paths, leads) arrays of ``HAZARD_TYPES`` or ``_SEEN``, the rest
+    (paths, leads)."""
+
+    week: np.ndarray  # the last simulated week's counts: the 7-day window
+    own: np.ndarray  # all simulated weeks' counts, as the lead itself produced them
+    seen: np.ndarray  # pricing views and demo requests as colleagues see them (_SEEN)
+    last_event: np.ndarray  # time of the last engagement event (seconds), -1 if none
+    converted: np.ndarray  # tick (0.._AHEAD - 1) of the simulated conversion, -1 if none
+
+
+def _future_hazard(
+    futures: _Futures,
+    known: tuple[np.ndarray, np.ndarray],
+    t: int,
+    rows: np.ndarray,
+    acc: np.ndarray,
+    n_acc: int,
+    profile: _Profile,
+) -> np.ndarray:
+    """The weekly hazard at time ``t`` on every path, of the leads ``rows`` (positions in the
+    scope): ``mql_logit`` on the known part of the windows (``known``: (types, leads) 30-day
+    counts, 90-day demo requests) plus the simulated weeks. The lead's own counts are as it
+    produced them; its colleagues' as they were recorded (thinned after a colleague's
+    simulated conversion)."""
+    paths = futures.last_event.shape[0]
+    known30, known_demo90 = known
+    seen_pricing = known30[H["pricing_view"]] + futures.seen[0]
+    seen_demo = known_demo90 + futures.seen[1]
+    cell = (np.arange(paths)[:, None] * n_acc + acc).ravel()
+
+    def colleagues(seen: np.ndarray) -> np.ndarray:
+        per_account = np.bincount(cell, weights=seen.ravel(), minlength=paths * n_acc)
+        return (per_account.reshape(paths, n_acc)[:, acc[rows]] - seen[:, rows]).ravel()
+
+    def per_path(static: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(static[rows], (paths, len(rows))).ravel()
+
+    n_h = len(HAZARD_TYPES)
+    last = futures.last_event[:, rows]
+    z = mql_logit(
+        futures.week[:, :, rows].reshape(n_h, -1).T,  # (rows, types) views: no copies
+        (known30[:, None, rows] + futures.own[:, :, rows]).reshape(n_h, -1).T,
+        np.where(last >= 0, (t - last) / DAY_S, np.nan).ravel(),
+        per_path(profile.industry_fit), per_path(profile.size_fit),
+        per_path(profile.seniority), per_path(profile.department),
+        colleagues(seen_pricing), colleagues(seen_demo),
+    )  # fmt: skip
+    return sigmoid(z).reshape(last.shape)
+
+
+def _future_week(
+    rng: np.random.Generator,
+    futures: _Futures,
+    k: int,
+    t: int,
+    intent: np.ndarray,
+    created: np.ndarray,
+    post: np.ndarray,
+    behaviour: _Behaviour,
+) -> None:
+    """Add the k-th simulated week (from ``t``) to ``futures``: the hazard types' counts, the
+    creation touches, the last engagement event. ``intent`` is (paths, leads); ``post`` marks
+    the leads converted before the snapshot, ``behaviour`` is restricted to the scope."""
+    lo = np.maximum(created, t)
+    span = np.clip(t + WEEK_S - lo, 0, None)  # 0 for a lead created later
+    n_h = len(HAZARD_TYPES)
+    rates = _touch_rates(intent, behaviour.type_mult, np.broadcast_to(post, intent.shape), _TOUCHES)
+    # the hazard types' counts: their Poisson total, split among the types where it is not 0
+    # (the same law as one Poisson per type, at a fifth of the draws)
+    hazard_rate = rates[:n_h].sum(axis=0)
+    n_hazard = rng.poisson(hazard_rate * (span / WEEK_S)).ravel()
+    hit = np.flatnonzero(n_hazard)
+    week = np.zeros((n_h, n_hazard.size), dtype=np.int64)
+    split = rates[:n_h].reshape(n_h, -1)[:, hit] / hazard_rate.ravel()[hit]
+    week[:, hit] = rng.multinomial(n_hazard[hit], split.T).T
+    week = week.reshape(n_h, *intent.shape)
+    # the last touch of the week: the latest of the hazard types' events (the maximum of c
+    # uniform times is lo + span * U ** (1/c)) and of the other touches' (a Poisson process seen
+    # back from the week's end: an exponential gap)
+    lo_p, span_p = np.broadcast_to(lo, intent.shape), np.broadcast_to(span, intent.shape)
+    last = np.full(n_hazard.size, -np.inf)
+    last[hit] = lo_p.ravel()[hit] + span_p.ravel()[hit] * rng.random(len(hit)) ** (
+        1.0 / n_hazard[hit]
+    )
+    last = last.reshape(intent.shape)
+    gap = rng.exponential(1.0, intent.shape) * (WEEK_S / rates[n_h:].sum(axis=0))
+    last = np.maximum(last, np.where(gap <= span_p, t + WEEK_S - gap, -np.inf))
+    # the creation touch at created_at, the lead's first event
+    born = np.flatnonzero((created >= t) & (created < t + WEEK_S))
+    last[:, born] = np.maximum(last[:, born], created[born])
+    touch = _H_OF_TYPE[behaviour.first_event[born]]
+    week[touch[touch >= 0], :, born[touch >= 0]] += 1
+    seen = week[_SEEN]
+    # a lead converted before this week on its path produces these at POST_CONVERSION_FACTOR
+    # of the rate: thin its draws (its creation touch came before)
+    thinned = (futures.converted >= 0) & (futures.converted < k)
+    seen[:, thinned] = rng.binomial(seen[:, thinned], POST_CONVERSION_FACTOR)
+    futures.week = week
+    futures.own += week
+    futures.seen += seen
+    futures.last_event = np.where(last > -np.inf, last, futures.last_event)
+
+
+def _forward_mql_probability(
+    rng: np.random.Generator,
+    *,
+    t: int,
+    w: int,
+    history: _History,
+    intent: _Intent,
+    hazard: np.ndarray,
+    eligible: np.ndarray,
+    converted_week: np.ndarray,
+    acc_of: np.ndarray,
+    n_acc: int,
+    created: np.ndarray,
+    profile: _Profile,
+    behaviour: _Behaviour,
+    paths: int = MC_PATHS,
+) -> np.ndarray:
+    """P(opportunity within 30 days | everything the generator knows at tick ``w``) of the
+    ``eligible`` leads, by simulating ``paths`` futures of every lead existing in the window:
+    intent (drift, buying windows, bursts, novelty), events and the hazard at each tick ahead.
+    A lead's own conversion is integrated out (a path contributes 1 - prod_k (1 - h_k), with
+    only the window's part of the last week); its colleagues convert on their paths and then
+    emit at POST_CONVERSION_FACTOR, which their hazards see. ``intent`` is the state before the
+    week's step and ``hazard`` every lead's hazard at ``t``."""
+    scope = np.flatnonzero(created < t + _AHEAD * WEEK_S)  # every lead that exists in the window
+    rows = np.searchsorted(scope, eligible)  # eligible is a subset of scope
+    acc, born = acc_of[scope], created[scope]
+    shape = (paths, len(scope))
+    # the snapshot's own windows must be the ones the hazard read
+    _, own30, demo90 = _own_windows(history, w)
+    known0 = _known_windows(history, w, 0)
+    if not (np.array_equal(own30, known0[0]) and np.array_equal(demo90, known0[1])):
+        raise AssertionError("the oracle's windows differ from the hazard's")
+    known = [(c30[scope].T, c90[scope]) for c30, c90 in
+             (_known_windows(history, w, k) for k in range(_AHEAD + 1))]  # fmt: skip
+    n_h = len(HAZARD_TYPES)
+    futures = _Futures(
+        week=np.zeros((n_h, *shape), dtype=np.int64),
+        own=np.zeros((n_h, *shape), dtype=np.int64),
+        seen=np.zeros((len(_SEEN), *shape), dtype=np.int64),
+        last_event=np.broadcast_to(history.last_event[scope].astype(np.float64), shape).copy(),
+        converted=np.full(shape, -1, dtype=np.int8),
+    )
+    state = _Intent(
+        np.broadcast_to(intent.ar[scope], shape).copy(),
+        np.broadcast_to(intent.acc_window, (paths, n_acc)).copy(),
+        np.broadcast_to(intent.lead_burst[scope], shape).copy(),
+    )
+    post = converted_week[scope] >= 0
+    scoped = _Behaviour(
+        behaviour.static_intent[scope], behaviour.type_mult[scope], behaviour.first_event[scope]
+    )
+    profile = _Profile(
+        profile.industry_fit[scope], profile.size_fit[scope], profile.seniority[scope],
+        profile.department[scope],
+    )  # fmt: skip
+    log_survive = np.zeros((paths, len(eligible)))
+    for k in range(_AHEAD + 1):
+        t_k = t + k * WEEK_S
+        if k == _AHEAD:  # only the window's part of this week counts
+            h_rows = _future_hazard(futures, known[k], t_k, rows, acc, n_acc, profile)
+            log_survive += np.log1p(-_LAST_WEEK_SHARE * h_rows)
+            break
+        # the leads that may convert at tick k: the eligible ones and those created since
+        at_risk = np.flatnonzero((born < t_k) & ~post)
+        if k == 0:  # tick 0's hazard is known
+            h_now = np.broadcast_to(hazard[scope[at_risk]], (paths, len(at_risk)))
+        else:
+            h_now = _future_hazard(futures, known[k], t_k, at_risk, acc, n_acc, profile)
+        log_survive += np.log1p(-h_now[:, np.searchsorted(at_risk, rows)])
+        # the paths' conversions, for what colleagues see afterwards
+        converted = futures.converted[:, at_risk]
+        converted[(converted < 0) & (rng.random(h_now.shape) < h_now)] = k
+        futures.converted[:, at_risk] = converted
+        state = state.step(rng)
+        _future_week(
+            rng, futures, k, t_k, state.of_leads(scoped.static_intent, acc, born, t_k), born,
+            post, scoped,
+        )  # fmt: skip
+    return 1.0 - np.exp(log_survive).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class _LeadWeeks:
+    """What the leads' weeks produced."""
+
+    events: tuple[np.ndarray, np.ndarray, np.ndarray]  # (lead, type, time), time-sorted
+    converted_week: np.ndarray  # -1 if never
+    opp_time: np.ndarray  # int64 max if none
+    oracle: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (lead, tick, p_true, h_t)
+    campaign_own30: dict[int, np.ndarray]  # own 30-day counts at the campaign ticks
+
+
+def _simulate_lead_weeks(
+    rng_intent: np.random.Generator,
+    rng_event: np.random.Generator,
+    rng_opp: np.random.Generator,
+    rng_oracle: np.random.Generator,
+    *,
+    t0: int,
+    weeks: int,
+    acc_of: np.ndarray,
+    n_acc: int,
+    created: np.ndarray,
+    profile: _Profile,
+    behaviour: _Behaviour,
+    campaigns: set[int],
+    progress: bool,
+) -> _LeadWeeks:
+    """Run the weekly ticks: at each, the hazard and the oracle rows, then the week's
+    conversions, intent and events (see the module docstring). The oracle's futures draw from
+    ``rng_oracle`` alone, so the data do not depend on them."""
+    n = len(created)
+    history = _History.empty(n)
+    converted_week = np.full(n, -1)
+    opp_time = np.full(n, _NEVER)
+    intent = _Intent.initial(rng_intent, n, n_acc)
+    oracle_lead, oracle_tick, oracle_p, oracle_h = [], [], [], []
+    ev_lead, ev_type, ev_time = [], [], []
+    campaign_own30: dict[int, np.ndarray] = {}  # what the offer experiment reads at its ticks
+    bar = tqdm(total=weeks + 1, desc="simulating weeks", unit="week", disable=not progress)
+    for w in range(weeks + 1):
+        t = t0 + w * WEEK_S
+        hazard, own30 = _tick_hazard(t, w, history, acc_of, n_acc, profile)
         if w in campaigns:
             campaign_own30[w] = own30.astype(np.int32)  # counts, exact
         eligible = np.flatnonzero((created < t) & (converted_week < 0))
         oracle_lead.append(eligible.astype(np.int32))
         oracle_tick.append(np.full(len(eligible), w, dtype=np.int16))
-        oracle_p.append(1.0 - (1.0 - hazard[eligible]) ** (LABEL_DAYS / 7))
+        if t + LABEL_DAYS * DAY_S <= t0 + weeks * WEEK_S:
+            p_true = _forward_mql_probability(
+                rng_oracle, t=t, w=w, history=history, intent=intent, hazard=hazard,
+                eligible=eligible, converted_week=converted_week, acc_of=acc_of, n_acc=n_acc,
+                created=created, profile=profile, behaviour=behaviour,
+            )  # fmt: skip
+        else:  # the window passes the data end: no label, persistence is enough
+            p_true = 1.0 - (1.0 - hazard[eligible]) ** (LABEL_DAYS / 7)
+        oracle_p.append(p_true)
+        oracle_h.append(hazard[eligible])
         if w == weeks:  # the end tick only gets oracle rows
-            if bar is not None:
-                bar.update(1)
             break
-
-        # 2) conversions during (t, t + 7d)
-        conv = eligible[rng_opp.random(len(eligible)) < hazard[eligible]]
+        conv, converted_at = _draw_conversions(rng_opp, eligible, hazard, t)
         converted_week[conv] = w
-        opp_time[conv] = t + 1 + (rng_opp.random(len(conv)) * (WEEK_S - 1)).astype(np.int64)
-
-        # 3) intent this week
-        ar = ar_phi * ar + rng_intent.normal(0, ar_sigma, n)
-        acc_window = np.where(
-            acc_window, rng_intent.random(n_acc) > 1 / 6, rng_intent.random(n_acc) < 0.02
-        )
-        lead_burst = np.where(lead_burst, rng_intent.random(n) > 1 / 3, rng_intent.random(n) < 0.03)
-        age_weeks = np.maximum(0.0, (t - created) / WEEK_S)
-        intent = (
-            static_intent
-            + ar
-            + 1.2 * acc_window[acc_of]
-            + 0.8 * lead_burst
-            + 0.6 * np.exp(-age_weeks / 2.0)
-        )
-
-        # 4) events of week w for leads that exist during it
-        t_next = t + WEEK_S
-        active = np.flatnonzero(created < t_next)
-        lo = np.maximum(created[active], t)
-        frac = (t_next - lo) / WEEK_S
-        rates = (
-            BASE_RATE[None, :] * np.exp(BETA[None, :] * intent[active, None]) * type_mult[active]
-        )
-        post = (converted_week[active] >= 0) & (converted_week[active] < w)
-        rates[post] *= POST_CONVERSION_FACTOR
-        # trial usage until the lead converts; customers' usage comes from synthetic.customers
-        rates[:, T["product_active"]] = np.where(
-            trial_seen[active] & ~post, TRIAL_ACTIVE_RATE, 0.0
-        ) * np.exp(0.3 * intent[active])
-        rates[post, T["trial_signup"]] = POST_TRIAL_RATE
-        counts = rng_event.poisson(rates * frac[:, None])
-        flat = np.repeat(np.arange(counts.size), counts.ravel())
-        e_lead = active[flat // N_TYPES]
-        e_type = (flat % N_TYPES).astype(np.int8)
-        e_lo = lo[flat // N_TYPES]
-        e_time = _uniform_int(rng_event, e_lo, np.full(len(e_lo), t_next))
-        born = np.flatnonzero((created >= t) & (created < t_next))  # creation touch at created_at
-        e_lead = np.concatenate([e_lead, born])
-        e_type = np.concatenate([e_type, first_event[born].astype(np.int8)])
-        e_time = np.concatenate([e_time, created[born]])
-        order = np.lexsort((e_type, e_lead, e_time))
-        e_lead, e_type, e_time = e_lead[order], e_type[order], e_time[order]
+        opp_time[conv] = converted_at
+        intent = intent.step(rng_intent)
+        e_lead, e_type, e_time = _week_events(
+            rng_event, w, t, intent.of_leads(behaviour.static_intent, acc_of, created, t),
+            created, converted_week, history.trial_seen, behaviour,
+        )  # fmt: skip
         ev_lead.append(e_lead.astype(np.int32))
         ev_type.append(e_type)
         ev_time.append(e_time)
+        _record_week(history, w, t + WEEK_S, e_lead, e_type, e_time)
+        bar.update(1)
+    bar.update(1)  # the end tick, which the loop leaves by its break
+    bar.close()
+    return _LeadWeeks(
+        events=(np.concatenate(ev_lead), np.concatenate(ev_type), np.concatenate(ev_time)),
+        converted_week=converted_week,
+        opp_time=opp_time,
+        oracle=tuple(  # type: ignore[arg-type]
+            np.concatenate(parts) for parts in (oracle_lead, oracle_tick, oracle_p, oracle_h)
+        ),
+        campaign_own30=campaign_own30,
+    )
 
-        # 5) bookkeeping for the next ticks' observables
-        hidx = h_of_type[e_type]
-        m = hidx >= 0
-        key = e_lead[m].astype(np.int64) * n_h + hidx[m]
-        slot = w % RING  # overwrites week w - RING, which no window reaches any more
-        week_counts[slot] = np.bincount(key, minlength=n * n_h).reshape(n, n_h)
-        late2 = e_time[m] >= t_next - 2 * DAY_S
-        tail2[slot] = np.bincount(key[late2], minlength=n * n_h).reshape(n, n_h)
-        demo_late = (e_type == T["demo_request"]) & (e_time >= t_next - 6 * DAY_S)
-        tail6_demo[slot] = np.bincount(e_lead[demo_late], minlength=n)
-        # recency as the feature tables read it: engagement only, product usage is not a touch
-        engaged = e_type != T["product_active"]
-        np.maximum.at(last_event, e_lead[engaged], e_time[engaged])
-        trial_seen[e_lead[e_type == T["trial_signup"]]] = True
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
 
-    # --- customers: subscriptions, product usage, churn ---------------------------------------
-    e_lead = np.concatenate(ev_lead)
-    e_type = np.concatenate(ev_type)
-    e_time = np.concatenate(ev_time)
+# ----------------------------------------------------------------------------------------------
+# Customers and the offer experiment
+# ----------------------------------------------------------------------------------------------
+
+
+def _simulate_customers(
+    rng: np.random.Generator,
+    lead_weeks: _LeadWeeks,
+    *,
+    t0: int,
+    weeks: int,
+    leads: _Leads,
+    employees: np.ndarray,
+    installed: np.ndarray,
+    installed_start: np.ndarray,
+    progress: bool,
+) -> cust.CustomerSim:
+    """The customer weeks, fed with the leads' trial usage and engagement."""
+    e_lead, e_type, e_time = lead_weeks.events
     is_product = e_type == T["product_active"]
-    customers = cust.simulate_customers(
-        rng_cust,
+    return cust.simulate_customers(
+        rng,
         t0=t0,
         weeks=weeks,
-        acc_of=acc_of,
-        lead_created=created,
-        adopter=adopter,
+        acc_of=leads.acc_of,
+        lead_created=leads.created,
+        adopter=leads.adopter,
         employees=employees,
         installed=installed,
         installed_start=installed_start,
-        opp_time=opp_time,
+        opp_time=lead_weeks.opp_time,
         trial_usage_lead=e_lead[is_product].astype(np.int64),
         trial_usage_time=e_time[is_product],
         engagement_lead=e_lead[~is_product].astype(np.int64),
         engagement_time=e_time[~is_product],
         progress=progress,
     )
-    # all events in time order: the leads' weeks, then the customers' product usage
-    e_lead = np.concatenate([e_lead, customers.usage_lead.astype(np.int32)])
-    e_type = np.concatenate(
-        [e_type, np.full(len(customers.usage_lead), T["product_active"], dtype=np.int8)]
-    )
-    e_time = np.concatenate([e_time, customers.usage_time])
-    order = np.lexsort((e_type, e_lead, e_time))
-    e_lead, e_type, e_time = e_lead[order], e_type[order], e_time[order]
 
-    # --- the offer experiment -----------------------------------------------------------------
-    decision_maker = np.isin(obs_sen, [SENIORITIES.index(s) for s in DECISION_MAKERS])
-    low_seniority = np.isin(obs_sen, [SENIORITIES.index(s) for s in expo.LOW_SENIORITY])
-    has_opp = opp_time < np.iinfo(np.int64).max
+
+def _customer_usage(customers: cust.CustomerSim) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The customers' product usage as (lead, type, time) events."""
+    n = len(customers.usage_lead)
+    return (
+        customers.usage_lead.astype(np.int32),
+        np.full(n, T["product_active"], dtype=np.int8),
+        customers.usage_time,
+    )
+
+
+def _campaign_state(
+    t: int,
+    leads_now: np.ndarray,
+    own30: np.ndarray,
+    opp_time: np.ndarray,
+    acc_of: np.ndarray,
+    employees: np.ndarray,
+    profile: _Profile,
+    is_customer: np.ndarray,
+    utilization: np.ndarray,
+) -> expo.LeadState:
+    """What the feature tables show at campaign tick ``t`` about the existing ``leads_now``;
+    ``own30`` holds their 30-day counts, ``is_customer``/``utilization`` are per account."""
+    recent_opp = (opp_time < _NEVER) & (opp_time >= t - 90 * DAY_S) & (opp_time < t)
+    acc_opps = np.bincount(acc_of, weights=recent_opp, minlength=len(employees))
+    acc_now = acc_of[leads_now]
+    seniority = profile.seniority[leads_now]
+    return expo.LeadState(
+        pricing_30d=own30[:, H["pricing_view"]],
+        demo_30d=own30[:, H["demo_request"]],
+        trial_30d=own30[:, H["trial_signup"]],
+        webinar_30d=own30[:, H["webinar_attended"]],
+        content_30d=own30[:, H["content_download"]],
+        decision_maker=np.isin(seniority, [SENIORITIES.index(s) for s in DECISION_MAKERS]),
+        low_seniority=np.isin(seniority, [SENIORITIES.index(s) for s in expo.LOW_SENIORITY]),
+        employees=employees[acc_now],
+        industry_fit=profile.industry_fit[leads_now],
+        is_customer=is_customer[acc_now],
+        utilization=utilization[acc_now],
+        account_opportunities_90d=acc_opps[acc_now],
+    )
+
+
+def _offer_experiment(
+    rng: np.random.Generator,
+    campaign_own30: dict[int, np.ndarray],
+    *,
+    t0: int,
+    created: np.ndarray,
+    opp_time: np.ndarray,
+    acc_of: np.ndarray,
+    employees: np.ndarray,
+    profile: _Profile,
+    customers: cust.CustomerSim,
+    scale: float,
+) -> expo.Exposures:
+    """One campaign at each campaign tick over the leads existing then."""
     parts = []
     for w in sorted(campaign_own30):
         t = t0 + w * WEEK_S
         leads_now = np.flatnonzero(created < t)
-        own30 = campaign_own30[w][leads_now]
-        recent_opp = has_opp & (opp_time >= t - 90 * DAY_S) & (opp_time < t)
-        acc_opps = np.bincount(acc_of, weights=recent_opp, minlength=n_acc)
-        acc_now = acc_of[leads_now]
-        state = expo.LeadState(
-            pricing_30d=own30[:, H["pricing_view"]],
-            demo_30d=own30[:, H["demo_request"]],
-            trial_30d=own30[:, H["trial_signup"]],
-            webinar_30d=own30[:, H["webinar_attended"]],
-            content_30d=own30[:, H["content_download"]],
-            decision_maker=decision_maker[leads_now],
-            low_seniority=low_seniority[leads_now],
-            employees=employees[acc_now],
-            industry_fit=industry_fit[leads_now],
-            is_customer=customers.is_customer[w, acc_now],
-            utilization=customers.utilization[w, acc_now],
-            account_opportunities_90d=acc_opps[acc_now],
-        )
-        parts.append(expo.expose(rng_offer, leads_now, state, t, offer_effect_scale))
-    exposures = expo.concat(parts)
+        state = _campaign_state(
+            t, leads_now, campaign_own30[w][leads_now], opp_time, acc_of, employees, profile,
+            customers.is_customer[w], customers.utilization[w],
+        )  # fmt: skip
+        parts.append(expo.expose(rng, leads_now, state, t, scale))
+    return expo.concat(parts)
 
-    # --- tables -------------------------------------------------------------------------------
-    account_ids = format_ids("A", np.arange(1, n_acc + 1), 6)
-    lead_ids = format_ids("L", np.arange(1, n + 1), 7)
-    accounts = pd.DataFrame(
-        {
-            "account_id": account_ids,
-            "domain": domains,
-            "industry": np.array(INDUSTRIES, dtype=object)[industry],
-            "employee_count": employees,
-            "annual_revenue": revenue.astype(np.float64),
-            "country": np.array(COUNTRIES, dtype=object)[country],
-            "created_at": _to_ts(acc_created),
-        }
-    )
-    leads = pd.DataFrame(
-        {
-            "lead_id": lead_ids,
-            "account_id": account_ids[acc_of],
-            "email": emails,
-            "job_title": title,
-            "source": np.array(LEAD_SOURCES, dtype=object)[source],
-            "created_at": _to_ts(created),
-        }
-    )
-    events = pd.DataFrame(
-        copy=False,
-        data={
-            "event_id": format_ids("E", np.arange(1, len(e_lead) + 1), 9),
-            "lead_id": lead_ids[e_lead],
-            "account_id": account_ids[acc_of[e_lead]],
-            "event_type": np.array(EVENT_TYPES, dtype=object)[e_type],
-            "timestamp": _to_ts(e_time),
-            "properties": _properties(rng_event, e_type),
-        },
-    )
+
+def _draw_opportunities(
+    rng: np.random.Generator,
+    converted_week: np.ndarray,
+    opp_time: np.ndarray,
+    lead_employees: np.ndarray,
+    acc_of: np.ndarray,
+    installed: np.ndarray,
+    customers: cust.CustomerSim,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The converted leads in opportunity order, each opportunity's amount and stage. The
+    opportunity that made its account a customer is closed won."""
     conv_leads = np.flatnonzero(converted_week >= 0)
     conv_leads = conv_leads[np.argsort(opp_time[conv_leads], kind="stable")]
     amount = np.round(
         np.exp(
             np.log(9_000)
-            + 0.25 * np.log(emp_lead[conv_leads] / 50)
-            + rng_opp.normal(0, 0.7, len(conv_leads))
+            + 0.25 * np.log(lead_employees[conv_leads] / 50)
+            + rng.normal(0, 0.7, len(conv_leads))
         ),
         -2,
     )
-    stage = np.where(rng_opp.random(len(conv_leads)) < 0.6, "qualified", "created").astype(object)
-    # the opportunity that made its account a customer is closed won
-    sub_start = np.full(n_acc, np.iinfo(np.int64).max)
+    stage = np.where(rng.random(len(conv_leads)) < 0.6, "qualified", "created").astype(object)
+    sub_start = np.full(len(installed), _NEVER)
     np.minimum.at(sub_start, customers.sub_account, customers.sub_start)
-    first_of_account = ~pd.Series(acc_of[conv_leads]).duplicated().to_numpy()
-    won = first_of_account & (sub_start[acc_of[conv_leads]] > opp_time[conv_leads])
-    won &= (sub_start[acc_of[conv_leads]] < np.iinfo(np.int64).max) & ~installed[acc_of[conv_leads]]
+    acc = acc_of[conv_leads]
+    first_of_account = ~pd.Series(acc).duplicated().to_numpy()
+    won = first_of_account & (sub_start[acc] > opp_time[conv_leads])
+    won &= (sub_start[acc] < _NEVER) & ~installed[acc]
     stage[won] = "closed_won"
-    opportunities = pd.DataFrame(
+    return conv_leads, amount, stage
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and oracles
+# ----------------------------------------------------------------------------------------------
+
+
+def _accounts_table(
+    account_ids: np.ndarray, accounts: _Accounts, created: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": account_ids,
+            "domain": accounts.domains,
+            "industry": np.array(INDUSTRIES, dtype=object)[accounts.industry],
+            "employee_count": accounts.employees,
+            "annual_revenue": accounts.revenue.astype(np.float64),
+            "country": np.array(COUNTRIES, dtype=object)[accounts.country],
+            "created_at": _to_ts(created),
+        }
+    )
+
+
+def _leads_table(
+    lead_ids: np.ndarray,
+    account_ids: np.ndarray,
+    leads: _Leads,
+    job_title: np.ndarray,
+    domains: np.ndarray,
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": lead_ids,
+            "account_id": account_ids[leads.acc_of],
+            "email": _emails(leads.first_name, leads.last_name, domains[leads.acc_of]),
+            "job_title": job_title,
+            "source": np.array(LEAD_SOURCES, dtype=object)[leads.source],
+            "created_at": _to_ts(leads.created),
+        }
+    )
+
+
+def _events_table(
+    rng: np.random.Generator,
+    lead_ids: np.ndarray,
+    lead_account_ids: np.ndarray,
+    e_lead: np.ndarray,
+    e_type: np.ndarray,
+    e_time: np.ndarray,
+) -> pd.DataFrame:
+    """The events table; ``lead_account_ids`` is each lead's account id. Draws the properties."""
+    return pd.DataFrame(
+        copy=False,
+        data={
+            "event_id": format_ids("E", np.arange(1, len(e_lead) + 1), 9),
+            "lead_id": lead_ids[e_lead],
+            "account_id": lead_account_ids[e_lead],
+            "event_type": np.array(EVENT_TYPES, dtype=object)[e_type],
+            "timestamp": _to_ts(e_time),
+            "properties": _properties(rng, e_type),
+        },
+    )
+
+
+def _opportunities_table(
+    lead_ids: np.ndarray,
+    lead_account_ids: np.ndarray,
+    opp_time: np.ndarray,
+    conv_leads: np.ndarray,
+    amount: np.ndarray,
+    stage: np.ndarray,
+) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "opportunity_id": format_ids("O", np.arange(1, len(conv_leads) + 1), 7),
             "lead_id": lead_ids[conv_leads],
-            "account_id": account_ids[acc_of[conv_leads]],
+            "account_id": lead_account_ids[conv_leads],
             "created_at": _to_ts(opp_time[conv_leads]),
             "amount": amount.astype(np.float64),
             "stage": stage,
         }
     )
-    tables = {
-        "accounts": accounts,
-        "leads": leads,
-        "events": events,
-        "opportunities": opportunities,
-        "subscriptions": _subscriptions(customers, account_ids),
-        "offer_exposures": pd.DataFrame(
-            {
-                "subject_id": lead_ids[exposures.lead],
-                "offer_id": np.array(expo.ARMS, dtype=object)[exposures.arm],
-                "exposed_at": _to_ts(exposures.exposed_at),
-                "propensity": exposures.propensity.astype(np.float64),
-                "converted_at": _to_ts_or_nat(exposures.converted_at),
-            }
-        ),
-    }
-    churn_oracle = pd.DataFrame(
+
+
+def _exposures_table(lead_ids: np.ndarray, exposures: expo.Exposures) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "subject_id": lead_ids[exposures.lead],
+            "offer_id": np.array(expo.ARMS, dtype=object)[exposures.arm],
+            "exposed_at": _to_ts(exposures.exposed_at),
+            "propensity": exposures.propensity.astype(np.float64),
+            "converted_at": _to_ts_or_nat(exposures.converted_at),
+        }
+    )
+
+
+def _churn_oracle_table(
+    account_ids: np.ndarray, ticks: pd.DatetimeIndex, customers: cust.CustomerSim
+) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "account_id": account_ids[customers.oracle_account],
             "snapshot_ts": pd.Series(ticks[customers.oracle_tick]).dt.as_unit("ns"),
@@ -869,7 +1579,10 @@ def simulate(
             "hazard_7d": customers.oracle_hazard.astype(np.float64),
         }
     )
-    nbo_oracle = pd.DataFrame(
+
+
+def _nbo_oracle_table(lead_ids: np.ndarray, exposures: expo.Exposures) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "subject_id": lead_ids[exposures.lead],
             "exposed_at": _to_ts(exposures.exposed_at),
@@ -878,41 +1591,37 @@ def simulate(
         }
     )
 
-    # --- oracle -------------------------------------------------------------------------------
-    o_lead = np.concatenate(oracle_lead)
-    o_tick = np.concatenate(oracle_tick)
-    o_p = np.concatenate(oracle_p)
+
+def _mql_oracle(
+    lead_ids: np.ndarray, ticks: pd.DatetimeIndex, lead_weeks: _LeadWeeks, t0: int, horizon: int
+) -> tuple[pd.DataFrame, float, float]:
+    """The MQL oracle table, the 30-day label rate over the fully observed rows and the
+    oracle's AUC against that label."""
+    o_lead, o_tick, o_p, o_h = lead_weeks.oracle
     oracle = pd.DataFrame(
         {
             "lead_id": lead_ids[o_lead],
             "snapshot_ts": pd.Series(ticks[o_tick]).dt.as_unit("ns"),
             "p_true": o_p.astype(np.float64),
+            "hazard_7d": o_h.astype(np.float64),
         }
     )
+    opp_time = lead_weeks.opp_time[o_lead]
     tick_s = t0 + o_tick.astype(np.int64) * WEEK_S
     observed = tick_s + LABEL_DAYS * DAY_S <= t0 + horizon  # windows fully inside the data
-    label = (opp_time[o_lead] > tick_s) & (opp_time[o_lead] <= tick_s + LABEL_DAYS * DAY_S)
+    label = (opp_time > tick_s) & (opp_time <= tick_s + LABEL_DAYS * DAY_S)
     label_rate = float(label[observed].mean()) if observed.any() else float("nan")
-    titles = pd.DataFrame(
+    return oracle, label_rate, auc(label[observed], o_p[observed])
+
+
+def _titles_table(lead_ids: np.ndarray, titles: _Titles) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "lead_id": lead_ids,
-            "job_title": title,
-            "seniority": np.array(SENIORITIES, dtype=object)[true_sen],
-            "department": np.array(DEPARTMENTS, dtype=object)[true_dep],
+            "job_title": titles.text,
+            "seniority": np.array(SENIORITIES, dtype=object)[titles.true_seniority],
+            "department": np.array(DEPARTMENTS, dtype=object)[titles.true_department],
         }
-    )
-    return Simulation(
-        tables=tables,
-        oracle=oracle,
-        titles=titles,
-        start=start_ts,
-        end=end_ts,
-        label_rate=label_rate,
-        oracle_auc=auc(label[observed], o_p[observed]),
-        churn_oracle=churn_oracle,
-        nbo_oracle=nbo_oracle,
-        churn_label_rate=customers.label_rate,
-        churn_oracle_auc=customers.oracle_auc,
     )
 
 
@@ -945,16 +1654,6 @@ def _properties(rng: np.random.Generator, e_type: np.ndarray) -> np.ndarray:
     return flat[offsets[e_type] + np.minimum(pick, sizes[e_type] - 1)]
 
 
-def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC by ranks (ties averaged); NaN when only one class is present."""
-    y = np.asarray(y, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 # ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
@@ -976,13 +1675,11 @@ def generate(
     counts, lead conversion rate, the 30-day label rate over fully observed snapshot rows, the
     oracle's AUC against that label, and the seconds taken.
     """
-    from core.tables import write_tables
-
     began = time.perf_counter()
     start_ts = _start_monday(start)
     end_ts = start_ts + pd.Timedelta(weeks=weeks)
     if end_ts > pd.Timestamp.now(tz="UTC"):
-        raise ValueError(
+        raise InputError(
             f"data end {end_ts.isoformat()} is in the future; choose an earlier start "
             "or fewer weeks"
         )

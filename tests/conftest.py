@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from training.train import TrainResult
 
 ROOT = Path(__file__).resolve().parents[1]
+# the tiny pipeline and HTTP client fixtures of the serving and activation tests
+pytest_plugins = ["tiny_pipeline"]
 # Small enough for 2 cores, big enough that test-week AUCs are not noise.
 PIPELINE_LEADS = int(os.environ.get("FUNNEL_TEST_LEADS", "5000"))
 PIPELINE_TRIALS = int(os.environ.get("FUNNEL_TEST_TRIALS", "6"))

@@ -12,14 +12,17 @@ if TYPE_CHECKING:
     from core.config import Config
     from training.nbo import NboResult
     from training.train import TrainResult
+from core.flat import load_dataset
+from features.store import feature_store, historical_features
+from training.hillstrom import arm_propensity
+from training.nbo import fit_and_register, subject_folds
+from training.registry import configure_tracking, ensure_experiment
+from training.train import Steps, train_classifier
 
 
 def train_dataset(
     cfg: Config, name: str, *, progress: bool = True, n_trials: int | None = None
 ) -> TrainResult | NboResult:
-    from core.flat import load_dataset
-    from training.train import train_classifier
-
     meta = load_dataset(cfg, name)
     if meta["report"]["task"] == "uplift":
         return train_uplift(cfg, name, progress=progress)
@@ -31,14 +34,6 @@ def train_uplift(cfg: Config, name: str, *, progress: bool = True) -> NboResult:
     control value is the no-offer arm), propensities from the arms' shares (the table is taken
     as a randomized experiment), each conversion worth 1 and each arm free, so policy values
     are conversions per unit."""
-    from app.pipeline import feature_store
-    from core.flat import load_dataset
-    from features.store import historical_features
-    from training.hillstrom import arm_propensity
-    from training.nbo import fit_and_register, subject_folds
-    from training.registry import configure_tracking, ensure_experiment
-    from training.train import Steps
-
     meta = load_dataset(cfg, name)
     key, control = meta["entity_key"], meta["spec"]["treatment"]["control"]
     conf = cfg.training.nbo.model_copy(
@@ -64,5 +59,5 @@ def train_uplift(cfg: Config, name: str, *, progress: bool = True) -> NboResult:
         ones = np.ones(len(modelled))
         eligible = np.ones((len(frame), len(modelled)), dtype=bool)
     return fit_and_register(
-        cfg, conf, frame, fold, modelled, ones, np.zeros(len(modelled)), eligible, steps, kind=name
+        conf, frame, fold, modelled, ones, np.zeros(len(modelled)), eligible, steps, kind=name
     )

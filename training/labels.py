@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.errors import FunnelError
 from core.timegrid import to_utc
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(FunnelError, ValueError):
     """The labelled rows cannot train a model (no window, one class); the message says what to
     change."""
 
@@ -179,9 +180,11 @@ def churn_labels(
             {"account_id": account[active], "event_timestamp": tick, "label": label[active]}
         )
         # overlapping rows of one account: churned if its coverage ends in the window
-        frames.append(rows.groupby("account_id", sort=True, as_index=False).agg(
-            event_timestamp=("event_timestamp", "first"), label=("label", "max")
-        ))
+        frames.append(
+            rows.groupby("account_id", sort=True, as_index=False).agg(
+                event_timestamp=("event_timestamp", "first"), label=("label", "max")
+            )
+        )
     out = pd.concat(frames, ignore_index=True)
     if out.empty:
         raise TrainingDataError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.errors import InputError
+
 
 def _check_binary(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_score = np.asarray(y_true, dtype=float), np.asarray(y_score, dtype=float)
@@ -35,15 +37,18 @@ def lift_curve(y_true: np.ndarray, y_score: np.ndarray, bins: int = 10) -> pd.Da
     chunks = np.array_split(order, bins)
     base = y_true.mean() or float("nan")
     rows = [
-        {"bin": i + 1, "rows": len(c), "positive_rate": y_true[c].mean(), "lift": y_true[c].mean() / base}
+        {
+            "bin": i + 1,
+            "rows": len(c),
+            "positive_rate": y_true[c].mean(),
+            "lift": y_true[c].mean() / base,
+        }
         for i, c in enumerate(chunks)
     ]
     return pd.DataFrame(rows)
 
 
-def capacity_threshold(
-    y_score: np.ndarray, snapshot: np.ndarray, weekly_capacity: int
-) -> float:
+def capacity_threshold(y_score: np.ndarray, snapshot: np.ndarray, weekly_capacity: int) -> float:
     """The score above which, in a typical week, about ``weekly_capacity`` leads fall.
 
     Per snapshot, the capacity-th highest score; the median over snapshots is robust to one
@@ -71,14 +76,16 @@ def precision_threshold(y_true: np.ndarray, y_score: np.ndarray, target: float) 
     precision = hits / np.arange(1, len(order) + 1)
     ok = np.flatnonzero(precision >= target)
     if len(ok) == 0:
-        raise ValueError(
+        raise InputError(
             f"no threshold reaches precision {target:.2f} (best is {precision.max():.2f}); "
             "lower training.mql.threshold.target or use mode: capacity"
         )
     return float(y_score[order][ok[-1]])
 
 
-def precision_recall_at(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> tuple[float, float]:
+def precision_recall_at(
+    y_true: np.ndarray, y_score: np.ndarray, threshold: float
+) -> tuple[float, float]:
     y_true, y_score = _check_binary(y_true, y_score)
     chosen = y_score >= threshold
     precision = float(y_true[chosen].mean()) if chosen.any() else float("nan")

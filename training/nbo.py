@@ -10,16 +10,38 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.config import Config, NboConfig
+from core.errors import InputError
 from core.offers import CONTROL, Offers
+
+if TYPE_CHECKING:
+    from training.nbo_model import NboMeta, NboModel
+from core.offers import load_offers
+from core.stages import assign_stages
+from core.tables import read_manifest, read_tables
+from features.store import feature_store, historical_features
+from training import plots
+from training.nbo_model import NboMeta, NboModel
+from training.nbo_policy import compare_policies
+from training.pyfunc import NboPyfunc
+from training.registry import (
+    NBO_ARTIFACT,
+    configure_tracking,
+    ensure_experiment,
+    log_bundle,
+    tag_and_crown,
+)
+from training.scoring import FeatureMatrix
+from training.train import Steps, category_levels, feature_columns, input_example
+from training.uplift import SLearner, TLearner, XLearner, best_offer
+from training.uplift_metrics import auuc, qini_coefficient, uplift_at_k
 
 log = logging.getLogger("funnel.training.nbo")
 LEARNER_NAMES = {"s": "S-learner", "t": "T-learner", "x": "X-learner"}
@@ -30,8 +52,6 @@ PIP_REQUIREMENTS = ["lightgbm==4.7.*", "pandas<3", "numpy", "scikit-learn==1.9.*
 def make_learner(name: str, conf: NboConfig, control: str = CONTROL) -> Any:
     """An unfitted learner with the configured LightGBM base models."""
     from lightgbm import LGBMClassifier, LGBMRegressor
-
-    from training.uplift import SLearner, TLearner, XLearner
 
     params = {
         "n_estimators": conf.n_estimators, "learning_rate": conf.learning_rate,
@@ -60,8 +80,6 @@ def per_offer_uplift_metrics(
     y: np.ndarray, uplift: np.ndarray, arm: np.ndarray, offers: list[str], control: str = CONTROL
 ) -> dict[str, dict[str, float]]:
     """Per offer, on the rows that got it or control: normalized Qini, AUUC and uplift at 30%."""
-    from training.uplift_metrics import auuc, qini_coefficient, uplift_at_k
-
     out = {}
     for j, offer in enumerate(offers):
         rows = (arm == offer) | (arm == control)
@@ -88,15 +106,43 @@ def mean_qini(metrics: dict[str, dict[str, float]]) -> float:
 
 
 def policy_arms(
-    uplift: np.ndarray, offers: list[str], values: np.ndarray, costs: np.ndarray,
-    eligible: np.ndarray, control: str = CONTROL,
+    uplift: np.ndarray,
+    offers: list[str],
+    values: np.ndarray,
+    costs: np.ndarray,
+    eligible: np.ndarray,
+    control: str = CONTROL,
 ) -> np.ndarray:
     """The learned policy per row: the eligible offer with the best uplift x value - cost, or
     control when none is worth its cost."""
-    from training.uplift import best_offer
-
     index = best_offer(uplift, values, costs, eligible)
     return np.asarray([*offers, control], dtype=object)[index]
+
+
+def single_offer_policies(
+    eligible: np.ndarray, offers: list[str], control: str = CONTROL
+) -> dict[str, np.ndarray]:
+    """Per offer, the policy that gives it wherever it is eligible (control elsewhere)."""
+    return {
+        offer: np.where(eligible[:, j], offer, control).astype(object)
+        for j, offer in enumerate(offers)
+    }
+
+
+def check_folds(arm: np.ndarray, fold: np.ndarray, arms: list[str]) -> list[int]:
+    """The fold numbers, at least two, each holding exposures to every one of ``arms``."""
+    folds = sorted(set(fold.tolist()))
+    if len(folds) < 2:
+        raise ValueError("fit_and_choose needs at least two folds")
+    for f in folds:
+        seen = set(arm[fold == f])
+        lacking = [a for a in arms if a not in seen]
+        if lacking:
+            raise InputError(
+                f"fold {f} has no exposure to {lacking}; every arm needs exposures in each fold "
+                "(collect more, or lower training.nbo.folds)"
+            )
+    return folds
 
 
 @dataclass
@@ -140,21 +186,49 @@ def fit_and_choose(
     ``fold`` holds 0 .. k-1 per row (``subject_folds``); ``eligible`` is (n, n_offers) in the
     order of ``offers``; ``on_candidate(name, metrics)`` is called per candidate learner.
     """
-    from training.nbo_policy import compare_policies
-
     arm = np.asarray(arm).astype(str)
-    folds = sorted(set(fold.tolist()))
-    if len(folds) < 2:
-        raise ValueError("fit_and_choose needs at least two folds")
-    for f in folds:
-        seen = set(arm[fold == f])
-        lacking = [a for a in [control, *offers] if a not in seen]
-        if lacking:
-            raise ValueError(
-                f"fold {f} has no exposure to {lacking}; every arm needs exposures in each fold "
-                "(collect more, or lower training.nbo.folds)"
-            )
+    folds = check_folds(arm, fold, [control, *offers])
     valid, train = np.flatnonzero(fold == folds[0]), np.flatnonzero(fold != folds[0])
+    best, scores = choose_learner(X, y, arm, train, valid, offers, conf, control, on_candidate)
+    uplift, outcome, arms = cross_fit(best, X, y, arm, fold, folds, len(offers), conf, control)
+    learned = policy_arms(uplift, offers, values, costs, eligible, control)
+    alternatives = {
+        control: np.full(len(y), control, dtype=object),
+        **single_offer_policies(eligible, offers, control),
+    }
+    value = dict(zip(offers, values.tolist(), strict=True))
+    cost = dict(zip(offers, costs.tolist(), strict=True))
+    boot = {"n_boot": conf.n_boot, "random_state": conf.seed, "control": control}
+    comparison = compare_policies(
+        learned, alternatives, y, arm, propensity, value=value, cost=cost,
+        outcome=outcome, arms=arms, **boot,
+    )  # fmt: skip
+    ipw = compare_policies(
+        learned, alternatives, y, arm, propensity, value=value, cost=cost, **boot
+    )
+    final = make_learner(best, conf, control).fit(X, y, arm)
+    return NboFit(
+        learner_name=best, learner=final, validation=scores,
+        heldout_metrics=per_offer_uplift_metrics(y, uplift, arm, offers, control),
+        heldout_uplift=uplift, learned=learned, comparison=comparison, ipw=ipw,
+        learned_share={a: float(np.mean(learned == a)) for a in [control, *offers]},
+    )  # fmt: skip
+
+
+def choose_learner(
+    X: np.ndarray,
+    y: np.ndarray,
+    arm: np.ndarray,
+    train: np.ndarray,
+    valid: np.ndarray,
+    offers: list[str],
+    conf: NboConfig,
+    control: str = CONTROL,
+    on_candidate: Any = None,
+) -> tuple[str, dict[str, dict[str, dict[str, float]]]]:
+    """Each configured learner fitted on the ``train`` rows and scored on the ``valid`` rows
+    by its per-offer uplift metrics: the name of the one with the best mean Qini, and every
+    candidate's metrics (``on_candidate(name, metrics)`` sees each as it comes)."""
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for name in conf.learners:
         learner = make_learner(name, conf, control).fit(X[train], y[train], arm[train])
@@ -166,35 +240,33 @@ def fit_and_choose(
         if on_candidate is not None:
             on_candidate(name, scores[name])
     best = max(scores, key=lambda n: np.nan_to_num(mean_qini(scores[n]), nan=-np.inf))
+    return best, scores
 
-    uplift = np.zeros((len(y), len(offers)))
-    outcome = np.zeros((len(y), len(offers) + 1))
+
+def cross_fit(
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    arm: np.ndarray,
+    fold: np.ndarray,
+    folds: list[int],
+    n_offers: int,
+    conf: NboConfig,
+    control: str = CONTROL,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Out-of-fold predictions of learner ``name``: each fold's rows scored by a model fitted
+    on the other folds. The uplift per offer (n, n_offers), the outcome per arm
+    (n, n_offers + 1) and the arms in the outcome's column order."""
+    uplift = np.zeros((len(y), n_offers))
+    outcome = np.zeros((len(y), n_offers + 1))
     arms: list[str] = []
     for f in folds:
         inside, outside = fold == f, fold != f
-        model = make_learner(best, conf, control).fit(X[outside], y[outside], arm[outside])
+        model = make_learner(name, conf, control).fit(X[outside], y[outside], arm[outside])
         uplift[inside] = model.predict(X[inside])
         outcome[inside] = model.predict_outcome(X[inside])
         arms = [str(a) for a in model.arms_]
-    learned = policy_arms(uplift, offers, values, costs, eligible, control)
-    alternatives = {control: np.full(len(y), control, dtype=object)}
-    for j, offer in enumerate(offers):
-        alternatives[offer] = np.where(eligible[:, j], offer, control).astype(object)
-    value = dict(zip(offers, values.tolist(), strict=True))
-    cost = dict(zip(offers, costs.tolist(), strict=True))
-    boot = {"n_boot": conf.n_boot, "random_state": conf.seed, "control": control}
-    comparison = compare_policies(
-        learned, alternatives, y, arm, propensity, value=value, cost=cost,
-        outcome=outcome, arms=arms, **boot,
-    )  # fmt: skip
-    ipw = compare_policies(learned, alternatives, y, arm, propensity, value=value, cost=cost, **boot)
-    final = make_learner(best, conf, control).fit(X, y, arm)
-    return NboFit(
-        learner_name=best, learner=final, validation=scores,
-        heldout_metrics=per_offer_uplift_metrics(y, uplift, arm, offers, control),
-        heldout_uplift=uplift, learned=learned, comparison=comparison, ipw=ipw,
-        learned_share={a: float(np.mean(learned == a)) for a in [control, *offers]},
-    )  # fmt: skip
+    return uplift, outcome, arms
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -202,26 +274,23 @@ def exposure_entities(cfg: Config, offers: Offers) -> pd.DataFrame:
     """Exposures as Feast entity rows with their outcome: lead_id, account_id, event_timestamp
     (= exposed_at), arm, propensity, label (converted within the outcome window). Exposures whose
     window reaches past the data are left out; unknown offers and subjects are errors."""
-    from core.tables import read_tables
-    from training.train import read_manifest
-
     tables = read_tables(cfg.raw_dir, ["accounts", "leads", "offer_exposures"])
     ex, leads = tables["offer_exposures"], tables["leads"]
     if ex.empty:
-        raise ValueError(
+        raise InputError(
             "offer_exposures is empty: the next-best-offer model learns from offers given at "
             "random (or with logged propensities); run a campaign with a holdout first"
         )
     unknown = sorted(set(ex["offer_id"]) - {CONTROL, *offers.ids})
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"offer_exposures.offer_id has {unknown}, which {offers.source} does not declare "
             f"(declared: {offers.ids}; the no-offer arm is '{CONTROL}')"
         )
     account_of = leads.set_index("lead_id")["account_id"]
     not_leads = ~ex["subject_id"].isin(account_of.index)
     if not_leads.any():
-        raise ValueError(
+        raise InputError(
             f"offer_exposures.subject_id must be lead ids for nbo_v1; {int(not_leads.sum())} "
             f"row(s) are not, e.g. {ex.loc[not_leads, 'subject_id'].head(3).tolist()}"
         )
@@ -242,18 +311,22 @@ def exposure_entities(cfg: Config, offers: Offers) -> pd.DataFrame:
 
 
 def nbo_oracle_report(
-    cfg: Config, rows: pd.DataFrame, uplift: np.ndarray, offers: list[str], learned: np.ndarray,
-    values: np.ndarray, costs: np.ndarray, eligible: np.ndarray,
+    path: Path,
+    rows: pd.DataFrame,
+    uplift: np.ndarray,
+    offers: list[str],
+    learned: np.ndarray,
+    values: np.ndarray,
+    costs: np.ndarray,
+    eligible: np.ndarray,
 ) -> dict[str, float]:
-    """Evaluation only: the generator's true conversion probabilities on the same rows.
+    """Evaluation only: the generator's true conversion probabilities (the oracle file at
+    ``path``, when there) on the same rows.
 
     Per offer, the Qini of the true uplift next to the model's; and the true expected net
     value per exposure of the learned policy, of the oracle's best eligible offer, and of the
     best single offer.
     """
-    from training.uplift_metrics import qini_coefficient
-
-    path = cfg.oracle_dir / "nbo_oracle.parquet"
     if not path.is_file():
         return {}
     oracle = pd.read_parquet(path).rename(
@@ -294,7 +367,7 @@ def nbo_oracle_report(
     out["true_value_learned"] = true_value(learned)
     best = np.where(eligible, net, -np.inf)
     out["true_value_oracle_policy"] = float(np.mean(np.maximum(best.max(axis=1), 0.0)))
-    singles = {o: true_value(np.where(eligible[:, j], o, CONTROL)) for j, o in enumerate(offers)}
+    singles = {o: true_value(a) for o, a in single_offer_policies(eligible, offers).items()}
     out["true_value_best_single"] = max(singles.values())
     return out
 
@@ -317,14 +390,6 @@ class NboResult:
 
 def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
     """Fit, choose, evaluate, log and register the next-best-offer model."""
-
-    from app.pipeline import feature_store
-    from core.offers import load_offers
-    from core.stages import assign_stages
-    from features.store import historical_features
-    from training.registry import configure_tracking, ensure_experiment
-    from training.train import Steps
-
     conf = cfg.training.nbo
     offers = load_offers(cfg)
     steps = Steps(total=4, echo=progress)
@@ -345,121 +410,65 @@ def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
             log.warning("offers never exposed, left out of the model: %s", never)
         modelled = sorted(o for o in offers.ids if o in exposed)  # the learners sort arms
         if not modelled:
-            raise ValueError("no declared offer was ever exposed; nothing to learn")
+            raise InputError("no declared offer was ever exposed; nothing to learn")
         stage = assign_stages(cfg.stages, frame)
-        eligible = offers.eligible(stage, frame["is_customer"])[:, [offers.ids.index(o) for o in modelled]]
+        columns = [offers.ids.index(o) for o in modelled]
+        eligible = offers.eligible(stage, frame["is_customer"])[:, columns]
         values = np.array([offers.get(o).value for o in modelled])
         costs = np.array([offers.get(o).cost for o in modelled])
         fold = subject_folds(frame["lead_id"].to_numpy(), conf.folds, conf.seed)
 
-    return fit_and_register(cfg, conf, frame, fold, modelled, values, costs, eligible, steps)
+    oracle = cfg.oracle_dir / "nbo_oracle.parquet"
+    return fit_and_register(
+        conf, frame, fold, modelled, values, costs, eligible, steps, oracle=oracle
+    )
 
 
 def fit_and_register(
-    cfg: Config, conf: NboConfig, frame: pd.DataFrame, fold: np.ndarray, modelled: list[str],
+    conf: NboConfig, frame: pd.DataFrame, fold: np.ndarray, modelled: list[str],
     values: np.ndarray, costs: np.ndarray, eligible: np.ndarray, steps: Any, kind: str = "nbo",
+    oracle: Path | None = None,
 ) -> NboResult:  # fmt: skip
     """Fit and choose the learner (``fit_and_choose``), evaluate it out of fold, log everything
     to MLflow and register the model. ``frame`` holds the features and label, arm, propensity,
-    event_timestamp; ``kind`` tags the model (``nbo``, or an imported table's name)."""
+    event_timestamp; ``kind`` tags the model (``nbo``, or an imported table's name); ``oracle``
+    is the generator's oracle file of these exposures (none for an imported table)."""
     import mlflow
 
-    from training import plots
-    from training.nbo_model import NboMeta, NboModel
-    from training.pyfunc import NboPyfunc
-    from training.registry import tag_and_crown
-    from training.scoring import FeatureMatrix
-    from training.train import _categories, feature_columns
-
-    key_columns = [c for c in frame.columns if c.endswith("_id")]
-    names, categorical = feature_columns(frame.drop(columns=["arm", "propensity", *key_columns]))
-    categories = _categories(frame, categorical)
-    X = FeatureMatrix(names, categories)(frame)
-
+    X, names, categorical, categories = nbo_features(frame)
+    y, arm = frame["label"].to_numpy(), frame["arm"].to_numpy()
     with mlflow.start_run(run_name=f"{kind}-train") as parent:
         mlflow.set_tags({"model_kind": kind, "feature_service": conf.feature_service})
-        mlflow.log_params({
-            "feature_service": conf.feature_service, "learners": ",".join(conf.learners),
-            "offers": ",".join(modelled), "outcome_window_days": conf.outcome_window_days,
-            "n_estimators": conf.n_estimators, "learning_rate": conf.learning_rate,
-            "num_leaves": conf.num_leaves, "min_child_samples": conf.min_child_samples,
-            "folds": conf.folds, "rows": len(frame),
-        })  # fmt: skip
-
-        def log_candidate(name: str, metrics: dict[str, dict[str, float]]) -> None:
-            with mlflow.start_run(run_name=f"learner-{name}", nested=True):
-                mlflow.log_param("learner", name)
-                mlflow.log_metric("val_mean_qini", mean_qini(metrics))
-                mlflow.log_metrics({
-                    f"val_{offer}_{k}": v for offer, m in metrics.items() for k, v in m.items()
-                    if np.isfinite(v)
-                })  # fmt: skip
-
+        mlflow.log_params(nbo_params(conf, modelled, len(frame)))
         learners = ", ".join(LEARNER_NAMES[n] for n in conf.learners)
         with steps.step(
             f"fit {learners}, keep the best validation Qini; cross-fit it over {conf.folds} "
             "folds; compare policies"
         ):
             fit = fit_and_choose(
-                X, frame["label"].to_numpy(), frame["arm"].to_numpy(), frame["propensity"].to_numpy(),
-                fold, modelled, values, costs, eligible, conf, on_candidate=log_candidate,
+                X, y, arm, frame["propensity"].to_numpy(), fold, modelled, values, costs,
+                eligible, conf, on_candidate=log_candidate,
             )  # fmt: skip
 
         with steps.step("evaluate on the held-out folds"):
-            metrics: dict[str, float] = {"mean_qini": mean_qini(fit.heldout_metrics)}
-            for offer, m in fit.heldout_metrics.items():
-                metrics.update({f"{offer}_{k}": v for k, v in m.items()})
-            if kind == "nbo":  # the generator's oracle knows the synthetic exposures only
-                metrics.update(nbo_oracle_report(
-                    cfg, frame, fit.heldout_uplift, modelled, fit.learned, values, costs, eligible
-                ))  # fmt: skip
-            c = fit.comparison
-            for name, (v, lo, hi) in c.values.items():
-                metrics.update({f"policy_{name}": v, f"policy_{name}_low": lo, f"policy_{name}_high": hi})
-            metrics["learned_minus_best_alternative"] = c.difference[0]
-            for name, (v, lo, hi) in fit.ipw.values.items():
-                metrics.update({f"ipw_{name}": v, f"ipw_{name}_low": lo, f"ipw_{name}_high": hi})
-            mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-            mlflow.set_tags({"learner": fit.learner_name, "served_policy": c.served})
-            mlflow.log_text(c.reason, "policy_decision.txt")
-            mlflow.log_figure(
-                plots.qini_plot(
-                    frame["label"].to_numpy(), fit.heldout_uplift,
-                    frame["arm"].to_numpy().astype(str), modelled,
-                ),
-                "plots/qini.png",
-            )  # fmt: skip
-            mlflow.log_figure(plots.policy_plot(c.values, c.served), "plots/policy_values.png")
+            truth: dict[str, float] = {}
+            if oracle is not None:
+                truth = nbo_oracle_report(
+                    oracle, frame, fit.heldout_uplift, modelled, fit.learned, values, costs,
+                    eligible,
+                )  # fmt: skip
+            metrics = heldout_metrics(fit, truth)
+            log_nbo_evaluation(fit, metrics, y, arm.astype(str), modelled)
 
         with steps.step("log and register the model in MLflow"):
-            meta = NboMeta(
-                feature_service=conf.feature_service, features=names, categories=categories,
-                offers=modelled, control=CONTROL, learner=fit.learner_name,
-                policy={"served": c.served, "reason": c.reason,
-                        "values": {k: list(v) for k, v in c.values.items()},
-                        "learned_share": fit.learned_share},
-                extra={"data_window": [str(frame["event_timestamp"].min()),
-                                       str(frame["event_timestamp"].max())],
-                       "validation_mean_qini": {n: mean_qini(m) for n, m in fit.validation.items()}},
-            )  # fmt: skip
-            model = NboModel(fit.learner, meta)
-            with tempfile.TemporaryDirectory() as tmp:
-                bundle = model.save(Path(tmp) / "nbo")
-                x_example = frame[names].head(5).copy()
-                for col in names:
-                    if col not in categorical:
-                        x_example[col] = x_example[col].astype("float64")
-                info = mlflow.pyfunc.log_model(
-                    name="model", python_model=NboPyfunc(), artifacts={"nbo": str(bundle)},
-                    input_example=x_example, pip_requirements=PIP_REQUIREMENTS,
-                    registered_model_name=conf.registered_model,
-                )  # fmt: skip
-            version = str(info.registered_model_version)
-            became_champion = tag_and_crown(
-                conf.registered_model, version,
-                {"feature_service": conf.feature_service, "model_kind": kind},
+            meta = nbo_meta(
+                conf.feature_service, names, categories, modelled, fit, frame["event_timestamp"]
             )
-            mlflow.set_tag("registered_version", version)
+            tags = {"feature_service": conf.feature_service, "model_kind": kind}
+            version, became_champion = register_nbo(
+                NboModel(fit.learner, meta), frame, categorical, conf.registered_model, tags
+            )
+    c = fit.comparison
     return NboResult(
         model_name=conf.registered_model, version=version, run_id=parent.info.run_id,
         learner=fit.learner_name, served=c.served, reason=c.reason,
@@ -467,3 +476,109 @@ def fit_and_register(
         metrics=metrics, policy_values=c.values, became_champion=became_champion,
         timings=steps.timings,
     )  # fmt: skip
+
+
+def nbo_features(
+    frame: pd.DataFrame,
+) -> tuple[np.ndarray, list[str], list[str], dict[str, list[str]]]:
+    """The model's features of exposure rows (every column but the ids, arm and propensity):
+    their matrix, names, categorical names and categorical levels."""
+    key_columns = [c for c in frame.columns if c.endswith("_id")]
+    names, categorical = feature_columns(frame.drop(columns=["arm", "propensity", *key_columns]))
+    categories = category_levels(frame, categorical)
+    return FeatureMatrix(names, categories)(frame), names, categorical, categories
+
+
+def nbo_params(conf: NboConfig, offers: list[str], rows: int) -> dict[str, Any]:
+    """The training run's parameters."""
+    return {
+        "feature_service": conf.feature_service, "learners": ",".join(conf.learners),
+        "offers": ",".join(offers), "outcome_window_days": conf.outcome_window_days,
+        "n_estimators": conf.n_estimators, "learning_rate": conf.learning_rate,
+        "num_leaves": conf.num_leaves, "min_child_samples": conf.min_child_samples,
+        "folds": conf.folds, "rows": rows,
+    }  # fmt: skip
+
+
+def log_candidate(name: str, metrics: dict[str, dict[str, float]]) -> None:
+    """A candidate learner's validation metrics, as a child run of the active MLflow run."""
+    import mlflow
+
+    with mlflow.start_run(run_name=f"learner-{name}", nested=True):
+        mlflow.log_param("learner", name)
+        mlflow.log_metric("val_mean_qini", mean_qini(metrics))
+        mlflow.log_metrics({
+            f"val_{offer}_{k}": v for offer, m in metrics.items() for k, v in m.items()
+            if np.isfinite(v)
+        })  # fmt: skip
+
+
+def interval_metrics(
+    prefix: str, values: dict[str, tuple[float, float, float]]
+) -> dict[str, float]:
+    """``{prefix}_{name}``, ``..._low`` and ``..._high`` of each (value, low, high)."""
+    out: dict[str, float] = {}
+    for name, (v, lo, hi) in values.items():
+        out.update({f"{prefix}_{name}": v, f"{prefix}_{name}_low": lo, f"{prefix}_{name}_high": hi})
+    return out
+
+
+def heldout_metrics(fit: NboFit, oracle: dict[str, float]) -> dict[str, float]:
+    """The kept learner's out-of-fold metrics: mean and per-offer uplift metrics, the
+    oracle's (when known) and each policy's value with its interval, doubly robust and IPW."""
+    metrics: dict[str, float] = {"mean_qini": mean_qini(fit.heldout_metrics)}
+    for offer, m in fit.heldout_metrics.items():
+        metrics.update({f"{offer}_{k}": v for k, v in m.items()})
+    metrics.update(oracle)
+    metrics.update(interval_metrics("policy", fit.comparison.values))
+    metrics["learned_minus_best_alternative"] = fit.comparison.difference[0]
+    metrics.update(interval_metrics("ipw", fit.ipw.values))
+    return metrics
+
+
+def log_nbo_evaluation(
+    fit: NboFit, metrics: dict[str, float], y: np.ndarray, arm: np.ndarray, offers: list[str]
+) -> None:
+    """The held-out metrics, the policy decision and the Qini and policy plots, in the active
+    MLflow run."""
+    import mlflow
+
+    c = fit.comparison
+    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
+    mlflow.set_tags({"learner": fit.learner_name, "served_policy": c.served})
+    mlflow.log_text(c.reason, "policy_decision.txt")
+    mlflow.log_figure(plots.qini_plot(y, fit.heldout_uplift, arm, offers), "plots/qini.png")
+    mlflow.log_figure(plots.policy_plot(c.values, c.served), "plots/policy_values.png")
+
+
+def nbo_meta(
+    feature_service: str, names: list[str], categories: dict[str, list[str]],
+    offers: list[str], fit: NboFit, stamps: pd.Series,
+) -> NboMeta:  # fmt: skip
+    """The bundle's contract and the policy training decided to serve."""
+    c = fit.comparison
+    return NboMeta(
+        feature_service=feature_service, features=names, categories=categories, offers=offers,
+        control=CONTROL, learner=fit.learner_name,
+        policy={"served": c.served, "reason": c.reason,
+                "values": {k: list(v) for k, v in c.values.items()},
+                "learned_share": fit.learned_share},
+        extra={"data_window": [str(stamps.min()), str(stamps.max())],
+               "validation_mean_qini": {n: mean_qini(m) for n, m in fit.validation.items()}},
+    )  # fmt: skip
+
+
+def register_nbo(
+    model: NboModel,
+    frame: pd.DataFrame,
+    categorical: list[str],
+    registered_model: str,
+    tags: dict[str, str],
+) -> tuple[str, bool]:
+    """Log and register the model from the active run; crown it champion when the model has
+    none. The version and whether it became champion."""
+    example = input_example(frame, model.feature_names, categorical)
+    version = log_bundle(
+        model, NBO_ARTIFACT, NboPyfunc(), registered_model, example, PIP_REQUIREMENTS
+    )
+    return version, tag_and_crown(registered_model, version, tags)

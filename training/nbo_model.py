@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from training.scoring import BundleError, FeatureMatrix
+from training.scoring import BundleError, FeatureMatrix, read_bundle
+from training.uplift import predict_uplift_fast
 
 NBO_FILE = "nbo.json"
 LEARNER_FILE = "learner.joblib"
@@ -68,8 +69,6 @@ class NboModel:
 
     def uplift(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """(n, n_offers) predicted uplift of each offer over control, columns ``offers``."""
-        from training.uplift import predict_uplift_fast
-
         return predict_uplift_fast(self.learner, self.matrix(columns))
 
     # -- persistence --------------------------------------------------------------------------
@@ -86,15 +85,9 @@ class NboModel:
         import joblib
 
         directory = Path(directory)
-        meta_path, learner_path = directory / NBO_FILE, directory / LEARNER_FILE
-        for path in (meta_path, learner_path):
-            if not path.is_file():
-                raise BundleError(f"next-best-offer bundle incomplete: {path} is missing")
-        try:
-            meta = NboMeta(**json.loads(meta_path.read_text()))
-            learner = joblib.load(learner_path)
-        except Exception as exc:
-            raise BundleError(f"next-best-offer bundle at {directory} is corrupt: {exc}") from exc
+        meta, learner = read_bundle(
+            directory, "next-best-offer", (NBO_FILE, NboMeta), (LEARNER_FILE, joblib.load)
+        )
         fitted = [str(o) for o in getattr(learner, "offers_", [])]
         if fitted != meta.offers:
             raise BundleError(

@@ -15,10 +15,10 @@ import numpy as np
 
 from training.uplift import best_offer
 from training.uplift_metrics import (
-    _ipw_terms,
     bootstrap_mean_ci,
     doubly_robust_policy_terms,
     incremental_policy_terms,
+    ipw_terms,
 )
 
 
@@ -107,7 +107,7 @@ def compare_policies(
         if len(chosen) != len(y):
             raise ValueError(f"policy {name!r} has {len(chosen)} rows but y has {len(y)}")
         if value is None:
-            return _ipw_terms(y, chosen, received, propensity, cost)
+            return ipw_terms(y, chosen, received, propensity, cost)
         if outcome is not None:
             return doubly_robust_policy_terms(
                 y, chosen, received, propensity, outcome, arms, value, cost or {}, control
@@ -170,9 +170,11 @@ def choose_policy(
         random_state=random_state,
     )  # fmt: skip
     best = result.best_alternative
-    reason = result.reason.replace(f"- {best} =", f"- always {best} =").replace(
-        f"falling back to {best}", f"falling back to always {best}"
-    ).replace("the best alternative", "the best single arm")
+    reason = (
+        result.reason.replace(f"- {best} =", f"- always {best} =")
+        .replace(f"falling back to {best}", f"falling back to always {best}")
+        .replace("the best alternative", "the best single arm")
+    )
     share = {str(a): float(np.mean(chosen == a)) for a in [control, *arms]}
     learned_value, learned_low, learned_high = result.values["learned"]
     best_value, best_low, best_high = result.values[best]
@@ -211,7 +213,9 @@ def rank_offers(
 ) -> list[RankedOffer]:
     """One unit's eligible offers, best expected net value (uplift x value - cost) first."""
     if not len(uplift) == len(offer_ids) == len(values) == len(costs) == len(eligible):
-        raise ValueError("uplift, offer_ids, values, costs and eligible must have one entry per offer")
+        raise ValueError(
+            "uplift, offer_ids, values, costs and eligible must have one entry per offer"
+        )
     ranked = [
         RankedOffer(str(o), float(u), float(v), float(c))
         for o, u, v, c, ok in zip(offer_ids, uplift, values, costs, eligible, strict=True)

@@ -10,6 +10,7 @@ from training.metrics import lift_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+from training.uplift_metrics import qini_curve
 
 
 def _figure(width: float = 6.0, height: float = 4.5) -> tuple[Figure, object]:
@@ -38,7 +39,9 @@ def lift_plot(y_true: np.ndarray, y_prob: np.ndarray, oracle: np.ndarray | None 
     fig, ax = _figure()
     table = lift_curve(y_true, y_prob)
     width = 0.4 if oracle is not None else 0.8
-    ax.bar(table["bin"] - (width / 2 if oracle is not None else 0), table["lift"], width, label="model")
+    ax.bar(
+        table["bin"] - (width / 2 if oracle is not None else 0), table["lift"], width, label="model"
+    )
     if oracle is not None:
         ot = lift_curve(y_true, oracle)
         ax.bar(ot["bin"] + width / 2, ot["lift"], width, label="oracle", alpha=0.7)
@@ -64,8 +67,6 @@ def qini_plot(
     y: np.ndarray, uplift: np.ndarray, arm: np.ndarray, offers: list[str], control: str = "control"
 ) -> Figure:
     """Qini curve of each offer against control on held-out rows, with the random line."""
-    from training.uplift_metrics import qini_curve
-
     fig, ax = _figure()
     for j, offer in enumerate(offers):
         rows = (arm == offer) | (arm == control)

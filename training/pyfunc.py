@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import mlflow.pyfunc
 
+from training.nbo_model import NboModel
+from training.registry import BUNDLE_ARTIFACT, NBO_ARTIFACT
+from training.scoring import ScoringModel
+
 
 class ScoringPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from training.registry import BUNDLE_ARTIFACT
-        from training.scoring import ScoringModel
-
         self.model = ScoringModel.load(context.artifacts[BUNDLE_ARTIFACT])
 
     def predict(self, context, model_input, params=None):
@@ -22,9 +23,7 @@ class NboPyfunc(mlflow.pyfunc.PythonModel):
     offer (``uplift_<offer>``)."""
 
     def load_context(self, context) -> None:
-        from training.nbo_model import NboModel
-
-        self.model = NboModel.load(context.artifacts["nbo"])
+        self.model = NboModel.load(context.artifacts[NBO_ARTIFACT])
 
     def predict(self, context, model_input, params=None):
         import pandas as pd

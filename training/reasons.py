@@ -78,11 +78,16 @@ _ZERO = {
 
 # "days since" features: 999 means never (see features.build.NEVER_DAYS)
 _RECENCY = {
-    "days_since_last_event": ("Has no recorded activity", "Was active in the last 24 hours",
-                              "Last activity was {d} days ago"),
-    "days_since_last_pricing_view": ("Has never looked at pricing",
-                                     "Looked at pricing in the last 24 hours",
-                                     "Last looked at pricing {d} days ago"),
+    "days_since_last_event": (
+        "Has no recorded activity",
+        "Was active in the last 24 hours",
+        "Last activity was {d} days ago",
+    ),
+    "days_since_last_pricing_view": (
+        "Has never looked at pricing",
+        "Looked at pricing in the last 24 hours",
+        "Last looked at pricing {d} days ago",
+    ),
 }
 NEVER_DAYS = 999.0
 
@@ -118,9 +123,7 @@ def _is_missing(value: object) -> bool:
 def _change(feature: str, value: float) -> str:
     """Relative changes: the usage trend is a log ratio, the MRR change a fraction."""
     ratio = math.exp(value) if feature == "usage_trend_30d" else 1.0 + value
-    what = (
-        "Product usage" if feature == "usage_trend_30d" else "Monthly spend"
-    )
+    what = "Product usage" if feature == "usage_trend_30d" else "Monthly spend"
     since = "on the previous 30 days" if feature == "usage_trend_30d" else "over 90 days"
     pct = abs(ratio - 1.0)
     if pct < 0.05:

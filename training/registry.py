@@ -1,25 +1,29 @@
-"""Find and load registered models by alias from the MLflow registry."""
+"""Log, register, crown, find and load models in the MLflow registry (by alias or version)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.config import Config
 from training.scoring import BundleError, ScoringModel
 
 if TYPE_CHECKING:
-    from training.nbo_model import NboModel
+    import pandas as pd
 
-BUNDLE_ARTIFACT = "bundle"
+    from training.nbo_model import NboModel
+from core.pg import ensure_schema
+from core.quiet import quiet_libraries
+from training.nbo_model import NboModel
+
+BUNDLE_ARTIFACT = "bundle"  # the classifier bundle's artifact name in a registered model
+NBO_ARTIFACT = "nbo"  # the next-best-offer bundle's
 
 
 def configure_tracking(cfg: Config) -> None:
     """Point MLflow at the configured store; called when a job starts, never at import."""
     import mlflow
-
-    from core.pg import ensure_schema
-    from core.quiet import quiet_libraries
 
     quiet_libraries()
     ensure_schema(cfg.tracking_uri)
@@ -37,7 +41,11 @@ def ensure_experiment(cfg: Config, name: str) -> str:
     existing = mlflow.get_experiment_by_name(name)
     if existing is None:
         location = Path(cfg.artifact_location)
-        uri = location.resolve().as_uri() if "://" not in cfg.artifact_location else cfg.artifact_location
+        uri = (
+            location.resolve().as_uri()
+            if "://" not in cfg.artifact_location
+            else cfg.artifact_location
+        )
         experiment_id = mlflow.create_experiment(name, artifact_location=f"{uri}/{name}")
     else:
         experiment_id = existing.experiment_id
@@ -76,60 +84,96 @@ def tag_and_crown(
     return False
 
 
-def _download(cfg: Config, name: str, alias: str, kind: str) -> tuple[Path, str]:
-    """The local artifacts folder of ``models:/name@alias`` and its version ("name/3")."""
+def log_bundle(
+    model: Any,
+    artifact: str,
+    python_model: Any,
+    registered_model: str,
+    input_example: pd.DataFrame,
+    pip_requirements: list[str],
+    signature: Any = None,
+) -> str:
+    """Log ``model``'s bundle (saved under the name ``artifact``) as a pyfunc model of the
+    active MLflow run, register it as ``registered_model`` and tag the run with the new
+    version, which is returned."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = model.save(Path(tmp) / artifact)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts={artifact: str(bundle)},
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+            registered_model_name=registered_model,
+        )
+    version = str(info.registered_model_version)
+    mlflow.set_tag("registered_version", version)
+    return version
+
+
+def _download(
+    cfg: Config, name: str, kind: str, alias: str = "champion", version: str | None = None
+) -> tuple[Path, str]:
+    """The local artifacts folder of ``models:/name@alias`` (or, given a ``version``, of
+    ``models:/name/version``) and its version ("name/3")."""
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     configure_tracking(cfg)
+    client = MlflowClient()
     try:
-        mv = MlflowClient().get_model_version_by_alias(name, alias)
+        if version is None:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            mv = client.get_model_version(name, version)
     except MlflowException as exc:
+        missing = (
+            f"no model '{name}' with alias '{alias}'"
+            if version is None
+            else f"no version {version} of model '{name}'"
+        )
         raise BundleError(
-            f"no model '{name}' with alias '{alias}' in {cfg.tracking_uri}; "
-            f"train one first with `funnel train {kind}`"
+            f"{missing} in {cfg.tracking_uri}; train one first with `funnel train {kind}`"
         ) from exc
     local = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}"))
     return local / "artifacts", f"{name}/{mv.version}"
 
 
-def load_model(
-    cfg: Config, name: str, alias: str = "champion", kind: str = "mql"
-) -> ScoringModel:
-    """Download ``models:/name@alias`` and load its bundle; fail fast naming what is missing."""
-    artifacts, version = _download(cfg, name, alias, kind)
+def _classifier(artifacts: Path, version: str, kind: str, asked: str) -> ScoringModel:
+    """The classifier bundle of a downloaded version, checked to be a ``kind`` model."""
     model = ScoringModel.load(artifacts / BUNDLE_ARTIFACT, version=version)
     if model.meta.model_kind != kind:
         raise BundleError(
-            f"model {version} ({alias}) is a '{model.meta.model_kind}' model, "
+            f"model {version}{asked} is a '{model.meta.model_kind}' model, "
             f"not '{kind}'; check training.{kind}.registered_model"
         )
     return model
 
 
+def load_model(cfg: Config, name: str, alias: str = "champion", kind: str = "mql") -> ScoringModel:
+    """Download ``models:/name@alias`` and load its bundle; fail fast naming what is missing."""
+    artifacts, version = _download(cfg, name, kind, alias=alias)
+    return _classifier(artifacts, version, kind, f" ({alias})")
+
+
 def load_model_version(cfg: Config, name: str, version: str, kind: str = "mql") -> ScoringModel:
     """Download ``models:/name/version`` and load its bundle, checked to be a ``kind`` model."""
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
-    configure_tracking(cfg)
-    try:
-        local = Path(download_artifacts(artifact_uri=f"models:/{name}/{version}"))
-    except MlflowException as exc:
-        raise BundleError(f"no version {version} of model '{name}' in {cfg.tracking_uri}") from exc
-    model = ScoringModel.load(local / "artifacts" / BUNDLE_ARTIFACT, version=f"{name}/{version}")
-    if model.meta.model_kind != kind:
-        raise BundleError(
-            f"model {name}/{version} is a '{model.meta.model_kind}' model, not '{kind}'; "
-            f"check training.{kind}.registered_model"
-        )
-    return model
+    artifacts, label = _download(cfg, name, kind, version=version)
+    return _classifier(artifacts, label, kind, "")
 
 
 def load_nbo_model(cfg: Config, alias: str = "champion") -> NboModel:
     """The next-best-offer bundle of ``models:/<training.nbo.registered_model>@alias``."""
-    from training.nbo_model import NboModel
+    artifacts, version = _download(cfg, cfg.training.nbo.registered_model, "nbo", alias=alias)
+    return NboModel.load(artifacts / NBO_ARTIFACT, version=version)
 
-    artifacts, version = _download(cfg, cfg.training.nbo.registered_model, alias, "nbo")
-    return NboModel.load(artifacts / "nbo", version=version)
+
+def load_nbo_model_version(cfg: Config, version: str) -> NboModel:
+    """The next-best-offer bundle of ``models:/<training.nbo.registered_model>/version``."""
+    name = cfg.training.nbo.registered_model
+    artifacts, label = _download(cfg, name, "nbo", version=version)
+    return NboModel.load(artifacts / NBO_ARTIFACT, version=label)

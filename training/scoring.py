@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from core.errors import FunnelError, InputError
 from training.reasons import Reason, top_reasons
 
 if TYPE_CHECKING:
@@ -26,8 +27,46 @@ BUNDLE_FILE = "bundle.json"
 BOOSTER_FILE = "booster.txt"
 
 
-class BundleError(RuntimeError):
+class BundleError(FunnelError, RuntimeError):
     """A model bundle is missing or unreadable; the message names the path."""
+
+
+Meta = TypeVar("Meta")
+Fitted = TypeVar("Fitted")
+
+
+def read_bundle(
+    directory: Path,
+    what: str,
+    meta_file: tuple[str, Callable[..., Meta]],
+    model_file: tuple[str, Callable[[Path], Fitted]],
+) -> tuple[Meta, Fitted]:
+    """The metadata and the fitted model of a bundle directory: ``meta_file`` is a JSON file
+    and the type its keys build, ``model_file`` a file and how to load it. A missing file, or
+    one that does not load, raises ``BundleError`` naming ``what`` bundle and the path."""
+    (meta_name, meta_type), (model_name, load) = meta_file, model_file
+    meta_path, model_path = directory / meta_name, directory / model_name
+    for path in (meta_path, model_path):
+        if not path.is_file():
+            raise BundleError(f"{what} bundle incomplete: {path} is missing")
+    try:
+        return meta_type(**json.loads(meta_path.read_text())), load(model_path)
+    except Exception as exc:  # corrupt JSON, wrong keys or an unreadable model file
+        raise BundleError(f"{what} bundle at {directory} is corrupt: {exc}") from exc
+
+
+def mql_threshold(model_threshold: float | None, configured: float | None) -> float:
+    """The MQL threshold in force: ``configured`` (``jobs.promotion.threshold``) when set, else
+    the model's own (chosen at training, stored in its bundle). The API's ``is_mql``,
+    ``funnel score`` and ``funnel jobs promote`` all flag a lead at p >= this value.
+    ``model_threshold`` is None for scores computed elsewhere (a scores file)."""
+    threshold = configured if configured is not None else model_threshold
+    if threshold is None:
+        raise InputError(
+            "jobs.promotion.threshold is not set and the scores carry no model threshold; "
+            "set it (a probability, e.g. --set jobs.promotion.threshold=0.3)"
+        )
+    return float(threshold)
 
 
 @dataclass
@@ -50,7 +89,8 @@ class FeatureMatrix:
     def __init__(self, features: list[str], categories: Mapping[str, list[str]]) -> None:
         self.features = features
         self._codes = {
-            name: {level: i for i, level in enumerate(levels)} for name, levels in categories.items()
+            name: {level: i for i, level in enumerate(levels)}
+            for name, levels in categories.items()
         }
 
     def __call__(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
@@ -68,7 +108,9 @@ class FeatureMatrix:
             values = columns[name]
             codes = self._codes.get(name)
             if codes is not None:
-                values = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in values]
+                values = [
+                    codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in values
+                ]
             try:
                 out.append(np.asarray(values, dtype=np.float64))
             except (TypeError, ValueError):  # a stray string in a numeric column -> missing
@@ -102,7 +144,9 @@ class PathContributions:
                     continue
                 for side in ("left_child", "right_child"):
                     child = node[side]
-                    value = child["leaf_value"] if "leaf_index" in child else child["internal_value"]
+                    value = (
+                        child["leaf_value"] if "leaf_index" in child else child["internal_value"]
+                    )
                     step = acc.copy()
                     step[node["split_feature"]] += value - node["internal_value"]
                     stack.append((child, step))
@@ -166,15 +210,12 @@ class ScoringModel:
         import lightgbm as lgb
 
         directory = Path(directory)
-        meta_path, booster_path = directory / BUNDLE_FILE, directory / BOOSTER_FILE
-        for path in (meta_path, booster_path):
-            if not path.is_file():
-                raise BundleError(f"model bundle incomplete: {path} is missing")
-        try:
-            meta = BundleMeta(**json.loads(meta_path.read_text()))
-            booster = lgb.Booster(model_file=str(booster_path))
-        except Exception as exc:  # corrupt JSON, wrong keys or an unreadable booster
-            raise BundleError(f"model bundle at {directory} is corrupt: {exc}") from exc
+        meta, booster = read_bundle(
+            directory,
+            "model",
+            (BUNDLE_FILE, BundleMeta),
+            (BOOSTER_FILE, lambda path: lgb.Booster(model_file=str(path))),
+        )
         if booster.num_feature() != len(meta.features):
             raise BundleError(
                 f"model bundle at {directory}: booster has {booster.num_feature()} features, "
@@ -194,7 +235,9 @@ class ScoringModel:
         cal = self.meta.calibration
         return _sigmoid(cal["a"] * raw + cal["b"])
 
-    def predict_proba(self, columns: Mapping[str, Sequence[Any]], num_threads: int = 0) -> np.ndarray:
+    def predict_proba(
+        self, columns: Mapping[str, Sequence[Any]], num_threads: int = 0
+    ) -> np.ndarray:
         return self.calibrate(self.raw_score(self.matrix(columns), num_threads))
 
     def tier(self, probability: float) -> str | None:

@@ -8,21 +8,28 @@ oracle file) is a ``ModelKind``; everything else is shared.
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from core.config import ChurnConfig, ClassifierConfig, Config, MqlConfig
-from training.compare import predictive_check
+from core.config import (
+    CapacityThreshold,
+    ChurnConfig,
+    ClassifierConfig,
+    Config,
+    MqlConfig,
+    PrecisionThreshold,
+    RiskTier,
+)
+from core.errors import InputError
+from training.bootstrap import PredictiveCheck, predictive_check
 from training.labels import (
     TrainingDataError,
     churn_labels,
@@ -36,7 +43,28 @@ from training.metrics import (
     fit_platt,
     precision_threshold,
 )
-from training.scoring import BundleMeta, ScoringModel
+from training.scoring import BundleMeta, FeatureMatrix, ScoringModel
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    import optuna
+
+    from training.tuning import TrainData
+from core.flat import load_dataset
+from core.pg import ensure_schema
+from core.tables import read_manifest, read_tables
+from core.timegrid import snapshot_grid
+from features.store import feature_store, historical_features
+from training import plots
+from training.pyfunc import ScoringPyfunc
+from training.registry import (
+    BUNDLE_ARTIFACT,
+    configure_tracking,
+    ensure_experiment,
+    log_bundle,
+    tag_and_crown,
+)
+from training.tuning import TrainData, fit_booster, monotone_constraints, objective, refit_booster
 
 log = logging.getLogger("funnel.training")
 
@@ -102,19 +130,17 @@ def kind_spec(cfg: Config, kind: str) -> ModelKind:
         return KINDS[kind]
     if is_dataset(cfg, kind):
         return ModelKind(kind, f"{kind}_id", "", f"'{kind}'")
-    raise ValueError(
+    raise InputError(
         f"unknown model kind {kind!r}: neither one of {sorted(KINDS)} nor a table imported "
         f"under {cfg.data_dir / 'imports'} (`funnel import`)"
     )
 
 
 def kind_config(cfg: Config, kind: str) -> ClassifierConfig:
+    """The training section of a model kind (of an imported table: built from its import)."""
     if kind in KINDS:
         return getattr(cfg.training, kind)
     spec = kind_spec(cfg, kind)  # raises for an unknown kind
-    from core.config import PrecisionThreshold, RiskTier
-    from core.flat import load_dataset
-
     meta = load_dataset(cfg, spec.name)
     names = {"feature_service": meta["feature_service"], "registered_model": f"funnel-{kind}",
              "experiment": f"funnel-{kind}", "label_window_days": 1,
@@ -135,7 +161,7 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     kind: str = "mql"
     tiers: list[dict[str, Any]] | None = None
-    # better than chance on the test rows (see training.compare.is_predictive); a model that
+    # better than chance on the test rows (see training.bootstrap.is_predictive); a model that
     # is not is never made champion
     predictive: bool = True
     roc_auc_ci: tuple[float, float] = (float("nan"), float("nan"))  # test ROC AUC, 95% bootstrap
@@ -162,13 +188,7 @@ class Steps:
             print(f"      {name}: {self.timings[name]:.1f}s", flush=True)
 
 
-def read_manifest(raw_dir: Path) -> dict[str, Any]:
-    path = raw_dir / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; run `funnel data generate` first")
-    return json.loads(path.read_text())
-
-
+# -- the training rows ---------------------------------------------------------------------------
 def feature_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Model features in a stable order, and which of them are categorical (text)."""
     names = [c for c in frame.columns if c not in NON_FEATURES]
@@ -178,12 +198,26 @@ def feature_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     return names, categorical
 
 
+def category_levels(frame: pd.DataFrame, categorical: list[str]) -> dict[str, list[str]]:
+    """The levels of each categorical column seen in ``frame``, sorted (the bundle's codes)."""
+    return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
+
+
+def input_example(
+    frame: pd.DataFrame, names: list[str], categorical: list[str], rows: int = 5
+) -> pd.DataFrame:
+    """The first rows of the model's features, numeric ones as float64: the input example
+    (and signature) MLflow stores with a registered model."""
+    example = frame[names].head(rows).copy()
+    for column in names:
+        if column not in categorical:
+            example[column] = example[column].astype("float64")
+    return example
+
+
 def label_entities(cfg: Config, kind: str = "mql") -> pd.DataFrame:
     """The labelled entity rows of a model kind at the weekly snapshots (of an imported table:
     its rows)."""
-    from core.tables import read_tables
-    from core.timegrid import snapshot_grid
-
     if is_dataset(cfg, kind):
         labels = pd.read_parquet(cfg.data_dir / "imports" / kind / "labels.parquet")
         return labels.drop(columns=[c for c in ("treatment",) if c in labels])
@@ -205,8 +239,6 @@ def build_training_frame(
 ) -> pd.DataFrame:
     """Labels at weekly snapshots (``entity``, by default ``label_entities``) joined
     point-in-time to the feature service's features."""
-    from features.store import historical_features
-
     if entity is None:
         entity = label_entities(cfg, kind)
     frame = historical_features(store, entity.drop(columns="label"), service)
@@ -214,94 +246,6 @@ def build_training_frame(
         raise RuntimeError(f"historical retrieval returned {len(frame)} rows for {len(entity)}")
     frame["label"] = entity["label"].to_numpy()
     return frame
-
-
-def _categories(frame: pd.DataFrame, categorical: list[str]) -> dict[str, list[str]]:
-    return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
-
-
-def choose_threshold(
-    cfg: Config, prob: np.ndarray, y: np.ndarray, snapshot: np.ndarray, kind: str = "mql"
-) -> float:
-    """The MQL threshold (sales capacity or a precision target); for churn, the top tier's
-    lower bound (a customer at or above it is flagged at risk)."""
-    conf = kind_config(cfg, kind)
-    if isinstance(conf, ChurnConfig):
-        return conf.tiers[-1].min_probability
-    assert isinstance(conf, MqlConfig)
-    rule = conf.threshold
-    if rule.mode == "capacity":
-        return capacity_threshold(prob, snapshot, rule.weekly_capacity)
-    return precision_threshold(y, prob, rule.target)
-
-
-def tier_report(y: np.ndarray, prob: np.ndarray, tiers: list[dict[str, Any]]) -> dict[str, float]:
-    """Share of rows and observed positive rate per risk tier (a tier holds the probabilities
-    from its min_probability up to the next tier's)."""
-    bounds = [t["min_probability"] for t in tiers]
-    index = np.searchsorted(bounds, prob, side="right") - 1
-    out: dict[str, float] = {}
-    for i, tier in enumerate(tiers):
-        rows = index == i
-        out[f"tier_{tier['name']}_share"] = float(rows.mean())
-        out[f"tier_{tier['name']}_rate"] = float(y[rows].mean()) if rows.any() else float("nan")
-    return out
-
-
-def oracle_report(
-    cfg: Config, test: pd.DataFrame, prob: np.ndarray, kind: str = "mql"
-) -> tuple[dict[str, float], np.ndarray | None]:
-    """Evaluation only: the generator's true probabilities on the same test rows, if present.
-
-    Nothing in training reads the oracle; it is joined here after the model is fixed. Returns
-    the metrics and the oracle's probability per test row (None unless every row has one).
-    """
-    from sklearn.metrics import roc_auc_score
-
-    spec = kind_spec(cfg, kind)
-    key = spec.entity_key
-    path = cfg.oracle_dir / spec.oracle_file
-    if not spec.oracle_file or not path.is_file():
-        return {}, None
-    oracle = pd.read_parquet(path).rename(columns={"snapshot_ts": "event_timestamp"})
-    rows = test[[key, "event_timestamp", "label"]].assign(model=prob)
-    merged = rows.merge(oracle, on=[key, "event_timestamp"], how="left")
-    matched = merged[merged["p_true"].notna()]
-    if matched.empty or matched["label"].nunique() < 2:
-        return {}, None
-    oracle_auc = float(roc_auc_score(matched["label"], matched["p_true"]))
-    model_auc = float(roc_auc_score(matched["label"], matched["model"]))
-    metrics = {
-        "oracle_roc_auc": oracle_auc,
-        "oracle_matched_rows": float(len(matched)),
-        "roc_auc_gap_to_oracle": oracle_auc - model_auc,
-    }
-    aligned = merged["p_true"].to_numpy() if len(matched) == len(merged) else None
-    return metrics, aligned
-
-
-def logged_trial(trial: Any, run: Any) -> float:
-    """Run one Optuna trial inside its own MLflow child run of the active parent run."""
-    import mlflow
-    import optuna
-
-    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
-        mlflow.set_tag("optuna_trial", trial.number)
-        try:
-            value = run()
-        except optuna.TrialPruned:
-            mlflow.log_params(trial.params)
-            mlflow.set_tag("state", "PRUNED")
-            raise
-        mlflow.log_params(trial.params)
-        mlflow.log_metrics(
-            {
-                "val_roc_auc": value,
-                **{k: float(v) for k, v in trial.user_attrs.items() if isinstance(v, (int, float))},
-            }
-        )
-        mlflow.set_tag("state", "COMPLETE")
-        return value
 
 
 def stratified_split(
@@ -339,8 +283,6 @@ def training_split(cfg: Config, kind: str, store: Any = None) -> TrainingSplit:
 
     The labels are checked before any feature is read: no labelled snapshot, too few weeks for
     the split, or one class only (in all rows or in one part) raise ``TrainingDataError``."""
-    from app.pipeline import feature_store
-
     conf = kind_config(cfg, kind)
     spec = kind_spec(cfg, kind)
     dataset = is_dataset(cfg, kind)
@@ -383,6 +325,358 @@ def training_split(cfg: Config, kind: str, store: Any = None) -> TrainingSplit:
     return TrainingSplit(frame, parts, names, categorical)
 
 
+# -- pure steps: the decision rule, the metrics, the bundle's contents ---------------------------
+ThresholdRule = CapacityThreshold | PrecisionThreshold
+
+
+def decision_rule(
+    conf: ClassifierConfig,
+) -> tuple[ThresholdRule | None, list[dict[str, Any]] | None]:
+    """A classifier's decision rule: the MQL threshold rule, or the churn risk tiers."""
+    if isinstance(conf, ChurnConfig):
+        return None, [t.model_dump() for t in conf.tiers]
+    assert isinstance(conf, MqlConfig)
+    return conf.threshold, None
+
+
+def rule_mode(rule: ThresholdRule | None) -> str:
+    """How the decision threshold is chosen: capacity, precision or risk_tiers."""
+    return rule.mode if rule is not None else "risk_tiers"
+
+
+def choose_threshold(
+    rule: ThresholdRule | None,
+    tiers: list[dict[str, Any]] | None,
+    prob: np.ndarray,
+    y: np.ndarray,
+    snapshot: np.ndarray,
+) -> float:
+    """The MQL threshold (sales capacity or a precision target); with risk tiers, the top
+    tier's lower bound (a customer at or above it is flagged at risk)."""
+    if tiers:
+        return tiers[-1]["min_probability"]
+    if isinstance(rule, CapacityThreshold):
+        return capacity_threshold(prob, snapshot, rule.weekly_capacity)
+    if isinstance(rule, PrecisionThreshold):
+        return precision_threshold(y, prob, rule.target)
+    raise ValueError("a classifier needs a threshold rule or risk tiers")
+
+
+def tier_report(y: np.ndarray, prob: np.ndarray, tiers: list[dict[str, Any]]) -> dict[str, float]:
+    """Share of rows and observed positive rate per risk tier (a tier holds the probabilities
+    from its min_probability up to the next tier's)."""
+    bounds = [t["min_probability"] for t in tiers]
+    index = np.searchsorted(bounds, prob, side="right") - 1
+    out: dict[str, float] = {}
+    for i, tier in enumerate(tiers):
+        rows = index == i
+        out[f"tier_{tier['name']}_share"] = float(rows.mean())
+        out[f"tier_{tier['name']}_rate"] = float(y[rows].mean()) if rows.any() else float("nan")
+    return out
+
+
+def decision_metrics(
+    y: np.ndarray,
+    prob: np.ndarray,
+    threshold: float,
+    weeks: int,
+    tiers: list[dict[str, Any]] | None,
+) -> dict[str, float]:
+    """What the decision rule does on ``weeks`` test weeks: rows flagged per week (MQLs, or
+    customers at risk) and, with risk tiers, each tier's share and observed rate."""
+    flagged = float((prob >= threshold).sum() / max(weeks, 1))
+    if tiers is None:
+        return {"mql_per_week": flagged}
+    return {"at_risk_per_week": flagged, **tier_report(y, prob, tiers)}
+
+
+def evaluation_metrics(
+    y: np.ndarray,
+    prob: np.ndarray,
+    threshold: float,
+    weeks: int,
+    tiers: list[dict[str, Any]] | None,
+    oracle: dict[str, float],
+    roc_auc_ci: tuple[float, float],
+) -> dict[str, float]:
+    """The test metrics of a classifier: ranking and calibration at ``threshold``, the
+    oracle's (when known), the decision rule's, and the ROC AUC interval of the
+    non-predictive guard."""
+    metrics = classification_report(y, prob, threshold)
+    metrics.update(oracle)
+    metrics.update(decision_metrics(y, prob, threshold, weeks, tiers))
+    metrics["roc_auc_ci_low"], metrics["roc_auc_ci_high"] = roc_auc_ci
+    return metrics
+
+
+def not_predictive_warning(title: str, check: PredictiveCheck) -> str:
+    """What training says, loudly, of a model no better than chance."""
+    return (
+        f"NOT PREDICTIVE: the {title} model is no better than chance on the test rows "
+        f"({check.reason}); it will not be made champion"
+    )
+
+
+def bundle_meta(
+    kind: str, feature_service: str, split: TrainingSplit, tiers: list[dict[str, Any]] | None
+) -> BundleMeta:
+    """The bundle's contract before fitting: features and the training rows' categorical
+    levels; the calibration and the threshold are placeholders until the final fit."""
+    return BundleMeta(
+        model_kind=kind,
+        feature_service=feature_service,
+        features=split.names,
+        categories=category_levels(split.parts["train"], split.categorical),
+        calibration={"a": 1.0, "b": 0.0},
+        threshold=0.5,
+        tiers=tiers,
+    )
+
+
+def bundle_extra(
+    holdout: lgb.Booster,
+    booster: lgb.Booster,
+    refit_on_validation: bool,
+    stamps: pd.Series,
+    rule: ThresholdRule | None,
+) -> dict[str, Any]:
+    """What the bundle records of its training: rounds, trees, refit, data window, rule."""
+    return {
+        "best_iteration": int(holdout.best_iteration),
+        "num_trees": int(booster.num_trees()),
+        "refit_on_validation": refit_on_validation,
+        "data_window": [str(stamps.min()), str(stamps.max())],
+        "threshold_rule": rule.model_dump() if rule is not None else {"mode": rule_mode(rule)},
+    }
+
+
+def reason_examples(model: ScoringModel, rows: pd.DataFrame, key: str) -> dict[str, Any]:
+    """The probability and reason texts of a few rows, as the training run logs them."""
+    prob, reasons = model.predict_explain(rows)
+    return {
+        "examples": [
+            {key: uid, "probability": float(p), "reasons": [r.text for r in rs]}
+            for uid, p, rs in zip(rows[key], prob, reasons, strict=True)
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class Boosting:
+    """What every LightGBM fit of one training run shares."""
+
+    num_boost_round: int
+    early_stopping_rounds: int
+    refit_on_validation: bool
+    fixed: dict[str, Any]  # parameters never tuned: threads, monotone constraints
+
+    @classmethod
+    def of(cls, conf: ClassifierConfig, names: list[str]) -> Boosting:
+        """A classifier's boosting settings, with the monotone constraints of ``names``."""
+        fixed = {
+            "num_threads": conf.num_threads,
+            "monotone_constraints": monotone_constraints(names),
+        }
+        return cls(
+            conf.num_boost_round, conf.early_stopping_rounds, conf.refit_on_validation, fixed
+        )
+
+
+def train_data(split: TrainingSplit, matrix: FeatureMatrix) -> TrainData:
+    """The train and validation matrices of a split, built once for every trial."""
+    train, valid = split.parts["train"], split.parts["validation"]
+    return TrainData(
+        matrix(train), train["label"].to_numpy(), matrix(valid), valid["label"].to_numpy(),
+        split.names, split.categorical,
+    )  # fmt: skip
+
+
+# -- fitting and I/O: the oracle, the study, the final fit, MLflow -----------------------------
+def oracle_report(
+    path: Path | None, key: str, test: pd.DataFrame, prob: np.ndarray
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """Evaluation only: the generator's true probabilities (the oracle file at ``path``, rows
+    keyed by ``key`` and snapshot) on the same test rows, if present.
+
+    Nothing in training reads the oracle; it is joined here after the model is fixed. Returns
+    the metrics and the oracle's probability per test row (None unless every row has one).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if path is None or not path.is_file():
+        return {}, None
+    oracle = pd.read_parquet(path).rename(columns={"snapshot_ts": "event_timestamp"})
+    rows = test[[key, "event_timestamp", "label"]].assign(model=prob)
+    merged = rows.merge(oracle, on=[key, "event_timestamp"], how="left")
+    matched = merged[merged["p_true"].notna()]
+    if matched.empty or matched["label"].nunique() < 2:
+        return {}, None
+    oracle_auc = float(roc_auc_score(matched["label"], matched["p_true"]))
+    model_auc = float(roc_auc_score(matched["label"], matched["model"]))
+    metrics = {
+        "oracle_roc_auc": oracle_auc,
+        "oracle_matched_rows": float(len(matched)),
+        "roc_auc_gap_to_oracle": oracle_auc - model_auc,
+    }
+    aligned = merged["p_true"].to_numpy() if len(matched) == len(merged) else None
+    return metrics, aligned
+
+
+def logged_trial(trial: Any, run: Any) -> float:
+    """Run one Optuna trial inside its own MLflow child run of the active parent run."""
+    import mlflow
+    import optuna
+
+    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+        mlflow.set_tag("optuna_trial", trial.number)
+        try:
+            value = run()
+        except optuna.TrialPruned:
+            mlflow.log_params(trial.params)
+            mlflow.set_tag("state", "PRUNED")
+            raise
+        mlflow.log_params(trial.params)
+        mlflow.log_metrics(
+            {
+                "val_roc_auc": value,
+                **{k: float(v) for k, v in trial.user_attrs.items() if isinstance(v, (int, float))},
+            }
+        )
+        mlflow.set_tag("state", "COMPLETE")
+        return value
+
+
+def open_study(name: str, storage: str, seed: int, n_startup_trials: int) -> optuna.Study:
+    """A new study maximizing validation ROC AUC in ``storage`` (its SQLite folder or
+    PostgreSQL schema created if needed): a seeded TPE sampler, median pruning."""
+    import optuna
+
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_schema(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=30),
+    )
+
+
+def tune(
+    study: optuna.Study,
+    datasets: tuple[lgb.Dataset, lgb.Dataset],
+    boosting: Boosting,
+    n_trials: int,
+    timeout_s: float | None,
+    progress: bool,
+) -> optuna.trial.FrozenTrial:
+    """Run the study's trials, each an MLflow child run of the active run; the best trial."""
+    rounds, patience = boosting.num_boost_round, boosting.early_stopping_rounds
+    study.optimize(
+        lambda t: logged_trial(t, lambda: objective(t, datasets, rounds, patience, boosting.fixed)),
+        n_trials=n_trials,
+        timeout=timeout_s,
+        show_progress_bar=progress,
+    )
+    return study.best_trial
+
+
+def fit_final(
+    params: dict[str, Any],
+    datasets: tuple[lgb.Dataset, lgb.Dataset],
+    data: TrainData,
+    boosting: Boosting,
+    meta: BundleMeta,
+    rule: ThresholdRule | None,
+    valid_snapshot: np.ndarray,
+) -> tuple[ScoringModel, lgb.Booster]:
+    """The served model and the train-only booster it was calibrated on.
+
+    Early stopping on the validation weeks fixes the number of rounds; the model's validation
+    scores (out of sample) fit the calibration and the threshold, set on ``meta``. With
+    ``refit_on_validation`` the served booster is refit on train + validation."""
+    holdout = fit_booster(
+        params, *datasets, boosting.num_boost_round, boosting.early_stopping_rounds,
+        fixed=boosting.fixed,
+    )  # fmt: skip
+    val_raw = holdout.predict(data.x_valid, raw_score=True)
+    meta.calibration = fit_platt(val_raw, data.y_valid)
+    val_prob = ScoringModel(holdout, meta).calibrate(val_raw)
+    meta.threshold = choose_threshold(rule, meta.tiers, val_prob, data.y_valid, valid_snapshot)
+    booster = (
+        refit_booster(params, data, holdout.best_iteration, boosting.fixed)
+        if boosting.refit_on_validation
+        else holdout
+    )
+    return ScoringModel(booster, meta), holdout
+
+
+def evaluate(
+    model: ScoringModel, test: pd.DataFrame, oracle_path: Path | None, key: str
+) -> tuple[dict[str, float], PredictiveCheck, np.ndarray, np.ndarray | None]:
+    """The model on the test rows: its metrics, the non-predictive guard's check, its
+    probabilities and the oracle's (when every row has one)."""
+    prob = model.predict_proba(test)
+    y = test["label"].to_numpy()
+    oracle, oracle_prob = oracle_report(oracle_path, key, test, prob)
+    # the non-predictive guard: a model no better than chance never becomes champion
+    check = predictive_check(y, prob, PREDICTIVE_BOOT, PREDICTIVE_SEED)
+    weeks = test["event_timestamp"].nunique()
+    metrics = evaluation_metrics(
+        y, prob, model.threshold, weeks, model.meta.tiers, oracle, check.roc_auc_ci
+    )
+    return metrics, check, prob, oracle_prob
+
+
+def log_evaluation(
+    model: ScoringModel,
+    test: pd.DataFrame,
+    prob: np.ndarray,
+    oracle_prob: np.ndarray | None,
+    metrics: dict[str, float],
+    predictive: bool,
+    key: str,
+) -> None:
+    """The test metrics, plots and example reasons, in the active MLflow run."""
+    import mlflow
+
+    y = test["label"].to_numpy()
+    mlflow.set_tag("predictive", str(predictive).lower())
+    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    mlflow.log_metric("threshold", model.threshold)
+    mlflow.log_figure(plots.calibration_plot(y, prob), "plots/calibration.png")
+    mlflow.log_figure(plots.lift_plot(y, prob, oracle_prob), "plots/lift.png")
+    gains = model.booster.feature_importance(importance_type="gain")
+    mlflow.log_figure(plots.importance_plot(model.feature_names, gains), "plots/importance.png")
+    mlflow.log_dict(reason_examples(model, test.head(3), key), "reasons_examples.json")
+
+
+def register_classifier(
+    model: ScoringModel,
+    test: pd.DataFrame,
+    categorical: list[str],
+    registered_model: str,
+    tags: dict[str, str],
+    predictive: bool,
+) -> tuple[str, bool]:
+    """Log and register the model from the active run; crown it champion when the model has
+    none (and it is predictive), else make it the challenger. The version and whether it
+    became champion."""
+    from mlflow.models import infer_signature
+
+    example = input_example(test, model.feature_names, categorical)
+    signature = infer_signature(example, model.predict_proba(example))
+    version = log_bundle(
+        model, BUNDLE_ARTIFACT, ScoringPyfunc(), registered_model, example, PIP_REQUIREMENTS,
+        signature,
+    )  # fmt: skip
+    crowned = tag_and_crown(registered_model, version, tags, predictive=predictive, challenger=True)
+    return version, crowned
+
+
+# -- the jobs ------------------------------------------------------------------------------------
 def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -> TrainResult:
     """Tune, train, calibrate, evaluate, log and register the MQL model."""
     return train_classifier(cfg, "mql", progress=progress, n_trials=n_trials)
@@ -397,232 +691,69 @@ def train_classifier(
     cfg: Config, kind: str, progress: bool = True, n_trials: int | None = None
 ) -> TrainResult:
     """The one training path of the classifiers, for model kind ``kind`` (mql or churn)."""
-    from core.pg import ensure_schema
-    from training import plots
-    from training.registry import (
-        BUNDLE_ARTIFACT,
-        configure_tracking,
-        ensure_experiment,
-        tag_and_crown,
-    )
-    from training.tuning import (
-        TrainData,
-        fit_booster,
-        monotone_constraints,
-        objective,
-        refit_booster,
-    )
-
-    conf = kind_config(cfg, kind)
-    spec = kind_spec(cfg, kind)
-    key = spec.entity_key
+    conf, spec = kind_config(cfg, kind), kind_spec(cfg, kind)
+    rule, tiers = decision_rule(conf)
     steps = Steps(total=5, echo=progress)
-
     with steps.step("build training set (labels + Feast historical features)"):
         split = training_split(cfg, kind)
-        frame, parts, names, categorical = split.frame, split.parts, split.names, split.categorical
-        tiers = [t.model_dump() for t in conf.tiers] if isinstance(conf, ChurnConfig) else None
-        meta = BundleMeta(
-            model_kind=kind,
-            feature_service=conf.feature_service,
-            features=names,
-            categories=_categories(parts["train"], categorical),
-            calibration={"a": 1.0, "b": 0.0},
-            threshold=0.5,
-            tiers=tiers,
-        )
-        shell = ScoringModel(booster=None, meta=meta)  # type: ignore[arg-type]
-        data = TrainData(
-            shell.matrix(parts["train"]),
-            parts["train"]["label"].to_numpy(),
-            shell.matrix(parts["validation"]),
-            parts["validation"]["label"].to_numpy(),
-            names,
-            categorical,
-        )
+        meta = bundle_meta(kind, conf.feature_service, split, tiers)
+        data = train_data(split, FeatureMatrix(meta.features, meta.categories))
         datasets = data.datasets()
-        fixed = {
-            "num_threads": conf.num_threads,
-            "monotone_constraints": monotone_constraints(names),
-        }
+        boosting = Boosting.of(conf, split.names)
 
     # after the data checks: bad data fails in a second, before these slow imports, and
     # leaves no tracking store behind
     import mlflow
-    import optuna
-    from mlflow.models import infer_signature
 
     configure_tracking(cfg)
     ensure_experiment(cfg, conf.experiment)
     trials = n_trials or cfg.optuna.n_trials
-    rule = conf.threshold.mode if isinstance(conf, MqlConfig) else "risk_tiers"
     with mlflow.start_run(run_name=f"{kind}-train") as parent:
         mlflow.set_tags({"model_kind": kind, "feature_service": conf.feature_service})
-        mlflow.log_params(
-            {
-                "feature_service": conf.feature_service,
-                "n_trials": trials,
-                "label_window_days": conf.label_window_days,
-                "threshold_rule": rule,
-                **{f"rows_{p}": len(r) for p, r in parts.items()},
-            }
-        )
+        mlflow.log_params({
+            "feature_service": conf.feature_service, "n_trials": trials,
+            "label_window_days": conf.label_window_days, "threshold_rule": rule_mode(rule),
+            **{f"rows_{p}": len(r) for p, r in split.parts.items()},
+        })  # fmt: skip
         with steps.step(f"tune LightGBM with Optuna ({trials} trials, each an MLflow child run)"):
-            if cfg.optuna_storage.startswith("sqlite:///"):
-                Path(cfg.optuna_storage.removeprefix("sqlite:///")).parent.mkdir(
-                    parents=True, exist_ok=True
-                )
-            ensure_schema(cfg.optuna_storage)
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            study = optuna.create_study(
-                study_name=f"{kind}-{parent.info.run_id}",
-                storage=cfg.optuna_storage,
-                direction="maximize",
-                sampler=optuna.samplers.TPESampler(
-                    seed=cfg.optuna.seed, n_startup_trials=cfg.optuna.n_startup_trials
-                ),
-                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=30),
-            )
-            study.optimize(
-                lambda t: logged_trial(
-                    t,
-                    lambda: objective(
-                        t, datasets, conf.num_boost_round, conf.early_stopping_rounds, fixed
-                    ),
-                ),
-                n_trials=trials,
-                timeout=cfg.optuna.timeout_s,
-                show_progress_bar=progress,
-            )
-            best = study.best_trial
+            settings = cfg.optuna
+            study = open_study(
+                f"{kind}-{parent.info.run_id}", cfg.optuna_storage, settings.seed,
+                settings.n_startup_trials,
+            )  # fmt: skip
+            best = tune(study, datasets, boosting, trials, settings.timeout_s, progress)
             mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
             mlflow.log_metric("best_val_roc_auc", best.value)
 
         with steps.step("fit final model, calibrate, set the decision rule"):
-            # Early stopping on the validation weeks fixes the number of rounds; the model's
-            # validation scores (out of sample) fit the calibration and the threshold.
-            holdout = fit_booster(
-                best.params,
-                *datasets,
-                conf.num_boost_round,
-                conf.early_stopping_rounds,
-                fixed=fixed,
-            )
-            val = parts["validation"]
-            val_raw = holdout.predict(data.x_valid, raw_score=True)
-            meta.calibration = fit_platt(val_raw, data.y_valid)
-            val_prob = ScoringModel(holdout, meta).calibrate(val_raw)
-            meta.threshold = choose_threshold(
-                cfg, val_prob, data.y_valid, val["event_timestamp"].to_numpy(), kind
-            )
-            booster = (
-                refit_booster(best.params, data, holdout.best_iteration, fixed)
-                if conf.refit_on_validation
-                else holdout
-            )
-            model = ScoringModel(booster, meta)
+            snapshot = split.parts["validation"]["event_timestamp"].to_numpy()
+            model, holdout = fit_final(best.params, datasets, data, boosting, meta, rule, snapshot)
             mlflow.log_metric("val_roc_auc_holdout_model", holdout.best_score["valid"]["auc"])
-            meta.extra = {
-                "best_iteration": int(holdout.best_iteration),
-                "num_trees": int(booster.num_trees()),
-                "refit_on_validation": conf.refit_on_validation,
-                "data_window": [
-                    str(frame["event_timestamp"].min()),
-                    str(frame["event_timestamp"].max()),
-                ],
-                "threshold_rule": (
-                    conf.threshold.model_dump() if isinstance(conf, MqlConfig) else {"mode": rule}
-                ),
-            }
+            meta.extra = bundle_extra(
+                holdout, model.booster, boosting.refit_on_validation,
+                split.frame["event_timestamp"], rule,
+            )  # fmt: skip
 
         with steps.step("evaluate on the test weeks"):
-            test = parts["test"]
-            prob = model.predict_proba(test)
-            y_test = test["label"].to_numpy()
-            metrics = classification_report(y_test, prob, meta.threshold)
-            oracle_metrics, oracle_prob = oracle_report(cfg, test, prob, kind)
-            metrics.update(oracle_metrics)
-            weeks = test["event_timestamp"].nunique()
-            flagged = float((prob >= meta.threshold).sum() / max(weeks, 1))
-            if tiers is None:
-                metrics["mql_per_week"] = flagged
-            else:
-                metrics["at_risk_per_week"] = flagged
-                metrics.update(tier_report(y_test, prob, tiers))
-            # The non-predictive guard: a model no better than chance never becomes champion.
-            check = predictive_check(y_test, prob, PREDICTIVE_BOOT, PREDICTIVE_SEED)
-            metrics["roc_auc_ci_low"], metrics["roc_auc_ci_high"] = check.roc_auc_ci
-            mlflow.set_tag("predictive", str(check.predictive).lower())
+            test, key = split.parts["test"], spec.entity_key
+            oracle_path = cfg.oracle_dir / spec.oracle_file if spec.oracle_file else None
+            metrics, check, prob, oracle_prob = evaluate(model, test, oracle_path, key)
             if not check.predictive:
-                warning = (
-                    f"NOT PREDICTIVE: the {spec.title} model is no better than chance on the "
-                    f"test rows ({check.reason}); it will not be made champion"
-                )
+                warning = not_predictive_warning(spec.title, check)
                 log.warning(warning)
                 if progress:
                     print(f"\n!!! {warning} !!!\n", flush=True)
-            mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-            mlflow.log_metric("threshold", meta.threshold)
-            mlflow.log_figure(plots.calibration_plot(y_test, prob), "plots/calibration.png")
-            mlflow.log_figure(plots.lift_plot(y_test, prob, oracle_prob), "plots/lift.png")
-            gains = booster.feature_importance(importance_type="gain")
-            mlflow.log_figure(plots.importance_plot(names, gains), "plots/importance.png")
-            example = test.head(3)
-            example_prob, example_reasons = model.predict_explain(example)
-            mlflow.log_dict(
-                {
-                    "examples": [
-                        {key: uid, "probability": float(p), "reasons": [r.text for r in rs]}
-                        for uid, p, rs in zip(
-                            example[key], example_prob, example_reasons, strict=True
-                        )
-                    ]
-                },
-                "reasons_examples.json",
-            )
+            log_evaluation(model, test, prob, oracle_prob, metrics, check.predictive, key)
 
         with steps.step("log and register the model in MLflow"):
-            from training.pyfunc import ScoringPyfunc  # defining it makes MLflow check hints
-
-            with tempfile.TemporaryDirectory() as tmp:
-                bundle = model.save(Path(tmp) / BUNDLE_ARTIFACT)
-                x_example = test[names].head(5).copy()
-                for c in names:
-                    if c not in categorical:
-                        x_example[c] = x_example[c].astype("float64")
-                signature = infer_signature(x_example, model.predict_proba(x_example))
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=ScoringPyfunc(),
-                    artifacts={BUNDLE_ARTIFACT: str(bundle)},
-                    signature=signature,
-                    input_example=x_example,
-                    pip_requirements=PIP_REQUIREMENTS,
-                    registered_model_name=conf.registered_model,
-                )
-            version = str(info.registered_model_version)
-            became_champion = tag_and_crown(
-                conf.registered_model,
-                version,
-                {
-                    "feature_service": conf.feature_service,
-                    "model_kind": kind,
-                    "predictive": str(check.predictive).lower(),
-                },
-                predictive=check.predictive,
-                challenger=True,
+            tags = {"feature_service": conf.feature_service, "model_kind": kind,
+                    "predictive": str(check.predictive).lower()}  # fmt: skip
+            version, became_champion = register_classifier(
+                model, test, split.categorical, conf.registered_model, tags, check.predictive
             )
-            mlflow.set_tag("registered_version", version)
     return TrainResult(
-        model_name=conf.registered_model,
-        version=version,
-        run_id=parent.info.run_id,
-        metrics=metrics,
-        threshold=meta.threshold,
-        became_champion=became_champion,
-        timings=steps.timings,
-        kind=kind,
-        tiers=tiers,
-        predictive=check.predictive,
+        model_name=conf.registered_model, version=version, run_id=parent.info.run_id,
+        metrics=metrics, threshold=meta.threshold, became_champion=became_champion,
+        timings=steps.timings, kind=kind, tiers=tiers, predictive=check.predictive,
         roc_auc_ci=check.roc_auc_ci,
-    )
+    )  # fmt: skip

@@ -41,8 +41,12 @@ class TrainData:
         # feature_pre_filter off: trials vary min_child_samples on the same Dataset.
         params = {"feature_pre_filter": False, "verbosity": -1}
         train = lgb.Dataset(
-            self.x_train, self.y_train, feature_name=self.feature_names,
-            categorical_feature=self.categorical, params=params, free_raw_data=False,
+            self.x_train,
+            self.y_train,
+            feature_name=self.feature_names,
+            categorical_feature=self.categorical,
+            params=params,
+            free_raw_data=False,
         )
         valid = lgb.Dataset(self.x_valid, self.y_valid, reference=train, params=params)
         return train, valid
@@ -54,13 +58,17 @@ class TrainData:
         return lgb.Dataset(
             np.vstack([self.x_train, self.x_valid]),
             np.concatenate([self.y_train, self.y_valid]),
-            feature_name=self.feature_names, categorical_feature=self.categorical,
+            feature_name=self.feature_names,
+            categorical_feature=self.categorical,
             params={"verbosity": -1},
         )
 
 
 def refit_booster(
-    params: dict[str, Any], data: TrainData, best_iteration: int, fixed: dict[str, Any] | None = None
+    params: dict[str, Any],
+    data: TrainData,
+    best_iteration: int,
+    fixed: dict[str, Any] | None = None,
 ) -> lgb.Booster:
     """Refit on train + validation with as many rounds per row as early stopping chose.
 
@@ -140,7 +148,11 @@ def objective(
 
     train, valid = data
     booster = fit_booster(
-        search_space(trial), train, valid, num_boost_round, early_stopping_rounds,
+        search_space(trial),
+        train,
+        valid,
+        num_boost_round,
+        early_stopping_rounds,
         callbacks=[LightGBMPruningCallback(trial, "auc", valid_name="valid")],
         fixed=fixed,
     )

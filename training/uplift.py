@@ -307,7 +307,10 @@ def predict_uplift_fast(learner: _BaseUpliftLearner, X: np.ndarray) -> np.ndarra
     X = np.asarray(X, dtype=np.float64)
     if isinstance(learner, SLearner) and _is_lightgbm(learner.model_):
         p = np.column_stack(
-            [_booster_predict(learner.model_, learner._design(X, i)) for i in range(len(learner.arms_))]
+            [
+                _booster_predict(learner.model_, learner._design(X, i))
+                for i in range(len(learner.arms_))
+            ]
         )
         return p[:, 1:] - p[:, [0]]
     if isinstance(learner, TLearner) and all(_is_lightgbm(m) for m in learner.models_):
@@ -319,7 +322,9 @@ def predict_uplift_fast(learner: _BaseUpliftLearner, X: np.ndarray) -> np.ndarra
         return np.column_stack(
             [
                 g * _booster_predict(tau_0, X) + (1 - g) * _booster_predict(tau_1, X)
-                for (tau_0, tau_1), g in zip(learner.effect_models_, learner.propensity_, strict=True)
+                for (tau_0, tau_1), g in zip(
+                    learner.effect_models_, learner.propensity_, strict=True
+                )
             ]
         )
     return learner.predict(X)

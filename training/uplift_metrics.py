@@ -193,7 +193,7 @@ def uplift_at_k(y_true, uplift, treatment, k: float = 0.3, strategy: str = "over
     return float(top_t.mean() - top_c.mean())
 
 
-def _ipw_terms(y_true, chosen_arm, received_arm, propensity, cost) -> np.ndarray:
+def ipw_terms(y_true, chosen_arm, received_arm, propensity, cost) -> np.ndarray:
     """Per-unit IPW terms 1[chosen == received] * (y - cost of received) / propensity."""
     y = np.asarray(y_true, dtype=float)
     chosen, received = np.asarray(chosen_arm), np.asarray(received_arm)
@@ -255,7 +255,7 @@ def policy_value_ipw(y_true, chosen_arm, received_arm, propensity, cost=None) ->
     ``propensity[i]`` is the logging policy's probability of ``received_arm[i]``, in (0, 1].
     ``cost`` is None (no cost), a mapping arm -> cost, or the cost of each unit's received arm.
     """
-    return float(_ipw_terms(y_true, chosen_arm, received_arm, propensity, cost).mean())
+    return float(ipw_terms(y_true, chosen_arm, received_arm, propensity, cost).mean())
 
 
 def policy_value_ipw_ci(
@@ -269,7 +269,7 @@ def policy_value_ipw_ci(
     random_state=None,
 ) -> tuple[float, float, float]:
     """``(value, low, high)``: the IPW value and its (1 - alpha) percentile bootstrap interval."""
-    terms = _ipw_terms(y_true, chosen_arm, received_arm, propensity, cost)
+    terms = ipw_terms(y_true, chosen_arm, received_arm, propensity, cost)
     return _bootstrap_ci(terms, n_boot, alpha, random_state)
 
 
@@ -288,8 +288,8 @@ def paired_policy_difference_ci(
 
     Both policies are scored on the same resampled units, so the noise they share cancels.
     """
-    terms_a = _ipw_terms(y_true, arm_a, received_arm, propensity, cost)
-    terms_b = _ipw_terms(y_true, arm_b, received_arm, propensity, cost)
+    terms_a = ipw_terms(y_true, arm_a, received_arm, propensity, cost)
+    terms_b = ipw_terms(y_true, arm_b, received_arm, propensity, cost)
     return _bootstrap_ci(terms_a - terms_b, n_boot, alpha, random_state)
 
 
@@ -315,8 +315,8 @@ def incremental_policy_terms(
     v = np.array([0.0 if a == control else float(value[a]) for a in chosen.tolist()])
     c = np.array([0.0 if a == control else float(cost[a]) for a in chosen.tolist()])
     # validates lengths, finiteness and propensities
-    treated = _ipw_terms(y * v, chosen, received, propensity, c)
-    baseline = _ipw_terms(y * v, np.full(len(y), control, dtype=object), received, propensity, None)
+    treated = ipw_terms(y * v, chosen, received, propensity, c)
+    baseline = ipw_terms(y * v, np.full(len(y), control, dtype=object), received, propensity, None)
     return treated - baseline
 
 
@@ -371,7 +371,7 @@ def doubly_robust_policy_terms(
     if control not in arms:
         raise ValueError(f"arms must include the control {control!r}")
     # validates lengths and propensities (the IPW part of the estimator)
-    _ipw_terms(y, chosen, received, p, None)
+    ipw_terms(y, chosen, received, p, None)
     column = {a: j for j, a in enumerate(arms)}
     unknown = sorted({str(a) for a in np.unique(chosen) if a not in column})
     if unknown:

@@ -24,13 +24,33 @@ from activation.destinations import (
 )
 from activation.lead_promotion import (
     Thresholds,
+    changed_scores,
     decide,
+    merge_scores,
     read_scores,
     resolve_thresholds,
     run_promotion,
+    state_rows,
 )
-from activation.outbox import backoff_delay, deliver, enqueue, requeue_dead_letters
-from activation.state import dead_letters, open_engine, outbox, promotions, rows_of
+from activation.outbox import (
+    backoff_delay,
+    deliver,
+    enqueue,
+    requeue_dead_letters,
+    tries_this_run,
+)
+from activation.state import (
+    LeaseHeldError,
+    dead_letters,
+    job_runs,
+    lead_state,
+    leased_run,
+    leases,
+    open_engine,
+    outbox,
+    promotions,
+    rows_of,
+)
 from core.config import ConfigError, PromotionConfig, RetryConfig, load_config
 
 T = Thresholds(promote=0.5, rearm=0.3)
@@ -81,6 +101,70 @@ def test_decide_hysteresis_promotes_once_until_the_score_falls_below_rearm() -> 
 def test_decide_with_no_capacity_promotes_nobody() -> None:
     out = decide(state({"a": 0.9}), T, capacity=0)
     assert not out["promote"].any() and out["waiting"].all() and out["armed"].all()
+
+
+def stored(rows: dict[str, tuple[str, bool, int]]) -> pd.DataFrame:
+    """``lead_state`` as loaded: lead id -> (fingerprint, armed, promotions)."""
+    frame = pd.DataFrame(
+        {
+            "lead_id": list(rows),
+            "probability": 0.4,
+            "score": 40,
+            "fingerprint": [f for f, _, _ in rows.values()],
+            "reasons": "[]",
+            "model_version": "m/1",
+            "features_as_of": 1.6e9,
+            "armed": [a for _, a, _ in rows.values()],
+            "promotions": [n for _, _, n in rows.values()],
+            "updated_at": 0.0,
+        }
+    )
+    return frame.set_index("lead_id", drop=False)
+
+
+def scored(rows: dict[str, tuple[float, str]]) -> pd.DataFrame:
+    """Scores as read: lead id -> (probability, fingerprint)."""
+    return pd.DataFrame(
+        {
+            "lead_id": list(rows),
+            "probability": [p for p, _ in rows.values()],
+            "fingerprint": [f for _, f in rows.values()],
+            "reasons": [["Viewed pricing"]] * len(rows),
+            "model_version": "m/2",
+            "features_as_of": 1.7e9,
+        }
+    )
+
+
+def test_only_new_and_changed_leads_are_rescored_and_keep_their_promotion_state() -> None:
+    state = stored({"a": ("f1", False, 1), "b": ("f2", False, 2), "z": ("f3", True, 0)})
+    scores = scored({"a": (0.9, "f1"), "b": (0.1, "f9"), "c": (0.7, "f4")})
+    changed = changed_scores(scores, state, all_leads=False)
+    assert changed["lead_id"].tolist() == ["b", "c"]  # a's fingerprint is the stored one
+    assert len(changed_scores(scores, state, all_leads=True)) == 3
+    merged, fresh = merge_scores(state, changed)
+    assert fresh["lead_id"].tolist() == ["b", "c"] and fresh["score"].tolist() == [10, 70]
+    assert json.loads(fresh["reasons"].iloc[0]) == ["Viewed pricing"]
+    by_id = merged.set_index("lead_id")
+    assert sorted(by_id.index) == ["a", "b", "c", "z"]
+    assert by_id.loc["a", "probability"] == 0.4  # not rescored: the stored row as it was
+    assert (by_id.loc["b", "armed"], by_id.loc["b", "promotions"]) == (False, 2)
+    assert (by_id.loc["c", "armed"], by_id.loc["c", "promotions"]) == (True, 0)  # a new lead
+
+
+def test_state_rows_are_the_fresh_leads_and_those_whose_armed_flag_changed() -> None:
+    state = stored({"a": ("f1", False, 1), "z": ("f3", True, 0)})
+    merged, fresh = merge_scores(state, scored({"c": (0.7, "f4")}))
+    merged.loc[merged["lead_id"] == "a", "probability"] = 0.1  # below re-arm: armed again
+    merged.loc[merged["lead_id"] == "c", "features_as_of"] = float("nan")  # scores from a file
+    decided = decide(merged, T, capacity=10)
+    rows = state_rows(decided, merged, fresh["lead_id"], now=123.0)
+    assert [(r["lead_id"], r["armed"], r["promotions"]) for r in rows] == [
+        ("a", True, 1),
+        ("c", False, 1),  # promoted now
+    ]
+    assert {r["updated_at"] for r in rows} == {123.0} and rows[1]["features_as_of"] is None
+    assert set(rows[0]) == {c.name for c in lead_state.columns}
 
 
 def test_thresholds_default_to_the_models_and_reject_rearm_over_threshold() -> None:
@@ -201,6 +285,10 @@ def _retry(**kw: float) -> RetryConfig:
     return RetryConfig(**{"max_attempts": 4, "attempts_per_run": 2, "base_delay_s": 0.0, **kw})
 
 
+def test_a_message_gets_the_tries_of_a_run_until_it_reaches_max_attempts() -> None:
+    assert [tries_this_run(a, 3, 10) for a in (0, 7, 8, 10, 12)] == [3, 3, 2, 0, 0]
+
+
 def test_outbox_dead_letters_a_refused_message_at_once_and_after_max_attempts(tmp_path) -> None:
     engine = open_engine(f"sqlite:///{tmp_path / 's.db'}")
     with engine.begin() as conn:
@@ -315,6 +403,22 @@ def test_promote_cli_reports_and_exits_3_when_the_lease_is_held(tmp_path) -> Non
     assert result.exit_code == 3 and "holds the lease" in result.output
     bad = CliRunner().invoke(main, [*args[:-1], str(tmp_path / "missing.parquet")])
     assert bad.exit_code != 0 and "scores file not found" in bad.output
+
+
+def test_a_leased_run_records_its_end_and_frees_the_lease_however_the_job_ends(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with leased_run(url, "job", 60) as job:
+        job.run.summary = {"done": 1}
+        with pytest.raises(LeaseHeldError), leased_run(url, "job", 60):
+            pass  # a second process starting the same job stops here
+    with pytest.raises(RuntimeError, match="broke"), leased_run(url, "job", 60):
+        raise RuntimeError("the job broke")
+    engine = open_engine(url)
+    runs = sorted(rows_of(engine, job_runs), key=lambda r: r["id"])
+    assert [r["status"] for r in runs] == ["ok", "failed"]
+    assert json.loads(runs[0]["summary"]) == {"done": 1}
+    assert json.loads(runs[1]["summary"])["error"] == "RuntimeError: the job broke"
+    assert [r["expires_at"] for r in rows_of(engine, leases)] == [0.0]  # released
 
 
 def test_promote_on_postgresql_state_store(tmp_path, monkeypatch, pg_state_store) -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from jobhelpers import jobs_tree, write_config, write_scores
 from pgserver import PrivateServer
 from receiver import Receiver
-from test_promotion_crash import expected_keys, promote, run_to_completion
+from test_lead_promotion_crash import expected_keys, promote, run_to_completion
 
 from activation.state import (
     StateStoreError,

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from app.cli import main
 from core.tables import read_table
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 class EchoReceiver:

@@ -20,7 +20,7 @@ from activation.campaigns import record_conversions, sync_campaigns
 from activation.state import audience_members, campaign_assignments, open_engine, rows_of
 from core.config import Config, load_config
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def jobs_config(
@@ -188,12 +188,10 @@ def test_the_loop_closes_assign_simulate_outcomes_retrain(
     points, and nobody else) are all the next NBO model learns from; it finds that effect."""
     from mlflow import MlflowClient
 
-    from app.pipeline import feature_store
-    from core.tables import write_tables
-    from features.store import historical_features
+    from core.tables import read_manifest, write_tables
+    from features.store import feature_store, historical_features
     from training.nbo import train_nbo
     from training.registry import configure_tracking, load_nbo_model
-    from training.train import read_manifest
 
     data, mlruns = pipeline_copy
     cfg = jobs_config(data, mlruns, tmp_path, CAMPAIGN, "serving.exploration_epsilon=0.6")

@@ -118,3 +118,58 @@ def test_score_rejects_a_bad_moment_a_bad_suffix_and_missing_features(run):
     assert result.exit_code == 1 and ".parquet or a .csv" in result.output
     result = run("score", "--as-of", "2026-01-05")
     assert result.exit_code == 1 and "funnel features apply" in result.output
+
+
+# -- user errors and bugs -------------------------------------------------------------------------
+def test_a_user_error_is_one_line_without_a_traceback(run):
+    result = run("features", "apply")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert result.output.startswith("Error: ") and "funnel data generate" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_user_error_named_by_key_is_shown_without_quotes(run, monkeypatch):
+    import app.pipeline
+    from core.errors import UnknownNameError
+
+    def unknown(cfg):
+        raise UnknownNameError("unknown audience(s) ['vip']; audiences.yaml declares ['all']")
+
+    monkeypatch.setattr(app.pipeline, "apply_features", unknown)
+    result = run("features", "apply")
+    assert result.exit_code == 1
+    assert result.output == "Error: unknown audience(s) ['vip']; audiences.yaml declares ['all']\n"
+
+
+@pytest.mark.parametrize("error", [ZeroDivisionError("division by zero"), KeyError("lead_id")])
+def test_a_bug_prints_its_traceback_and_asks_for_a_report(run, monkeypatch, error):
+    import app.pipeline
+    from app.cli import BUG_EXIT, BUG_LINE
+
+    def broken(cfg):
+        raise error
+
+    monkeypatch.setattr(app.pipeline, "apply_features", broken)
+    result = run("features", "apply")
+    assert result.exit_code == BUG_EXIT == 70
+    assert "Traceback (most recent call last)" in result.output
+    assert f"{type(error).__name__}: {error}" in result.output
+    assert "in broken" in result.output  # the frame that raised
+    assert result.output.strip().splitlines()[-1] == BUG_LINE
+    assert "bug in funnel" in BUG_LINE and "report" in BUG_LINE
+
+
+def test_help_documents_the_exit_codes():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "70  a bug in funnel" in result.output and "1   a problem you can fix" in result.output
+
+
+def test_train_mql_and_churn_share_one_command_body():
+    from app.cli import train
+
+    for kind, model in (("mql", "MQL"), ("churn", "churn-risk")):
+        command = train.commands[kind]
+        assert command.help == f"Tune and train the {model} model; register it in MLflow."
+        assert [p.name for p in command.params] == ["trials"]

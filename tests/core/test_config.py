@@ -72,3 +72,16 @@ def test_shipped_configs_are_valid():
     assert prod.online_store["type"] == "redis"
     assert prod.registry["registry_type"] == "sql"
     assert prod.tracking_uri.startswith("postgresql+psycopg://")
+
+
+def test_relative_paths_resolve_against_the_project_root(tmp_path, monkeypatch) -> None:
+    """In <root>/configs/: against <root>; elsewhere: against the folder funnel runs in, not
+    the config's own folder."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "configs").mkdir(parents=True)
+    elsewhere.mkdir()
+    for folder in (project / "configs", elsewhere):
+        (folder / "c.yaml").write_text("paths: {data_dir: mydata}\n")
+    monkeypatch.chdir(project)
+    assert load_config(project / "configs" / "c.yaml").data_dir == project / "mydata"
+    assert load_config(elsewhere / "c.yaml").data_dir == project / "mydata"

@@ -91,10 +91,28 @@ def test_prepare_types_features_and_drops_identifiers() -> None:
         ),
         (table(x=["1", "2"]), {}, r"column\(s\) \['y'\] not found"),
         (table(x=["1", "2"], y=["1", "0"]).assign(id=["a", "a"]), {}, "id column 'id' repeats"),
-        (table(x=["", "NA"], z=["1", "2"], y=["1", "0"]), {}, "column 'x' is empty in every row"),
         (table(x=["1", "2", "3"], y=["a", "b", "c"]), {}, "the label must be binary"),
         (table(x=["1", "2"], y=["1", "1"]), {}, "every row has label 1"),
-        (table(x=["1", "2"], y=["1", ""]), {}, "the label is missing in 1 row"),
+        (
+            table(x=["1", "2", "3"], y=["1", "", "0"]),
+            {},
+            r"label 'y' is missing in 1 row\(s\): lines 3 \(ids u1\).*--drop-missing-label",
+        ),
+        (
+            table(x=["1", "2", "3", "4"], y=["0", "1", "2", "5"]),
+            {"label": {"column": "y", "positive": "1"}},
+            r"4 values .* \['0', '2', '5'\] would all count as 0.*label.rule such as '> 0'",
+        ),
+        (
+            table(x=["1", "2"], y=["0", "many"]),
+            {"label": {"column": "y", "rule": "> 0"}},
+            r"label.rule '> 0' needs numbers; found \['many'\]",
+        ),
+        (
+            table(d=["01/02/2026", "03/04/2026"], y=["1", "0"]),
+            {},
+            r"column 'd' holds dates such as '01/02/2026'.*dayfirst: true or false.*--dayfirst",
+        ),
         (
             table(x=["1", "2"], y=["ok", "ko"]),
             {"label": {"column": "y", "positive": "yes"}},
@@ -106,6 +124,58 @@ def test_prepare_types_features_and_drops_identifiers() -> None:
 def test_bad_files_fail_naming_the_column(raw, kw, message) -> None:
     with pytest.raises(FlatImportError, match=message):
         prepare(spec(**kw), raw)
+
+
+def test_count_labels_need_a_rule_and_many_valued_ones_a_word_on_the_rest() -> None:
+    x = [str(v) for v in np.random.default_rng(0).normal(size=8)]  # a feature with no signal
+    raw = table(x=x, y=["0", "1", "2", "5"] * 2)
+    _, labels, _ = prepare(spec(label={"column": "y", "rule": "> 0"}), raw)
+    assert labels["label"].tolist() == [0, 1, 1, 1] * 2
+    _, labels, _ = prepare(spec(label={"column": "y", "rule": ">= 2"}), raw)
+    assert labels["label"].tolist() == [0, 0, 1, 1] * 2
+    status = table(x=x, y=["won", "lost", "open", "won"] * 2)
+    told = spec(label={"column": "y", "positive": "won", "others": "negative"})
+    _, labels, _ = prepare(told, status)
+    assert labels["label"].tolist() == [1, 0, 0, 1] * 2
+    with pytest.raises(ValueError, match="not both"):
+        spec(label={"column": "y", "positive": "1", "rule": "> 0"})
+
+
+def test_rows_without_a_label_are_dropped_when_asked_and_named_as_file_lines() -> None:
+    raw = table(x=[str(i) for i in range(6)], y=["1", "", "0", "NA", "1", "0"])
+    _, labels, report = prepare(spec(label={"column": "y", "drop_missing": True}), raw)
+    assert labels["t_id"].tolist() == ["u0", "u2", "u4", "u5"]
+    assert report.rows == 4 and report.rows_dropped == 2
+    assert "dropped 2 row(s) without a label: lines 3, 5 (ids u1, u3)" in report.notes
+    no_ids = raw.drop(columns="id")
+    _, labels, _ = prepare(spec(id=None, label={"column": "y", "drop_missing": True}), no_ids)
+    assert labels["t_id"].tolist() == ["row_0", "row_2", "row_4", "row_5"]  # stable row ids
+
+
+def test_dates_are_read_one_way_per_column_and_the_choice_is_noted() -> None:
+    raw = table(
+        at=["13/02/2026", "01/02/2026", "20/03/2026", "02/03/2026"],
+        x=["1", "2", "3", "4"],
+        y=["1", "0", "1", "0"],
+    )
+    feat, _, report = prepare(spec(timestamp="at"), raw)
+    assert list(feat["event_timestamp"].dt.month) == [2, 2, 3, 3]
+    assert "dates in 'at' read as %d/%m/%Y" in report.notes
+    ambiguous = raw.assign(at=["01/02/2026", "03/02/2026", "04/03/2026", "05/03/2026"])
+    with pytest.raises(FlatImportError, match="column 'at' holds dates"):
+        prepare(spec(timestamp="at"), ambiguous)
+    feat, _, _ = prepare(spec(timestamp="at", dayfirst=False), ambiguous)
+    assert list(feat["event_timestamp"].dt.month) == [1, 3, 4, 5]
+
+
+def test_a_trailing_separator_makes_an_empty_column_that_is_dropped_with_a_note(tmp_path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("id;x;y;\nu0;1;1;\nu1;2;0;\nu2;3;1;\n")
+    raw = read_flat(path)
+    _, _, report = prepare(spec(file=str(path)), raw)
+    empty = [c for c in raw.columns if c not in ("id", "x", "y")]
+    assert len(empty) == 1 and report.dropped[empty[0]] == "empty in every row"
+    assert report.features == ["x"]
 
 
 def test_a_wrong_separator_and_a_missing_file_are_clear(tmp_path) -> None:
@@ -131,6 +201,8 @@ def test_leakage_guard_reports_and_excludes_a_column_that_is_the_label() -> None
     assert report.features == ["noise"] and "copy" in report.dropped
     _, _, kept = prepare(spec(leakage={"exclude": False}), raw)
     assert "copy" in kept.leakage and kept.features == ["copy", "noise"]  # reported, kept
+    _, _, told = prepare(spec(leakage={"keep": ["copy"]}), raw)  # the user has the last word
+    assert "copy" in told.features and "kept by leakage.keep" in told.suspects["copy"]
 
 
 def test_leakage_guard_flags_a_date_after_the_rows_timestamp() -> None:
@@ -236,7 +308,7 @@ def test_import_and_train_telco_end_to_end(tmp_path, config_at) -> None:
 @pytest.mark.timeout(900)
 def test_import_and_train_an_uplift_table(tmp_path, config_at) -> None:
     """A 15,000-row sample of Hillstrom through `funnel import` flags and the NBO path."""
-    from core.flat import import_flat
+    from app.pipeline import import_flat
     from training.flat_uplift import train_dataset
 
     sample = pd.read_csv(SHARED / "hillstrom" / "hillstrom.csv").sample(15_000, random_state=0)

@@ -46,7 +46,7 @@ def _cleanup_feast_project(cfg) -> None:
     it would drop every project in the registry)."""
     import redis
 
-    from app.pipeline import feature_store
+    from features.store import feature_store
 
     store = feature_store(cfg)
     client = redis.Redis.from_url(f"redis://{cfg.online_store['connection_string']}")
@@ -88,12 +88,11 @@ def test_mlflow_and_optuna_live_in_postgres(production):
 def test_redis_serves_what_training_saw(production):
     """Training/serving skew on the production stores: the scorer, reading Redis, returns the
     same probability as the offline model on the newest offline feature rows."""
-    from app.pipeline import feature_store
-    from features.store import historical_features
+    from core.tables import read_manifest
+    from features.store import feature_store, historical_features
     from serving.schemas import LeadScoreRequest
     from serving.scorer import LeadScorer
     from training.registry import load_model
-    from training.train import read_manifest
 
     cfg, _ = production
     store = feature_store(cfg)

@@ -296,7 +296,7 @@ def test_no_leads_is_a_clear_error(config_at, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ the shared pipeline
 def test_report_on_the_pipeline(pipeline, tmp_path: Path) -> None:
-    from app.pipeline import data_window
+    from core.tables import data_window
 
     cfg = pipeline.cfg
     history = stage_history(cfg)
@@ -304,7 +304,7 @@ def test_report_on_the_pipeline(pipeline, tmp_path: Path) -> None:
     assert set(history["lead_id"]) == set(leads["lead_id"])
     assert set(history["stage"]) <= set(STAGES)
     assert not history.duplicated(["lead_id", "snapshot"]).any()
-    start, end = (pd.Timestamp(t) for t in data_window(cfg))
+    start, end = (pd.Timestamp(t) for t in data_window(cfg.raw_dir))
     start = start.tz_localize("UTC") if start.tzinfo is None else start
     end = end.tz_localize("UTC") if end.tzinfo is None else end
     assert history["snapshot"].min() >= start and history["snapshot"].max() == end

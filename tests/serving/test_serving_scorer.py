@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from serving.schemas import BatchRequest, LeadScoreRequest
-from serving.scorer import FeatureContractError, LeadScorer, _newest_timestamps
+from serving.scorer import FeatureContractError, LeadScorer, newest_timestamps
 from training.scoring import BundleMeta, ScoringModel
 
 FEATURES = ["events_30d", "industry", "is_decision_maker", "title_seniority", "annual_revenue"]
@@ -213,7 +213,7 @@ def test_newest_timestamps_ignore_keys_and_on_demand_features():
         "y__ts": [7, 0],
         "request_job_title__ts": [9e9, 9e9],
     }
-    assert _newest_timestamps(data) == [7, 0]
+    assert newest_timestamps(data) == [7, 0]
 
 
 # -- schemas -----------------------------------------------------------------------------------

@@ -253,7 +253,7 @@ def test_a_frozen_redis_times_out_into_a_503_and_later_requests_fail_fast(
 def test_only_store_outages_are_503(
     tiny, make_client, api_key, latest_leads, monkeypatch, error, status, detail
 ):
-    from app.pipeline import feature_store
+    from features.store import feature_store
 
     monkeypatch.delenv("FUNNEL_API_KEY", raising=False)
     store = feature_store(tiny.cfg)  # its own store object, so its own fail-fast window

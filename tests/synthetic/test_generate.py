@@ -12,6 +12,7 @@ from core.contract import TABLE_NAMES
 from core.tables import read_tables
 from core.timegrid import snapshot_grid
 from synthetic import generate as gen
+from synthetic import stats
 
 N_LEADS = 1500
 SEED = 11
@@ -150,8 +151,9 @@ def test_oracle_rows_are_exactly_the_existing_unconverted_leads(tables, oracle, 
     assert oracle["p_true"].between(0, 1).all()
 
 
-def test_oracle_is_a_function_of_observables(tables, oracle, data_dir):
-    """Recompute p_true from the raw tables alone (plus the title's canonical meaning)."""
+def test_oracle_hazard_is_a_function_of_observables(tables, oracle, data_dir):
+    """Recompute the weekly hazard h_t (``hazard_7d``) from the raw tables alone (plus the
+    title's canonical meaning); p_true, which knows it for the first week, is at least h_t."""
     leads, events, accounts = tables["leads"], tables["events"], tables["accounts"]
     lead_pos = pd.Index(leads["lead_id"])
     acc_of = pd.Index(accounts["account_id"]).get_indexer(leads["account_id"])
@@ -222,8 +224,10 @@ def test_oracle_is_a_function_of_observables(tables, oracle, data_dir):
         acc30[:, pricing] - own30[:, pricing],
         acc90[:, demo] - own90[:, demo],
     )
-    p = 1 - (1 - gen.sigmoid(z)) ** (30 / 7)
-    np.testing.assert_allclose(oracle["p_true"].to_numpy(), p, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        oracle["hazard_7d"].to_numpy(), stats.sigmoid(z), rtol=1e-9, atol=1e-12
+    )
+    assert (oracle["p_true"] >= oracle["hazard_7d"] - 1e-12).all()
 
 
 def test_label_rate_and_oracle_quality(data_dir, tables, oracle, manifest):
@@ -236,16 +240,61 @@ def test_label_rate_and_oracle_quality(data_dir, tables, oracle, manifest):
     rate = label[observed].mean()
     assert 0.015 < rate < 0.06
     assert summary["mql_label_rate"] == pytest.approx(rate)
-    auc = gen.auc(label[observed].to_numpy(), oracle["p_true"][observed].to_numpy())
+    auc = stats.auc(label[observed].to_numpy(), oracle["p_true"][observed].to_numpy())
     assert auc == pytest.approx(summary["oracle_auc"])
     assert 0.75 < auc < 0.97  # informative, not trivial
     assert 0.05 < summary["lead_conversion_rate"] < 0.35
 
 
-def test_auc_helper_matches_hand_computation():
-    assert gen.auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
-    assert gen.auc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)
-    assert np.isnan(gen.auc(np.array([1, 1]), np.array([0.2, 0.3])))
+def _observed_rows(tables, oracle, manifest) -> pd.DataFrame:
+    """The oracle rows whose 30-day window ends by the data end, with their realized label and
+    the persistence value ``1 - (1 - h_t) ** (30/7)`` of the weekly hazard."""
+    opp_at = tables["opportunities"].set_index("lead_id")["created_at"]
+    t = oracle["snapshot_ts"]
+    at = oracle["lead_id"].map(opp_at)
+    rows = oracle.assign(
+        label=(at > t) & (at <= t + pd.Timedelta(days=30)),
+        persistence=1 - (1 - oracle["hazard_7d"]) ** (30 / 7),
+    )
+    return rows[t + pd.Timedelta(days=30) <= pd.Timestamp(manifest["end"])]
+
+
+def test_oracle_is_calibrated(tables, oracle, manifest):
+    """p_true is P(opportunity within 30 days | the generator's state): in each probability
+    band, the realized conversion rate matches the band's mean p_true."""
+    rows = _observed_rows(tables, oracle, manifest)
+    band = pd.qcut(rows["p_true"], 5, labels=False)
+    by_band = rows.groupby(band).agg(
+        p=("p_true", "mean"), rate=("label", "mean"), n=("label", "size")
+    )
+    # snapshots of one lead, and leads of one account, are correlated: allow three binomial
+    # errors of a fifth as many rows
+    err = 3 * np.sqrt(by_band["p"] * (1 - by_band["p"]) / (by_band["n"] / 5))
+    assert ((by_band["rate"] - by_band["p"]).abs() <= err).all(), by_band
+
+
+def test_oracle_ranks_at_least_as_well_as_persistence(tables, oracle, manifest):
+    """The forward-simulated oracle knows where each hazard is heading: on the same rows it
+    ranks the realized labels at least as well as the persistence approximation."""
+    rows = _observed_rows(tables, oracle, manifest)
+    forward = stats.auc(rows["label"].to_numpy(), rows["p_true"].to_numpy())
+    persistence = stats.auc(rows["label"].to_numpy(), rows["persistence"].to_numpy())
+    assert forward >= persistence, (forward, persistence)
+
+
+def test_oracle_futures_leave_the_data_alone(monkeypatch):
+    """The oracle's futures draw from their own stream: with another number of paths the raw
+    tables are the same, value for value."""
+    forward = gen._forward_mql_probability
+    reference = gen.simulate(300, 5)
+    monkeypatch.setattr(
+        gen, "_forward_mql_probability", lambda rng, **kw: forward(rng, **kw | {"paths": 3})
+    )
+    other = gen.simulate(300, 5)
+    for name, table in reference.tables.items():
+        pd.testing.assert_frame_equal(table, other.tables[name], check_exact=True, obj=name)
+    assert not np.array_equal(reference.oracle["p_true"], other.oracle["p_true"])
+    np.testing.assert_array_equal(reference.oracle["hazard_7d"], other.oracle["hazard_7d"])
 
 
 def test_format_ids():

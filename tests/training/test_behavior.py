@@ -10,8 +10,7 @@ import pandas as pd
 
 
 def _scoring_rows(cfg, lead_ids: list[str], accounts: list[str], at: pd.Timestamp) -> pd.DataFrame:
-    from app.pipeline import feature_store
-    from features.store import historical_features
+    from features.store import feature_store, historical_features
 
     entity = pd.DataFrame({"lead_id": lead_ids, "account_id": accounts, "event_timestamp": at})
     return historical_features(feature_store(cfg), entity, "mql_v1")
@@ -19,9 +18,8 @@ def _scoring_rows(cfg, lead_ids: list[str], accounts: list[str], at: pd.Timestam
 
 def test_pricing_and_demo_events_never_lower_a_score(pipeline, config_at, tmp_path):
     from app.pipeline import apply_features
-    from core.tables import read_tables, write_tables
+    from core.tables import read_manifest, read_tables, write_tables
     from training.registry import load_model
-    from training.train import read_manifest
 
     cfg = pipeline.cfg
     model = load_model(cfg, cfg.training.mql.registered_model)

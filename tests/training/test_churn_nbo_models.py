@@ -87,9 +87,8 @@ def test_registered_nbo_bundle_and_pyfunc_agree(pipeline):
     import mlflow
     import pandas as pd
 
-    from app.pipeline import feature_store
     from core.offers import load_offers
-    from features.store import historical_features
+    from features.store import feature_store, historical_features
     from training.nbo import exposure_entities
     from training.registry import load_nbo_model
 

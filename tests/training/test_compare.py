@@ -1,5 +1,5 @@
-"""Champion vs challenger: the paired bootstrap by hand, the promotion rule, the non-predictive
-guard, and promote / rollback against a real MLflow registry (a copy of the session pipeline's)."""
+"""Champion vs challenger: the paired bootstrap by hand, the champion rule, the non-predictive
+guard, and crown / rollback against a real MLflow registry (a copy of the session pipeline's)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pytest
 from click.testing import CliRunner
 
 from core.config import ConfigError, PromotionRuleConfig, load_config
-from training.compare import (
+from training.bootstrap import (
     METRICS,
     MetricComparison,
     PredictiveCheck,
     bootstrap_compare,
+    champion_verdict,
     is_predictive,
     predictive_check,
-    promotion_verdict,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,29 +154,29 @@ GOOD = PredictiveCheck(True, 0.8, (0.78, 0.82), 2.5)
 NOISE = PredictiveCheck(False, 0.5, (0.48, 0.52), 1.0)
 
 
-def test_promotion_rule():
+def test_champion_rule():
     default = PromotionRuleConfig()
     assert (default.metric, default.min_improvement, default.require_interval_above) == (
         "roc_auc", 0.0, True,
     )  # fmt: skip
     clear = _comparison("roc_auc", 0.02, 0.01, 0.03)
-    assert promotion_verdict(clear, default, GOOD).wins
-    not_predictive = promotion_verdict(clear, default, NOISE)
+    assert champion_verdict(clear, default, GOOD).wins
+    not_predictive = champion_verdict(clear, default, NOISE)
     assert not not_predictive.wins and "not predictive" in not_predictive.reason
     crossing = _comparison("roc_auc", 0.02, -0.01, 0.05)
-    verdict = promotion_verdict(crossing, default, GOOD)
+    verdict = champion_verdict(crossing, default, GOOD)
     assert not verdict.wins and "does not lie above 0" in verdict.reason
     loose = PromotionRuleConfig(require_interval_above=False)
-    assert promotion_verdict(crossing, loose, GOOD).wins
+    assert champion_verdict(crossing, loose, GOOD).wins
     high_bar = PromotionRuleConfig(min_improvement=0.05)
-    verdict = promotion_verdict(clear, high_bar, GOOD)
+    verdict = champion_verdict(clear, high_bar, GOOD)
     assert not verdict.wins and "does not exceed min_improvement 0.05" in verdict.reason
     # Brier: a positive difference already means lower (better) Brier for b
     brier = PromotionRuleConfig(metric="brier")
-    assert promotion_verdict(_comparison("brier", 0.004, 0.001, 0.007), brier, GOOD).wins
-    assert not promotion_verdict(_comparison("brier", -0.004, -0.007, -0.001), brier, GOOD).wins
+    assert champion_verdict(_comparison("brier", 0.004, 0.001, 0.007), brier, GOOD).wins
+    assert not champion_verdict(_comparison("brier", -0.004, -0.007, -0.001), brier, GOOD).wins
     with pytest.raises(ValueError, match="has no 'pr_auc'"):
-        promotion_verdict(clear, PromotionRuleConfig(metric="pr_auc"), GOOD)
+        champion_verdict(clear, PromotionRuleConfig(metric="pr_auc"), GOOD)
 
 
 def test_promotion_rule_config(tmp_path):
@@ -373,7 +373,8 @@ def test_compare_names_what_is_wrong(pipeline, registry_copy):
     cfg = registry_copy()
     with pytest.raises(CompareError, match="no version 99 .*versions: 1"):
         compare_models(cfg, "mql", b="99")
-    with pytest.raises(CompareError, match="no alias 'nope' .*aliases: champion -> "):
+    # the pipeline's registry may hold a challenger too (a retrain by another test)
+    with pytest.raises(CompareError, match="no alias 'nope' .*aliases: .*champion -> "):
         compare_models(cfg, "mql", b="nope")
     with pytest.raises(CompareError, match="same model version"):
         compare_models(cfg, "mql", a="champion", b="1")

@@ -41,7 +41,7 @@ def test_mlflow_holds_trials_metrics_plots_and_champion(pipeline):
 def test_registered_model_loads_and_matches_pyfunc(pipeline):
     import mlflow
 
-    from app.pipeline import feature_store
+    from features.store import feature_store
     from training.registry import load_model
     from training.train import build_training_frame
 

@@ -1,7 +1,8 @@
-"""A tiny real pipeline for the service tests: generated raw tables -> point-in-time feature
-tables -> Feast apply + materialize (SQLite online store) -> a small LightGBM booster trained
-directly on Feast historical features, wrapped in ScoringModel. No MLflow: the model is injected
-into the service, which in production loads the champion from the registry instead."""
+"""A tiny real pipeline for the service and activation tests (a plugin of tests/conftest.py):
+generated raw tables -> point-in-time feature tables -> Feast apply + materialize (SQLite online
+store) -> a small LightGBM booster trained directly on Feast historical features, wrapped in
+ScoringModel. No MLflow: the model is injected into the service, which in production loads the
+champion from the registry instead."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from core.config import Config, load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "serving-test-key"
 TINY_LEADS = 400
 TINY_WEEKS = 10
@@ -195,7 +196,9 @@ def _train_tiny_nbo(cfg: Config, store: Any, served: str = "learned") -> Any:
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
-    from app.pipeline import apply_features, data_window, feature_store, materialize_features
+    from app.pipeline import apply_features, materialize_features
+    from core.tables import data_window
+    from features.store import feature_store
     from synthetic.generate import generate
 
     base = tmp_path_factory.mktemp("serving")
@@ -214,7 +217,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyPipeline:
     model = _train_tiny_model(cfg, store)
     churn = _train_tiny_churn(cfg, store)
     nbo = _train_tiny_nbo(cfg, store)
-    _, end = data_window(cfg)
+    _, end = data_window(cfg.raw_dir)
     return TinyPipeline(cfg, store, model, pd.Timestamp(end), churn, nbo)
 
 
