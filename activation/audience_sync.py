@@ -38,13 +38,6 @@ from core.audiences import (
     inputs_needed,
     read_audiences,
 )
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from core.config import Config
-    from core.offers import Offers
-    from training.nbo_model import NboModel
 from core.offers import load_offers
 from core.stages import assign_stages, features_needed, parse_condition
 from core.tables import read_table
@@ -52,6 +45,13 @@ from features.store import feature_store
 from serving.schemas import LeadScoreRequest
 from serving.scorer import LeadFeatureReader, newest_timestamps
 from training.registry import load_model, load_nbo_model
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from core.config import Config
+    from core.offers import Offers
+    from training.nbo_model import NboModel
 
 JOB = "sync-audiences"
 CHUNK = 1000
@@ -81,7 +81,7 @@ def _online_frame(cfg: Config, needed: Sequence[str], progress: bool) -> tuple[p
     parts, newest = [], 0.0
     size = cfg.jobs.promotion.batch_size
     for start in tqdm(range(0, len(ids), size), desc="reading features", unit="batch",
-                      disable=not progress):  # fmt: skip
+                      disable=None if progress else True):  # fmt: skip
         requests = [LeadScoreRequest(lead_id=i) for i in ids[start : start + size]]
         data, _ = reader.features(requests)
         if not data:

@@ -39,16 +39,15 @@ from core.audiences import (
     uniforms,
 )
 from core.errors import InputError
-from core.offers import CONTROL
+from core.offers import CONTROL, load_offers
+from core.stages import parse_condition
+from core.tables import read_table, table_path, write_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from core.config import Config
     from core.offers import Offers
-from core.offers import load_offers
-from core.stages import parse_condition
-from core.tables import read_table, table_path, write_tables
 
 JOB = "sync-campaigns"
 

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.config import ConfigError, FileDestinationConfig
+
 if TYPE_CHECKING:
     from core.config import Config
-from core.config import ConfigError, FileDestinationConfig
 
 SIGNATURE_HEADER = "X-Funnel-Signature"
 TIMESTAMP_HEADER = "X-Funnel-Timestamp"

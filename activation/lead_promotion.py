@@ -30,17 +30,17 @@ from activation.destinations import hash_email, open_destination
 from activation.outbox import DeliveryReport, deliver, enqueue
 from activation.state import lead_state, leased_run, promotions, upsert
 from core.errors import InputError, MissingInputError
+from core.tables import read_table, table_path
+from features.store import feature_store
+from serving.schemas import LeadScoreRequest
+from serving.scorer import LeadScorer, newest_timestamps, online_reads
+from training.registry import load_model
 from training.scoring import mql_threshold
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from core.config import Config, PromotionConfig
-from core.tables import read_table, table_path
-from features.store import feature_store
-from serving.schemas import LeadScoreRequest
-from serving.scorer import LeadScorer, newest_timestamps, online_reads
-from training.registry import load_model
 
 JOB = "promote"
 REARM_RATIO = 0.75
@@ -137,7 +137,9 @@ def score_online(cfg: Config, *, progress: bool = True) -> tuple[pd.DataFrame, f
     size = cfg.jobs.promotion.batch_size
     parts, features = [], []
     batches = range(0, len(ids), size)
-    for start in tqdm(batches, desc="scoring leads", unit="batch", disable=not progress):
+    for start in tqdm(
+        batches, desc="scoring leads", unit="batch", disable=None if progress else True
+    ):
         requests = [LeadScoreRequest(lead_id=i) for i in ids[start : start + size]]
         data, _ = scorer.features(requests)
         if not data:
@@ -396,7 +398,7 @@ def run_promotion(
     clock: Callable[[], float] = time.time,
     send: bool = True,
 ) -> PromotionReport:
-    """The ``funnel jobs promote`` job (see the module docstring)."""
+    """The ``funnel jobs promote-leads`` job (see the module docstring)."""
     # a bad scores file is rejected before anything is locked or written
     scores = read_scores(scores_file) if scores_file is not None else None
     promotion = cfg.jobs.promotion

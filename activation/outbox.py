@@ -207,7 +207,7 @@ def _progress_bar(total: int, desc: str, show: bool) -> Any:
     """A tqdm bar when ``show`` and the send is long (over 200 messages), else a silent one."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="msg", disable=not (show and total > 200))
+    return tqdm(total=total, desc=desc, unit="msg", disable=None if show and total > 200 else True)
 
 
 def _pending_rows(engine: Engine, destination: str) -> Sequence[Row[int, str, str, int]]:

@@ -320,16 +320,54 @@ def train_nbo_cmd(ctx: click.Context) -> None:
 @click.argument("kind")
 @click.option("--a", "a", default="champion", show_default=True, help="Alias or version of a.")
 @click.option("--b", "b", default="challenger", show_default=True, help="Alias or version of b.")
-@click.option("--promote", is_flag=True, help="Make b champion when the promotion rule says so.")
+@click.option(
+    "--promote",
+    "crown",
+    is_flag=True,
+    help="Crown b champion when the champion rule (training.KIND.promotion_rule) says so.",
+)
 @click.pass_context
-def compare_cmd(ctx: click.Context, kind: str, a: str, b: str, promote: bool) -> None:
-    """Compare two versions of a model on the test rows it was evaluated on (paired bootstrap).
+def compare_cmd(ctx: click.Context, kind: str, a: str, b: str, crown: bool) -> None:
+    """Compare two versions of a model on the test rows it was evaluated on (paired bootstrap),
+    each scored on the features it was trained on.
 
     KIND is mql, churn or an imported table's name."""
     from training.compare import compare_models
 
     cfg = _config(ctx)
-    click.echo(format_compare(compare_models(cfg, kind, a=a, b=b, promote=promote)))
+    click.echo(format_compare(compare_models(cfg, kind, a=a, b=b, crown=crown)))
+
+
+@main.command("promote")
+@click.argument("name")
+@click.argument("version")
+@click.option(
+    "--reason",
+    default=None,
+    help='Why, for the champion_history tag (default: "crowned by hand").',
+)
+@click.pass_context
+def promote_cmd(ctx: click.Context, name: str, version: str, reason: str | None) -> None:
+    """Crown VERSION of model NAME champion on purpose (recorded in champion_history).
+
+    NAME is mql, churn, nbo or an imported table's name; VERSION a version number (or an alias
+    such as challenger). This is how you confirm a model training withheld from champion: one
+    that is not predictive, or one whose test AUC is too good to be true. The replaced champion
+    becomes previous_champion; `funnel rollback NAME` gives the alias back."""
+    from training.compare import CROWN_REASON, crown_version
+
+    cfg = _config(ctx)
+    crowned = crown_version(cfg, name, version, reason or CROWN_REASON)
+    previous = (
+        f"version {crowned.previous_champion} is previous_champion "
+        f"(`funnel rollback {name}` restores it)"
+        if crowned.previous_champion
+        else "there was no champion before"
+    )
+    click.echo(
+        f"{name}: version {crowned.version} of {crowned.model_name} crowned champion "
+        f"({crowned.reason}); {previous}"
+    )
 
 
 @main.command("rollback")
@@ -338,7 +376,7 @@ def compare_cmd(ctx: click.Context, kind: str, a: str, b: str, promote: bool) ->
 def rollback_cmd(ctx: click.Context, kind: str) -> None:
     """Give the champion alias back to the previous champion (recorded in champion_history).
 
-    KIND is mql, churn or an imported table's name."""
+    KIND is mql, churn, nbo or an imported table's name."""
     from training.compare import rollback
 
     cfg = _config(ctx)
@@ -352,7 +390,8 @@ def rollback_cmd(ctx: click.Context, kind: str) -> None:
 # -- jobs ---------------------------------------------------------------------------------------
 @main.group("jobs")
 def jobs_group() -> None:
-    """Send scores out: MQL promotion, audience and campaign sync (state in the state store)."""
+    """Send scores out: MQL leads to sales, audience and campaign sync (state in the state
+    store)."""
 
 
 def _lease_held() -> tuple[type[BaseException], ...]:
@@ -361,7 +400,7 @@ def _lease_held() -> tuple[type[BaseException], ...]:
     return (LeaseHeldError, LeaseLostError)
 
 
-@jobs_group.command("promote")
+@jobs_group.command("promote-leads")
 @click.option("--all", "all_leads", is_flag=True, help="Rescore every lead, not only changed ones.")
 @click.option(
     "--scores",
@@ -372,7 +411,7 @@ def _lease_held() -> tuple[type[BaseException], ...]:
 )
 @click.option("--no-send", is_flag=True, help="Decide and queue only; send on the next run.")
 @click.pass_context
-def jobs_promote(
+def jobs_promote_leads(
     ctx: click.Context, all_leads: bool, scores_file: Path | None, no_send: bool
 ) -> None:
     """Promote leads whose MQL score crossed the threshold to the sales destination, once each."""

@@ -229,7 +229,7 @@ def run_jobs(cfg: Config, timed: Timer) -> None:
         for path in (*cfg.data_dir.glob("jobs.db*"), *(cfg.data_dir / "outbox").glob("*.jsonl")):
             path.unlink()
     promo = timed(
-        "jobs promote (MQL promotions to sales, through the outbox)",
+        "jobs promote-leads (MQL promotions to sales, through the outbox)",
         run_promotion,
         cfg,
         progress=False,

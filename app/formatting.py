@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,6 +48,16 @@ def format_import(report: ImportReport) -> str:
     return "\n".join(lines)
 
 
+def value_decimals(values: Sequence[float], significant: int = 4) -> int:
+    """Decimals that show values of this size with ``significant`` digits: 2 for money-sized
+    values (1 and over), more below 1, so a lift of 0.0173 conversions per unit does not print
+    as 0.02."""
+    largest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    if largest >= 1 or largest == 0:
+        return 2
+    return max(2, significant - 1 - math.floor(math.log10(largest)))
+
+
 def format_nbo_result(result: NboResult) -> str:
     """A next-best-offer training run: learner, Qini, policy values and the served policy."""
     m = result.metrics
@@ -65,9 +77,12 @@ def format_nbo_result(result: NboResult) -> str:
             "robust, 95% CI):"
         ),
     ]
+    decimals = value_decimals([x for triple in result.policy_values.values() for x in triple])
     for name, (v, lo, hi) in sorted(result.policy_values.items(), key=lambda kv: -kv[1][0]):
         mark = "  <- served" if name == result.served else ""
-        lines.append(f"    {name:<16} {v:9.2f}  [{lo:9.2f}, {hi:9.2f}]{mark}")
+        lines.append(
+            f"    {name:<16} {v:9.{decimals}f}  [{lo:9.{decimals}f}, {hi:9.{decimals}f}]{mark}"
+        )
     if "true_value_learned" in m:
         lines.append(
             f"  true value per unit (oracle): learned {m['true_value_learned']:.2f}, best single "
@@ -83,18 +98,21 @@ def format_train_result(result: TrainResult) -> str:
     champion = " (now champion)" if result.became_champion else ""
     if not result.became_champion and result.predictive:
         champion = f" (challenger: weigh it with `funnel compare {result.kind}`)"
-    oracle = ""
-    if "oracle_roc_auc" in m:
-        oracle = f"  (oracle {m['oracle_roc_auc']:.4f}, gap {m['roc_auc_gap_to_oracle']:+.4f})"
     low, high = result.roc_auc_ci
     lines = [
         f"model {result.model_name} version {result.version}{champion}",
-        f"  test ROC AUC {m['roc_auc']:.4f} [95% CI {low:.4f}, {high:.4f}]{oracle}",
+        f"  test ROC AUC {m['roc_auc']:.4f} [95% CI {low:.4f}, {high:.4f}]",
         (
             f"  PR AUC {m['pr_auc']:.4f}  Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  "
             f"lift@10% {m['lift_at_10pct']:.2f}"
         ),
     ]
+    if "oracle_roc_auc" in m:
+        lines.append(
+            f"  oracle ROC AUC {m['oracle_roc_auc']:.4f} on the same rows; gap (oracle - model) "
+            f"{m['roc_auc_gap_to_oracle']:+.4f} [95% CI {m['roc_auc_gap_to_oracle_ci_low']:+.4f}, "
+            f"{m['roc_auc_gap_to_oracle_ci_high']:+.4f}]"
+        )
     if result.tiers:
         parts = []
         for tier in result.tiers:
@@ -104,12 +122,21 @@ def format_train_result(result: TrainResult) -> str:
                 f"{m[f'tier_{name}_share']:.0%} of customers, {m[f'tier_{name}_rate']:.0%} churned"
             )
         tiers = "; ".join(parts)
-        lines.append(f"  risk tiers on the test weeks: {tiers}")
+        lines.append(f"  risk tiers on the test rows: {tiers}")
     else:
+        flagged = (
+            f"{m['mql_per_week']:.0f} MQLs/week"
+            if "mql_per_week" in m
+            else f"{m['flagged_share']:.1%} of the rows flagged"
+        )
         lines.append(
             f"  threshold {result.threshold:.4f}: precision {m['precision_at_threshold']:.3f}, "
-            f"recall {m['recall_at_threshold']:.3f}, {m['mql_per_week']:.0f} MQLs/week"
+            f"recall {m['recall_at_threshold']:.3f}, {flagged}"
         )
+    if result.decision_note:
+        lines.append(f"  note: {result.decision_note}")
+    if result.withheld:
+        lines.append(f"  NOT CROWNED: {result.withheld}")
     if not result.predictive:
         lines.append(
             f"  NOT PREDICTIVE: not made champion (the test ROC AUC interval [{low:.4f}, "
@@ -119,7 +146,7 @@ def format_train_result(result: TrainResult) -> str:
 
 
 def format_compare(result: CompareResult) -> str:
-    """Two model versions side by side, the promotion rule and what it decided."""
+    """Two model versions side by side, the champion rule and what it decided."""
     r = result
     a, b = f"a: {r.a.label}", f"b: {r.b.label}"
     lines = [
@@ -151,9 +178,9 @@ def format_compare(result: CompareResult) -> str:
     )
     outcome = "b wins" if r.verdict.wins else "b does not win"
     lines.append(f"  {outcome}: {r.verdict.reason}")
-    if r.promoted:
+    if r.crowned:
         lines.append(
-            f"  promoted: champion is now version {r.champion}"
+            f"  crowned: champion is now version {r.champion}"
             + (
                 f"; version {r.previous_champion} is previous_champion "
                 f"(`funnel rollback {r.kind}` restores it)"
@@ -162,7 +189,7 @@ def format_compare(result: CompareResult) -> str:
             )
         )
     elif r.verdict.wins:
-        lines.append("  not promoted (run with --promote to make b champion)")
+        lines.append("  not crowned (run with --promote to crown b champion)")
     elif r.champion is None:
         lines.append("  nothing changed (the model has no champion)")
     else:

@@ -93,6 +93,22 @@ class PrecisionThreshold(Strict):
     target: Annotated[float, Field(gt=0, lt=1)] = 0.3
 
 
+class TopFractionThreshold(Strict):
+    """Flag the highest-scored share of rows. ``fraction: null`` is the positive rate of the
+    validation rows: as many flagged as there are positives, where precision equals recall, a
+    rule that makes sense at any base rate."""
+
+    mode: Literal["top_fraction"]
+    fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+
+# How a classifier turns probabilities into yes/no: a weekly capacity (rows with time only), a
+# precision target, or a top fraction.
+DecisionRule = Annotated[
+    CapacityThreshold | PrecisionThreshold | TopFractionThreshold, Field(discriminator="mode")
+]
+
+
 class SplitConfig(Strict):
     validation_weeks: Annotated[int, Field(gt=0)] = 5
     test_weeks: Annotated[int, Field(gt=0)] = 5
@@ -135,9 +151,7 @@ class MqlConfig(ClassifierConfig):
     registered_model: str = "funnel-mql"
     experiment: str = "funnel-mql"
     label_window_days: Annotated[int, Field(gt=0)] = 30
-    threshold: Annotated[CapacityThreshold | PrecisionThreshold, Field(discriminator="mode")] = (
-        CapacityThreshold()
-    )
+    threshold: DecisionRule = CapacityThreshold()
 
 
 class RiskTier(Strict):
@@ -309,7 +323,7 @@ class PromotionConfig(Strict):
         default=None,
         description=(
             "The MQL threshold in force everywhere: a lead at probability >= threshold is an MQL "
-            "for the API's is_mql, `funnel score` and `funnel jobs promote` alike. null: the "
+            "for the API's is_mql, `funnel score` and `funnel jobs promote-leads` alike. null: the "
             "champion's own threshold, chosen at training and stored in its bundle."
         ),
     )
@@ -353,6 +367,15 @@ class JobsConfig(Strict):
         return self
 
 
+class ImportedModelConfig(Strict):
+    """``imports.<name>``: how the model of an imported table decides and is crowned. Each key
+    set here wins over the dataset spec's (``decision``, ``promotion_rule``), e.g.
+    ``--set imports.leads.decision.mode=precision --set imports.leads.decision.target=0.4``."""
+
+    decision: DecisionRule | None = None
+    promotion_rule: PromotionRuleConfig | None = None
+
+
 class Config(Strict):
     profile: Literal["local", "production"] = "local"
     paths: PathsConfig = PathsConfig()
@@ -364,6 +387,7 @@ class Config(Strict):
     stages: StagesConfig = StagesConfig()
     serving: ServingConfig = ServingConfig()
     jobs: JobsConfig = JobsConfig()
+    imports: dict[str, ImportedModelConfig] = Field(default_factory=dict)
     # where this config was loaded from; relative paths resolve against its project root
     root: Path = PROJECT_ROOT
 

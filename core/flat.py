@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from core.config import Config, ConfigError, Strict, format_validation_error, read_yaml_mapping
+from core.config import (
+    Config,
+    ConfigError,
+    DecisionRule,
+    PromotionRuleConfig,
+    Strict,
+    format_validation_error,
+    read_yaml_mapping,
+)
 from core.dates import AmbiguousDates, detect_format, looks_like_dates, parse_dates
 from core.errors import FunnelError, MissingInputError
 from core.leakage import ColumnFinding, LeakagePolicy, find_leaks
@@ -97,6 +105,10 @@ class ImportSpec(Strict):
     # how to read numeric dates such as 01/02/2018: day first (true), month first (false), or
     # from the data (null: a column whose every date reads both ways is refused)
     dayfirst: bool | None = None
+    # how the model flags rows (default: the top fraction at the positive rate); a weekly
+    # capacity needs a timestamp. `imports.<name>.decision` in the config wins over this.
+    decision: DecisionRule | None = None
+    promotion_rule: PromotionRuleConfig | None = None  # when `compare --promote` crowns
 
     @field_validator("separator")
     @classmethod
@@ -618,14 +630,41 @@ def load_dataset(cfg: Config, name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+COLUMNS_FILE = "columns.parquet"  # the typed columns an import does not serve as features
+
+
+def unserved_columns(spec: ImportSpec, raw: pd.DataFrame, feat: pd.DataFrame) -> pd.DataFrame:
+    """The typed columns of ``raw`` that ``feat`` (``prepare``'s features) does not serve: the
+    leaks and other columns typed then left out, keyed and typed as in ``features.parquet``.
+
+    A model version trained before a column left the feature set (a leak declared
+    post-outcome on re-import) is still scored on its own features from this table."""
+    where = f"{spec.file}"
+    rows, _ = _labelled_rows(raw, spec, where, spec.file.suffix != ".parquet")
+    stamp = pd.Series(feat["event_timestamp"].to_numpy(), index=rows.index)
+    reserved = set(_named_columns(spec)) - set(spec.post_outcome) - set(spec.leakage.keep)
+    reserved |= set(feat.columns)
+    typed, types, _, _, _ = _typed_features(
+        rows, reserved, stamp, bool(spec.timestamp), spec.dayfirst, where
+    )
+    out = feat[[f"{spec.name}_id", "event_timestamp"]].copy()
+    for column, values in typed.items():
+        kind = object if types[column] == "categorical" else float
+        out[column] = values.to_numpy(dtype=kind)
+    return out
+
+
 def write_import(cfg: Config, spec: ImportSpec) -> ImportReport:
     """Read, type, check and guard the file and write the dataset under
-    ``<data_dir>/imports/<name>/`` (registering it in Feast is the caller's step)."""
-    feat, labels, report = prepare(spec, read_flat(spec.file, spec.separator))
+    ``<data_dir>/imports/<name>/`` (registering it in Feast is the caller's step), with the
+    typed columns it does not serve as features in ``columns.parquet``."""
+    raw = read_flat(spec.file, spec.separator)
+    feat, labels, report = prepare(spec, raw)
     out = import_dir(cfg, spec.name)
     out.mkdir(parents=True, exist_ok=True)
     feat.to_parquet(out / "features.parquet", index=False)
     labels.to_parquet(out / "labels.parquet", index=False)
+    unserved_columns(spec, raw, feat).to_parquet(out / COLUMNS_FILE, index=False)
     meta = {
         "spec": json.loads(spec.model_dump_json()),
         "report": asdict(report),

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 
 def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    if not sys.stderr.isatty():  # progress bars in a log file are noise
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # psycopg warns "error ignored terminating <psycopg.Pipeline [INERROR]>: pipeline aborted"

@@ -24,6 +24,7 @@ import pandas as pd
 from core.config import Config
 from core.errors import InputError, MissingInputError, UnknownNameError
 from core.stages import STAGES, assign_stages, features_needed
+from core.tables import read_tables
 from reports.html import (
     day,
     generated_at,
@@ -37,7 +38,6 @@ from reports.html import (
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-from core.tables import read_tables
 
 GroupBy = Literal["cohort", "source"]
 HISTORY_COLUMNS: tuple[str, ...] = (

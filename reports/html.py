@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DASH = "–"  # what a table shows for a missing value
+REPORT_MODE = 0o644  # a written page: its owner writes it, everyone reads it
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -83,10 +84,12 @@ def generated_at() -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write then rename: a reader (or a browser refresh) never sees half a report."""
+    """Write then rename: a reader (or a browser refresh) never sees half a report. The page
+    is readable by everyone (mode 0644), as a report meant to be shared should be."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, REPORT_MODE)  # mkstemp makes the file 0600, private to its owner
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)

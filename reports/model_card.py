@@ -5,8 +5,9 @@ For a classifier (mql, churn) the card rebuilds the model's own train / validati
 (``training_split``) and shows: what was trained on which weeks, test metrics with bootstrap
 intervals, what the threshold or the risk tiers mean on the test rows, calibration, cumulative
 gains, feature importance, example reasons, and drift between the training rows and the latest
-scoring window. For the next-best-offer model it shows the held-out Qini curves of its training
-run and the policy values and decision stored in its bundle.
+scoring window. For the next-best-offer model, and for the uplift model of an imported table
+(its bundle is a next-best-offer one), it shows the held-out Qini curves of its training run and
+the policy values and decision stored in its bundle.
 
 The latest scoring window is the population the model would score today: the entities of the
 training population (leads not converted yet; customer accounts) at the newest snapshot of the
@@ -22,15 +23,20 @@ from __future__ import annotations
 import html
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from core.config import Config
 from core.errors import InputError, MissingInputError
+from core.flat import load_dataset
+from core.tables import read_tables
+from core.timegrid import to_utc
+from features.store import feature_store, historical_features
 from reports.html import (
     day,
     fmt,
@@ -43,7 +49,22 @@ from reports.html import (
     new_figure,
     write_atomic,
 )
+from training import plots
+from training.compare import is_uplift_table, with_model_features
+from training.labels import churn_labels, mql_labels
 from training.metrics import lift_at, lift_curve
+from training.nbo import LEARNER_NAMES
+from training.registry import load_model, load_model_version, load_nbo_model, load_nbo_model_version
+from training.train import (
+    PREDICTIVE_BOOT,
+    PREDICTIVE_SEED,
+    TrainingSplit,
+    dataset_timestamp,
+    is_dataset,
+    kind_config,
+    kind_spec,
+    training_split,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,22 +72,15 @@ if TYPE_CHECKING:
 
     from training.nbo_model import NboModel
     from training.scoring import ScoringModel
-    from training.train import TrainingSplit
-from core.tables import read_tables
-from core.timegrid import to_utc
-from features.store import feature_store, historical_features
-from training import plots
-from training.labels import churn_labels, mql_labels
-from training.nbo import LEARNER_NAMES
-from training.registry import load_model, load_model_version, load_nbo_model, load_nbo_model_version
-from training.train import is_dataset, kind_config, kind_spec, training_split
 
 CARD_KINDS: tuple[str, ...] = ("mql", "churn", "nbo")
 # A bucket that is empty on one side would make PSI infinite: its share counts as this instead.
 PSI_EPSILON = 1e-4
 # The usual reading of PSI: below 0.1 stable, 0.1 to 0.25 a moderate shift, above 0.25 large.
 PSI_STABLE, PSI_MODERATE = 0.1, 0.25
-BOOTSTRAP_ROUNDS = 200
+# training's resamples and seed of the test ROC AUC interval: the card shows the interval the
+# training run logged (and the non-predictive guard judged), not a second one
+BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED = PREDICTIVE_BOOT, PREDICTIVE_SEED
 _MISSING, _UNSEEN = "\x00missing", "\x00unseen"
 _READING_COLORS = {"stable": "#41ab5d", "moderate": "#fd8d3c", "large": "#d7301f", "n/a": "#999"}
 
@@ -237,7 +251,7 @@ def bootstrap_metrics(
     y_prob: np.ndarray,
     n_boot: int = BOOTSTRAP_ROUNDS,
     level: float = 0.95,
-    seed: int = 0,
+    seed: int = BOOTSTRAP_SEED,
 ) -> pd.DataFrame:
     """The card's test metrics with percentile bootstrap intervals (rows resampled with
     replacement; resamples with a single class are skipped).
@@ -352,7 +366,10 @@ def write_model_card(
     ref = str(alias_or_version)
     model, mv = _load(cfg, kind, ref)
     if kind == "nbo":
-        text = _render_nbo_card(cfg, model, mv, ref)  # type: ignore[arg-type]
+        text = _render_nbo_card(model, mv, ref, _nbo_terms(model))  # type: ignore[arg-type]
+    elif is_uplift_table(cfg, kind):
+        terms = _table_terms(kind, load_dataset(cfg, kind), model)  # type: ignore[arg-type]
+        text = _render_nbo_card(model, mv, ref, terms)  # type: ignore[arg-type]
     else:
         text = _render_classifier_card(cfg, kind, model, mv, ref)  # type: ignore[arg-type]
     path = (
@@ -400,14 +417,25 @@ def _registered_name(cfg: Config, kind: str) -> str:
     return kind_config(cfg, kind).registered_model
 
 
+def _nbo_config(cfg: Config, name: str) -> Config:
+    """``cfg`` with ``training.nbo.registered_model`` set to ``name``: the registry loads the
+    next-best-offer bundle of an imported uplift table through it."""
+    nbo = cfg.training.nbo.model_copy(update={"registered_model": name})
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"nbo": nbo})})
+
+
 def _load(cfg: Config, kind: str, ref: str) -> tuple[ScoringModel | NboModel, ModelVersion]:
-    """The model under an alias (or a version number) and its registry entry."""
+    """The model under an alias (or a version number) and its registry entry: a
+    next-best-offer bundle for nbo and for an imported uplift table, else a classifier's."""
     from mlflow import MlflowClient
 
     name = _registered_name(cfg, kind)
     model: ScoringModel | NboModel
-    if kind == "nbo":
-        model = load_nbo_model_version(cfg, ref) if ref.isdigit() else load_nbo_model(cfg, ref)
+    if kind == "nbo" or is_uplift_table(cfg, kind):
+        nbo_cfg = _nbo_config(cfg, name)
+        model = (
+            load_nbo_model_version(nbo_cfg, ref) if ref.isdigit() else load_nbo_model(nbo_cfg, ref)
+        )
     elif ref.isdigit():
         model = load_model_version(cfg, name, ref, kind)
     else:
@@ -416,7 +444,13 @@ def _load(cfg: Config, kind: str, ref: str) -> tuple[ScoringModel | NboModel, Mo
 
 
 # ------------------------------------------------------------------------- classifier card
-def _check_contract(cfg: Config, kind: str, model: ScoringModel, split: TrainingSplit) -> None:
+def _model_split(
+    cfg: Config, kind: str, model: ScoringModel, split: TrainingSplit
+) -> TrainingSplit:
+    """The rebuilt split with every feature ``model`` needs: the configured feature service
+    must be the model's, and features it no longer serves (columns an imported table left out
+    since the model was trained) come from the import's other columns, else fail naming them
+    (``training.compare.with_model_features``)."""
     configured = kind_config(cfg, kind).feature_service
     if model.feature_service != configured:
         raise InputError(
@@ -424,11 +458,11 @@ def _check_contract(cfg: Config, kind: str, model: ScoringModel, split: Training
             f"but training.{kind}.feature_service is '{configured}'; the card rebuilds the "
             "model's rows through the configured service"
         )
-    missing = [f for f in model.feature_names if f not in split.frame.columns]
-    if missing:
-        raise InputError(
-            f"features of model {model.version} missing from the rebuilt rows: {missing}"
-        )
+    frame = with_model_features(cfg, kind, model, split.frame)
+    if frame is split.frame:
+        return split
+    parts = {part: frame[frame["split"] == part] for part in split.parts}
+    return TrainingSplit(frame, parts, split.names, split.categorical)
 
 
 def _render_classifier_card(
@@ -436,8 +470,7 @@ def _render_classifier_card(
 ) -> str:
     spec = kind_spec(cfg, kind)
     store = feature_store(cfg)
-    split = training_split(cfg, kind, store)
-    _check_contract(cfg, kind, model, split)
+    split = _model_split(cfg, kind, model, training_split(cfg, kind, store))
     dataset = is_dataset(cfg, kind)
     test = split.parts["test"]
     y = test["label"].to_numpy()
@@ -447,28 +480,57 @@ def _render_classifier_card(
     latest_at = day(latest["event_timestamp"].max())
     what = "churn" if model.meta.tiers else "conversion"
     unit, article = ("account", "an") if kind == "churn" else ("lead", "a")
+    time = _time_of(cfg, kind)
     if dataset:
         what, unit, article = "the label", "row", "a"
-    label = (
-        f"{article} {unit}'s label is 1 when the {what} happens within "
-        f"{_window_days(cfg, kind)} days of the snapshot"
-    )
+        label = f"a row's label is 1 when {_label_rule(load_dataset(cfg, kind)['spec']['label'])}"
+    else:
+        label = (
+            f"{article} {unit}'s label is 1 when the {what} happens within "
+            f"{_window_days(cfg, kind)} days of the snapshot"
+        )
     sections = [
-        _model_section(model, mv, ref, split, latest_at, label),
-        _metrics_section(test, y, prob, cfg.optuna.seed),
-        _decision_section(kind, model, test, y, prob),
+        _model_section(model, mv, ref, split, latest_at, label, time),
+        _metrics_section(test, y, prob, time),
+        _decision_section(kind, model, test, y, prob, time),
         *_ranking_sections(model, y, prob, what, unit),
         html_section(
             "reasons",
             "Example reasons",
             "Three test rows (the highest, the median and the lowest score) with the features "
             "that moved their score most, as the API explains them.",
-            _examples(model, test, prob, spec.entity_key),
+            _examples(model, test, prob, spec.entity_key, "flagged" if dataset else "MQL"),
         ),
         _drift_section(model, split.parts["train"], latest, latest_at, unit),
     ]
     title = f"Model card: {spec.title} ({model.version})"
     return html_page(title, _subtitle(model.version, ref), sections)
+
+
+# How a model's rows relate to time, for the card's wording: weekly snapshots (the built-in
+# models), rows with their own time (an imported table with a timestamp), or no time at all.
+Time = Literal["weeks", "rows", "none"]
+SPLIT_WORDS: dict[str, str] = {
+    "weeks": "by week (train on the oldest weeks, test on the newest)",
+    "rows": "by time (train on the oldest rows, test on the newest fifth)",
+    "none": "at random, stratified by label and fixed by each row's id (the rows have no time)",
+}
+
+
+def _time_of(cfg: Config, kind: str) -> Time:
+    if not is_dataset(cfg, kind):
+        return "weeks"
+    return "rows" if dataset_timestamp(cfg, kind) else "none"
+
+
+def _label_rule(label: dict[str, Any]) -> str:
+    """``{column: Converted, rule: "> 0"}`` -> "'Converted' > 0"."""
+    column = f"'{label['column']}'"
+    if label.get("rule"):
+        return f"{column} {label['rule'].strip()}"
+    if label.get("positive") is not None:
+        return f"{column} is '{label['positive']}'"
+    return f"{column} is yes, true or 1"
 
 
 def _model_section(
@@ -478,26 +540,31 @@ def _model_section(
     split: TrainingSplit,
     latest_at: str,
     label: str,
+    time: Time,
 ) -> str:
     return html_section(
         "model",
         "Model",
         f"The registered model, the feature service it was trained on and serves with, "
         f"and the rows it learned from. The rows below are rebuilt from the current data "
-        f"exactly as training split them by week; {label}.",
+        f"exactly as training split them, {SPLIT_WORDS[time]}; {label}.",
         html_table(_model_facts(model, mv, ref, split, latest_at)),
-        html_table(_split_table(split), caption="Rows per split"),
+        html_table(_split_table(split, time), caption="Rows per split"),
     )
 
 
-def _metrics_section(test: pd.DataFrame, y: np.ndarray, prob: np.ndarray, seed: int) -> str:
-    metrics = bootstrap_metrics(y, prob, seed=seed)
+def _metrics_section(test: pd.DataFrame, y: np.ndarray, prob: np.ndarray, time: Time) -> str:
+    metrics = bootstrap_metrics(y, prob)
+    which = {
+        "weeks": f"the newest {test['event_timestamp'].nunique()} weeks with known labels",
+        "rows": "the newest rows",
+        "none": "a fifth of the rows, held out",
+    }[time]
     return html_section(
         "metrics",
         "Test metrics",
-        f"On the {len(test):,} test rows (the newest {test['event_timestamp'].nunique()} "
-        "weeks with known labels), with 95% bootstrap intervals (rows resampled with "
-        f"replacement, {BOOTSTRAP_ROUNDS} times).",
+        f"On the {len(test):,} test rows ({which}), with 95% bootstrap intervals (rows "
+        f"resampled with replacement, {BOOTSTRAP_ROUNDS} times).",
         html_table(_metrics_view(metrics)),
     )
 
@@ -597,16 +664,17 @@ def _millis(value: Any) -> str:
     return datetime.fromtimestamp(int(value) / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _split_table(split: TrainingSplit) -> pd.DataFrame:
+def _split_table(split: TrainingSplit, time: Time) -> pd.DataFrame:
     rows = []
     for part, frame in split.parts.items():
         stamps = frame["event_timestamp"]
+        when = {"from": day(stamps.min()), "to": day(stamps.max())} if time != "none" else {}
+        weeks = {"weeks": int(stamps.nunique())} if time == "weeks" else {}
         rows.append(
             {
                 "split": part,
-                "from": day(stamps.min()),
-                "to": day(stamps.max()),
-                "weeks": int(stamps.nunique()),
+                **when,
+                **weeks,
                 "rows": len(frame),
                 "positives": int(frame["label"].sum()),
                 "positive rate": float(frame["label"].mean()),
@@ -630,7 +698,12 @@ def _metrics_view(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def _decision_section(
-    kind: str, model: ScoringModel, test: pd.DataFrame, y: np.ndarray, prob: np.ndarray
+    kind: str,
+    model: ScoringModel,
+    test: pd.DataFrame,
+    y: np.ndarray,
+    prob: np.ndarray,
+    time: Time = "weeks",
 ) -> str:
     if model.meta.tiers:
         table = tier_summary(y, prob, model.meta.tiers)
@@ -648,6 +721,8 @@ def _decision_section(
     s = threshold_summary(y, prob, model.threshold, test["event_timestamp"].to_numpy())
     rule = model.meta.extra.get("threshold_rule", {})
     how = ", ".join(f"{k}={v}" for k, v in rule.items()) or "–"
+    if time != "weeks":
+        return _flag_section(s, how, model.meta.extra.get("decision_note"))
     view = pd.DataFrame(
         [
             ("threshold (calibrated probability)", f"{s['threshold']:.4f}"),
@@ -672,6 +747,31 @@ def _decision_section(
     )
 
 
+def _flag_section(s: dict[str, float], how: str, note: str | None) -> str:
+    """The decision threshold of an imported table: shares of rows, never weeks."""
+    view = pd.DataFrame(
+        [
+            ("threshold (calibrated probability)", f"{s['threshold']:.4f}"),
+            ("rule it came from", how),
+            ("test rows at or above it", f"{s['flagged']:,.0f}"),
+            ("share of test rows flagged", f"{s['flagged_share']:.1%}"),
+            ("precision (positives among flagged)", f"{s['precision']:.1%}"),
+            ("recall (share of positives flagged)", f"{s['recall']:.1%}"),
+            ("base rate", f"{s['base_rate']:.1%}"),
+        ],
+        columns=["", "value"],
+    )
+    return html_section(
+        "decision",
+        "Decision threshold",
+        "A row at or above the threshold is flagged. On the test rows that is "
+        f"{s['flagged_share']:.1%} of them, of which {s['precision']:.1%} were positive (against "
+        f"{s['base_rate']:.1%} of all rows), catching {s['recall']:.1%} of the positives."
+        + (f" Note: {html.escape(note)}." if note else ""),
+        html_table(view),
+    )
+
+
 def _lift_view(y: np.ndarray, prob: np.ndarray) -> pd.DataFrame:
     table = lift_curve(y, prob)
     return pd.DataFrame(
@@ -684,7 +784,11 @@ def _lift_view(y: np.ndarray, prob: np.ndarray) -> pd.DataFrame:
     )
 
 
-def _examples(model: ScoringModel, test: pd.DataFrame, prob: np.ndarray, key: str) -> str:
+def _examples(
+    model: ScoringModel, test: pd.DataFrame, prob: np.ndarray, key: str, flag: str = "MQL"
+) -> str:
+    """Three test rows with their reasons; ``flag`` names a row at or above the threshold (an
+    MQL for the built-in model, "flagged" for an imported table)."""
     order = np.argsort(-prob, kind="stable")
     picks = [("highest score", order[0]), ("median score", order[len(order) // 2]),
              ("lowest score", order[-1])]  # fmt: skip
@@ -695,7 +799,8 @@ def _examples(model: ScoringModel, test: pd.DataFrame, prob: np.ndarray, key: st
         picks, rows.iterrows(), example_prob, reasons, strict=True
     ):
         tier = model.tier(float(p))
-        decision = f"tier {tier}" if tier else ("MQL" if p >= model.threshold else "not an MQL")
+        flagged = flag if p >= model.threshold else f"not {'an MQL' if flag == 'MQL' else flag}"
+        decision = f"tier {tier}" if tier else flagged
         items = (
             "".join(
                 f"<li>{'↑' if r.contribution >= 0 else '↓'} {html.escape(r.text)} "
@@ -726,45 +831,106 @@ def _drift_view(drift: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------- nbo card
-def _render_nbo_card(cfg: Config, model: NboModel, mv: ModelVersion, ref: str) -> str:
+@dataclass(frozen=True)
+class UpliftTerms:
+    """What an uplift model's card calls things: the built-in next-best-offer model speaks of
+    offers to leads, an imported uplift table of the arms of its treatment column."""
+
+    title: str  # of the page: "next best offer", "'mail' uplift"
+    arm: str  # what the learner ranks: "offer", "arm"
+    control: str  # the arm it is weighed against: "no offer", "control"
+    model: str  # the model section's explanation
+    facts: list[tuple[str, str]]  # what the model learned from
+    qini: str  # the Qini section's explanation
+    value: str  # what a policy value counts
+
+
+def _nbo_terms(model: NboModel) -> UpliftTerms:
+    window = model.meta.extra.get("data_window") or ["?", "?"]
+    return UpliftTerms(
+        title="next best offer",
+        arm="offer",
+        control="no offer",
+        model="The registered next-best-offer model: an uplift learner that predicts, per offer, "
+        "how much more likely a lead converts with the offer than without, and the policy "
+        "training decided to serve.",
+        facts=[
+            ("no-offer arm", model.meta.control),
+            ("exposures from", f"{day(window[0])} to {day(window[1])}"),
+        ],
+        qini="Out-of-fold uplift of the kept learner on the exposures, per offer against the "
+        "no-offer arm (from the model's training run): above the dotted random line, the "
+        "model finds who the offer moves.",
+        value="Net value per unit over sending nothing",
+    )
+
+
+def _table_terms(name: str, dataset: dict[str, Any], model: NboModel) -> UpliftTerms:
+    spec = dataset["spec"]
+    column, control = spec["treatment"]["column"], spec["treatment"]["control"]
+    label = html.escape(spec["label"]["column"])
+    return UpliftTerms(
+        title=f"'{name}' uplift",
+        arm="arm",
+        control="control",
+        model=f"The registered uplift model of the imported table '{html.escape(name)}': a "
+        f"learner that predicts, per arm of the treatment column "
+        f"<code>{html.escape(column)}</code>, how much more likely a row's label "
+        f"(<code>{label}</code>) is 1 with the arm than with the control value "
+        f"<code>{html.escape(control)}</code>, and the policy training decided to serve. The "
+        "table is taken as a randomized experiment (each arm's propensity is its share of the "
+        "rows).",
+        facts=[
+            ("imported table", str(spec["file"])),
+            ("rows", f"{dataset['report']['rows']:,}"),
+            ("label", spec["label"]["column"]),
+            ("treatment column", column),
+            ("control arm", f"{model.meta.control} ({column} = {control})"),
+        ],
+        qini="Out-of-fold uplift of the kept learner on the table's rows, per arm against the "
+        "control arm (from the model's training run): above the dotted random line, the model "
+        "finds whom the arm moves.",
+        value="Extra positive labels per unit over the control arm (each positive counts 1, "
+        "each arm is free)",
+    )
+
+
+def _render_nbo_card(model: NboModel, mv: ModelVersion, ref: str, terms: UpliftTerms) -> str:
     from mlflow import MlflowClient
 
     run_metrics = MlflowClient().get_run(mv.run_id).data.metrics if mv.run_id else {}
     qini_png = _run_artifact(mv.run_id, "plots/qini.png")
     sections = [
-        _nbo_model_section(model, mv, ref),
+        _nbo_model_section(model, mv, ref, terms),
         html_section(
             "qini",
-            "Qini curves per offer",
-            "Out-of-fold uplift of the kept learner on the exposures, per offer against the "
-            "no-offer arm (from the model's training run): above the dotted random line, the "
-            "model finds who the offer moves.",
+            f"Qini curves per {terms.arm}",
+            terms.qini,
             html_png(qini_png)
             if qini_png
             else "<p>The training run holds no Qini plot (plots/qini.png).</p>",
             html_table(
-                _qini_view(model.offers, run_metrics), caption="Held-out uplift metrics per offer"
+                _qini_view(model.offers, run_metrics, terms),
+                caption=f"Held-out uplift metrics per {terms.arm}",
             ),
         ),
-        _policy_section(model),
+        _policy_section(model, terms),
     ]
     return html_page(
-        f"Model card: next best offer ({model.version})", _subtitle(model.version, ref), sections
+        f"Model card: {terms.title} ({model.version})", _subtitle(model.version, ref), sections
     )
 
 
-def _nbo_model_section(model: NboModel, mv: ModelVersion, ref: str) -> str:
+def _nbo_model_section(model: NboModel, mv: ModelVersion, ref: str, terms: UpliftTerms) -> str:
     meta = model.meta
-    window = meta.extra.get("data_window") or ["?", "?"]
     facts = pd.DataFrame(
         [
             *_registry_facts(mv, ref),
             ("feature service", meta.feature_service),
             ("features", f"{len(meta.features)} ({len(meta.categories)} categorical)"),
             ("learner", LEARNER_NAMES.get(meta.learner, meta.learner)),
-            ("offers", ", ".join(meta.offers)),
-            ("no-offer arm", meta.control),
-            ("exposures from", f"{day(window[0])} to {day(window[1])}"),
+            (f"{terms.arm}s", ", ".join(meta.offers)),
+            *terms.facts,
             ("served policy", model.served_policy),
         ],
         columns=["", "value"],
@@ -780,15 +946,13 @@ def _nbo_model_section(model: NboModel, mv: ModelVersion, ref: str) -> str:
     return html_section(
         "model",
         "Model",
-        "The registered next-best-offer model: an uplift learner that predicts, per offer, "
-        "how much more likely a lead converts with the offer than without, and the policy "
-        "training decided to serve.",
+        terms.model,
         html_table(facts),
         html_table(candidates, caption="Candidate learners (fold 0)"),
     )
 
 
-def _policy_section(model: NboModel) -> str:
+def _policy_section(model: NboModel, terms: UpliftTerms) -> str:
     policy, served = model.meta.policy, model.served_policy
     values = {
         k: (float(v[0]), float(v[1]), float(v[2])) for k, v in policy.get("values", {}).items()
@@ -797,9 +961,8 @@ def _policy_section(model: NboModel) -> str:
     return html_section(
         "policy",
         "Policy values and the served policy",
-        f"Net value per unit over sending nothing, with 95% intervals, of the learned "
-        f"policy and the alternatives on held-out rows. Served: "
-        f"<b>{html.escape(served)}</b>. "
+        f"{terms.value}, with 95% intervals, of the learned policy and the alternatives on "
+        f"held-out rows. Served: <b>{html.escape(served)}</b>. "
         f"{html.escape(str(policy.get('reason', '')))}",
         html_figure(plots.policy_plot(values, served)) if values else "",
         html_table(_policy_view(values, served)),
@@ -825,13 +988,15 @@ def _run_artifact(run_id: str | None, artifact: str) -> bytes | None:
         return Path(local).read_bytes()
 
 
-def _qini_view(offers: list[str], metrics: dict[str, float]) -> pd.DataFrame:
+def _qini_view(offers: list[str], metrics: dict[str, float], terms: UpliftTerms) -> pd.DataFrame:
     rows = []
     for offer in offers:
         rows.append(
             {
-                "offer": offer,
-                "rows (offer or no offer)": fmt(metrics.get(f"test_{offer}_rows"), "{:,.0f}"),
+                terms.arm: offer,
+                f"rows ({terms.arm} or {terms.control})": fmt(
+                    metrics.get(f"test_{offer}_rows"), "{:,.0f}"
+                ),
                 "Qini (normalized)": fmt(metrics.get(f"test_{offer}_qini")),
                 "AUUC": fmt(metrics.get(f"test_{offer}_auuc")),
                 "uplift in top 30%": fmt(metrics.get(f"test_{offer}_uplift_at_30")),

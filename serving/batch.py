@@ -1,7 +1,7 @@
 """Batch scoring: every lead's champion MQL score as of one moment, from the offline store.
 
 One point-in-time join (Feast, DuckDB offline store) for all leads, one matrix, one predict:
-what a nightly job or ``funnel jobs promote --scores`` wants for a million leads, where the
+what a nightly job or ``funnel jobs promote-leads --scores`` wants for a million leads, where the
 online path (two online reads per batch of ``jobs.promotion.batch_size``) is built for
 freshness, not volume. The rows are the same the online store would serve after
 ``funnel features materialize`` at that moment.
@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError, MissingInputError
+from core.tables import data_window
+from features.sources import feature_table_path
+from features.store import feature_store, historical_features
+from training.registry import load_model
 from training.scoring import mql_threshold
 
 if TYPE_CHECKING:
     from core.config import Config
     from training.scoring import ScoringModel
-from core.tables import data_window
-from features.sources import feature_table_path
-from features.store import feature_store, historical_features
-from training.registry import load_model
 
 SCORE_FILE_COLUMNS = [
     "lead_id",

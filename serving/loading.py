@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from core.config import Config, ModelKind
 from core.errors import FunnelError
 from training.registry import load_model, load_nbo_model
 from training.scoring import BundleError
+
+if TYPE_CHECKING:
+    from core.config import Config, ModelKind
 
 
 class ModelLoadError(FunnelError, RuntimeError):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from core.errors import FunnelError
+from core.stages import assign_stages, features_needed
 from serving.online import ACCOUNT_FIELD, PROFILE_VIEW, TS_SUFFIX, ServiceReader
 from serving.schemas import (
     ChurnRisk,
@@ -32,6 +33,7 @@ from serving.schemas import (
     OfferValue,
     Reason,
 )
+from training.nbo_policy import choose_offer, rank_offers
 from training.reasons import Reason as ModelReason
 from training.scoring import mql_threshold
 
@@ -42,8 +44,6 @@ if TYPE_CHECKING:
     from core.offers import Offers
     from training.nbo_model import NboModel
     from training.scoring import ScoringModel
-from core.stages import assign_stages, features_needed
-from training.nbo_policy import choose_offer, rank_offers
 
 ACCOUNT_REF = f"{PROFILE_VIEW}:{ACCOUNT_FIELD}"
 # Join keys and request fields come back in the online response too; they are not features.

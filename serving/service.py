@@ -32,7 +32,11 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
+from core.config import DEFAULT_CONFIG, load_config
+from core.offers import load_offers
+from features.store import feature_store
 from serving.limits import MAX_BODY_BYTES, BodySizeLimit
+from serving.loading import load_models
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -44,16 +48,6 @@ from serving.schemas import (
     NextBestOffer,
     NextBestOfferRequest,
 )
-
-if TYPE_CHECKING:
-    from feast import FeatureStore
-
-    from core.config import Config
-    from serving.scorer import AccountScorer, LeadScorer, OfferRanker
-from core.config import DEFAULT_CONFIG, load_config
-from core.offers import load_offers
-from features.store import feature_store
-from serving.loading import load_models
 from serving.scorer import (
     OUTAGE_RETRY_S,
     AccountScorer,
@@ -63,6 +57,12 @@ from serving.scorer import (
     StoreUnavailableError,
     online_reads,
 )
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+    from core.config import Config
+    from serving.scorer import AccountScorer, LeadScorer, OfferRanker
 
 log = logging.getLogger("funnel.serving")
 CONFIG_ENV = "FUNNEL_CONFIG"

@@ -745,7 +745,10 @@ def simulate_customers(
     started = np.zeros(n_acc, dtype=bool)
     tracks = _Tracks(weeks + 1, n_acc)
     bar = tqdm(
-        total=PRE_WEEKS + weeks + 1, desc="simulating customers", unit="week", disable=not progress
+        total=PRE_WEEKS + weeks + 1,
+        desc="simulating customers",
+        unit="week",
+        disable=None if progress else True,
     )
     for w in range(-PRE_WEEKS, weeks + 1):
         t = t0 + w * WEEK_S

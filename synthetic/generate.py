@@ -1287,7 +1287,9 @@ def _simulate_lead_weeks(
     oracle_lead, oracle_tick, oracle_p, oracle_h = [], [], [], []
     ev_lead, ev_type, ev_time = [], [], []
     campaign_own30: dict[int, np.ndarray] = {}  # what the offer experiment reads at its ticks
-    bar = tqdm(total=weeks + 1, desc="simulating weeks", unit="week", disable=not progress)
+    bar = tqdm(
+        total=weeks + 1, desc="simulating weeks", unit="week", disable=None if progress else True
+    )
     for w in range(weeks + 1):
         t = t0 + w * WEEK_S
         hazard, own30 = _tick_hazard(t, w, history, acc_of, n_acc, profile)

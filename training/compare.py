@@ -1,6 +1,7 @@
 """Champion vs challenger in the registry: ``compare_models`` rebuilds the test rows training
-evaluated on, scores both versions and applies the champion rule (``training.bootstrap``);
-``rollback`` gives the alias back; every move is kept in the model's alias history.
+evaluated on, scores both versions (each on its own features) and applies the champion rule
+(``training.bootstrap``); ``crown_version`` crowns a version by hand; ``rollback`` gives the alias
+back; every move is kept in the model's alias history.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
+from core.flat import COLUMNS_FILE, import_dir, load_dataset
 from training.bootstrap import (
     CompareError,
     MetricComparison,
@@ -18,15 +22,17 @@ from training.bootstrap import (
     bootstrap_compare,
     champion_verdict,
 )
+from training.registry import configure_tracking, load_model_version
+from training.train import KINDS, is_dataset, kind_config, kind_spec, training_split
 
 if TYPE_CHECKING:
     from core.config import Config, PromotionRuleConfig
-from training.registry import configure_tracking, load_model_version
-from training.train import kind_config, training_split
+    from training.scoring import ScoringModel
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 HISTORY_TAG = "champion_history"
 HISTORY_MAX_CHARS = 5000  # a registered-model tag value holds 5000 characters on SQL stores
+CROWN_REASON = "crowned by hand"  # the history's reason of `funnel promote` without --reason
 
 
 # -- registry (I/O) -------------------------------------------------------------------------------
@@ -56,8 +62,8 @@ class CompareResult:
     rule: PromotionRuleConfig
     predictive: dict[str, PredictiveCheck]  # "a" and "b" on the same rows
     verdict: Verdict
-    promote: bool  # asked to crown b champion if it wins (`funnel compare --promote`)
-    promoted: bool  # b was crowned champion
+    crown: bool  # asked to crown b champion if it wins (`funnel compare --promote`)
+    crowned: bool  # b was crowned champion
     champion: str | None  # the champion's version after the call
     previous_champion: str | None = None  # the replaced champion, when b was crowned
 
@@ -102,7 +108,7 @@ def resolve(client: Any, cfg: Config, kind: str, ref: str) -> ModelRef:
     """An alias (``champion``, ``challenger``, ...) or a version number of the kind's model."""
     from mlflow.exceptions import MlflowException
 
-    name = _kind_conf(cfg, kind).registered_model
+    name = registered_name(cfg, kind)
     model = _registered(client, cfg, name, kind)
     ref = str(ref).strip()
     if ref.isdigit():
@@ -139,6 +145,49 @@ def resolve(client: Any, cfg: Config, kind: str, ref: str) -> ModelRef:
 
 def _kind_conf(cfg: Config, kind: str) -> Any:
     return kind_config(cfg, kind)
+
+
+def is_uplift_table(cfg: Config, kind: str) -> bool:
+    """True for an imported table with an uplift task: its model is a next-best-offer one."""
+    return is_dataset(cfg, kind) and load_dataset(cfg, kind)["report"]["task"] == "uplift"
+
+
+def registered_name(cfg: Config, kind: str) -> str:
+    """The registered model of a model kind: mql, churn, nbo or an imported table's name."""
+    if kind == "nbo":
+        return cfg.training.nbo.registered_model
+    if kind not in KINDS and not is_dataset(cfg, kind):
+        raise CompareError(
+            f"unknown model {kind!r}: choose mql, churn, nbo or an imported table's name "
+            f"(`funnel import` makes one under {cfg.data_dir / 'imports'})"
+        )
+    return kind_config(cfg, kind).registered_model
+
+
+def with_model_features(
+    cfg: Config, kind: str, model: ScoringModel, rows: pd.DataFrame
+) -> pd.DataFrame:
+    """``rows`` (built through the current feature service) with every feature ``model``
+    needs. A version trained before a column left an imported table's feature set (a leak
+    removed on re-import) gets that column from the import's ``columns.parquet``, joined on the
+    rows' keys; a feature found in neither fails naming it and the version."""
+    missing = [f for f in model.feature_names if f not in rows.columns]
+    if not missing:
+        return rows
+    path = import_dir(cfg, kind) / COLUMNS_FILE
+    stored = pd.read_parquet(path) if is_dataset(cfg, kind) and path.is_file() else None
+    absent = [f for f in missing if stored is None or f not in stored.columns]
+    if absent:
+        where = f" nor {path}" if is_dataset(cfg, kind) else ""
+        raise CompareError(
+            f"version {model.version} needs feature(s) {', '.join(absent)} that neither the "
+            f"feature service '{model.feature_service}'{where} holds; import the table again "
+            "from a file with those columns, or compare versions trained on today's features"
+        )
+    key = kind_spec(cfg, kind).entity_key
+    joined = rows.merge(stored[[key, *missing]], on=key, how="left", validate="many_to_one")
+    joined.index = rows.index
+    return joined
 
 
 def read_history(client: Any, name: str) -> list[dict[str, str]]:
@@ -194,22 +243,29 @@ def compare_models(
     kind: str,
     a: str = CHAMPION,
     b: str = CHALLENGER,
-    promote: bool = False,
+    crown: bool = False,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> CompareResult:
     """Score models a and b (aliases or versions of the kind's registered model) on the test
-    rows training evaluated on, compare them with a paired bootstrap and judge b by the
-    champion rule (``training.<kind>.promotion_rule``); with ``promote`` (``funnel compare
-    --promote``), a winning b is crowned champion."""
+    rows training evaluated on, each on its own features (``with_model_features``), compare
+    them with a paired bootstrap and judge b by the champion rule
+    (``training.<kind>.promotion_rule``); with ``crown`` (``funnel compare --promote``), a
+    winning b is crowned champion."""
     conf = _kind_conf(cfg, kind)
+    if is_uplift_table(cfg, kind):
+        raise CompareError(
+            f"'{kind}' is an uplift table: its model is a next-best-offer one, which `funnel "
+            f"compare` does not weigh; crown a version by hand with `funnel promote {kind} "
+            "VERSION`"
+        )
     name = conf.registered_model
     client = _client(cfg)
     ref_a, ref_b = resolve(client, cfg, kind, a), resolve(client, cfg, kind, b)
     if ref_a.version == ref_b.version:
         raise CompareError(f"a ({ref_a.label}) and b ({ref_b.label}) are the same model version")
     champion = _alias_version(client, name, CHAMPION)
-    if promote and ref_a.version != champion:
+    if crown and ref_a.version != champion:
         raise CompareError(
             f"crowning b champion (--promote) needs a to be the champion (version {champion}); "
             f"a is {ref_a.label}"
@@ -227,7 +283,10 @@ def compare_models(
             )
     test = training_split(cfg, kind).parts["test"]
     y = test["label"].to_numpy()
-    prob_a, prob_b = models["a"].predict_proba(test), models["b"].predict_proba(test)
+    prob_a, prob_b = (
+        models[side].predict_proba(with_model_features(cfg, kind, models[side], test))
+        for side in ("a", "b")
+    )
     comparison = bootstrap_compare(y, prob_a, prob_b, n_boot=n_boot, seed=seed)
     auc = comparison["roc_auc"]  # the guard reuses the comparison's AUC intervals
     checks = {
@@ -236,15 +295,15 @@ def compare_models(
     }
     verdict = champion_verdict(comparison, conf.promotion_rule, checks["b"])
     crowned, previous = False, None
-    if promote and verdict.wins:
+    if crown and verdict.wins:
         previous = move_champion(
             client, name, ref_b.version, f"replaced by version {ref_b.version}: {verdict.reason}"
         )
         crowned, champion = True, ref_b.version
     return CompareResult(
         kind=kind, model_name=name, a=ref_a, b=ref_b, rows=len(test), comparison=comparison,
-        rule=conf.promotion_rule, predictive=checks, verdict=verdict, promote=promote,
-        promoted=crowned, champion=champion, previous_champion=previous,
+        rule=conf.promotion_rule, predictive=checks, verdict=verdict, crown=crown,
+        crowned=crowned, champion=champion, previous_champion=previous,
     )  # fmt: skip
 
 
@@ -254,7 +313,7 @@ def rollback(cfg: Config, kind: str) -> tuple[str, str]:
     Rolling back twice undoes the first rollback."""
     from mlflow.exceptions import MlflowException
 
-    name = _kind_conf(cfg, kind).registered_model
+    name = registered_name(cfg, kind)
     client = _client(cfg)
     _registered(client, cfg, name, kind)
     current = _alias_version(client, name, CHAMPION)
@@ -277,3 +336,29 @@ def rollback(cfg: Config, kind: str) -> tuple[str, str]:
         ) from exc
     move_champion(client, name, previous, f"rolled back to version {previous}")
     return current, previous
+
+
+@dataclass(frozen=True)
+class Crowning:
+    """A version crowned by hand (``funnel promote``)."""
+
+    kind: str
+    model_name: str
+    version: str
+    previous_champion: str | None  # the replaced champion (None when there was none)
+    reason: str
+
+
+def crown_version(cfg: Config, kind: str, version: str, reason: str = CROWN_REASON) -> Crowning:
+    """Crown a version (a number, or an alias such as ``challenger``) of the kind's model
+    champion on purpose: the way to confirm a model training withheld from ``champion`` (not
+    predictive, or too good to be true). The move is recorded as ``compare --promote`` records
+    it (``move_champion``), with ``reason``."""
+    name = registered_name(cfg, kind)
+    client = _client(cfg)
+    ref = resolve(client, cfg, kind, version)
+    reason = reason.strip() or CROWN_REASON
+    previous = move_champion(
+        client, name, ref.version, f"replaced by version {ref.version}: {reason}"
+    )
+    return Crowning(kind, name, ref.version, previous, reason)

@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from core.config import Config
-    from training.nbo import NboResult
-    from training.train import TrainResult
-from core.flat import load_dataset
+from core.flat import FALSE_STRINGS, TRUE_STRINGS, load_dataset
 from features.store import feature_store, historical_features
 from training.hillstrom import arm_propensity
 from training.nbo import fit_and_register, subject_folds
 from training.registry import configure_tracking, ensure_experiment
 from training.train import Steps, train_classifier
+
+if TYPE_CHECKING:
+    from core.config import Config
+    from training.nbo import NboResult
+    from training.train import TrainResult
 
 
 def train_dataset(
@@ -29,13 +30,25 @@ def train_dataset(
     return train_classifier(cfg, name, progress=progress, n_trials=n_trials)
 
 
+def arm_names(treatment: pd.Series, column: str, control: str) -> np.ndarray:
+    """Each row's arm: ``"control"`` for the control value; a value that does not name itself
+    (a number or a flag, such as ``1`` or ``yes``) as ``<column>:<value>``, so an arm reads
+    ``discount:1`` rather than ``1``; a name as it is. (Not ``=``: arm names become MLflow
+    metric names, which allow letters, digits and ``_ - . / :`` and spaces only.)"""
+    text = treatment.astype(str)
+    flag = text.str.strip().str.lower().isin(TRUE_STRINGS | FALSE_STRINGS)
+    bare = pd.to_numeric(text, errors="coerce").notna() | flag
+    named = np.where(bare, f"{column}:" + text, text)
+    return np.where(text == control, "control", named).astype(str)
+
+
 def train_uplift(cfg: Config, name: str, *, progress: bool = True) -> NboResult:
     """The next-best-offer path on an imported experiment: arms from the treatment column (the
     control value is the no-offer arm), propensities from the arms' shares (the table is taken
     as a randomized experiment), each conversion worth 1 and each arm free, so policy values
-    are conversions per unit."""
+    are conversions per unit. Arms are named by ``arm_names``."""
     meta = load_dataset(cfg, name)
-    key, control = meta["entity_key"], meta["spec"]["treatment"]["control"]
+    key, treatment = meta["entity_key"], meta["spec"]["treatment"]
     conf = cfg.training.nbo.model_copy(
         update={
             "feature_service": meta["feature_service"],
@@ -52,7 +65,7 @@ def train_uplift(cfg: Config, name: str, *, progress: bool = True) -> NboResult:
             feature_store(cfg), labels[[key, "event_timestamp"]], conf.feature_service
         )
         frame = frame.merge(labels[[key, "label", "treatment"]], on=key, how="left")
-        arm = np.where(frame["treatment"] == control, "control", frame["treatment"]).astype(str)
+        arm = arm_names(frame["treatment"], treatment["column"], treatment["control"])
         frame = frame.drop(columns=["treatment"]).assign(arm=arm, propensity=arm_propensity(arm))
         modelled = sorted(set(arm) - {"control"})
         fold = subject_folds(frame[key].to_numpy(), conf.folds, conf.seed)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
-
 
 def _check_binary(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_score = np.asarray(y_true, dtype=float), np.asarray(y_score, dtype=float)
@@ -63,11 +61,18 @@ def capacity_threshold(y_score: np.ndarray, snapshot: np.ndarray, weekly_capacit
     return float(np.median(kth.to_numpy()))
 
 
-def precision_threshold(y_true: np.ndarray, y_score: np.ndarray, target: float) -> float:
-    """The lowest score whose rows at or above it reach ``target`` precision.
+def best_precision(y_true: np.ndarray, y_score: np.ndarray, min_flagged: int = 1) -> float:
+    """The highest precision any threshold reaches while flagging at least ``min_flagged``
+    rows."""
+    y_true, y_score = _check_binary(y_true, y_score)
+    order = np.argsort(-y_score, kind="stable")
+    precision = np.cumsum(y_true[order]) / np.arange(1, len(order) + 1)
+    return float(precision[min(max(min_flagged, 1), len(order)) - 1 :].max())
 
-    Raises ``ValueError`` when no threshold reaches the target, naming the best precision seen.
-    """
+
+def precision_threshold(y_true: np.ndarray, y_score: np.ndarray, target: float) -> float | None:
+    """The lowest score whose rows at or above it reach ``target`` precision; None when no
+    threshold reaches it (``best_precision`` says how far it is)."""
     if not 0 < target < 1:
         raise ValueError(f"target precision must be in (0, 1), got {target}")
     y_true, y_score = _check_binary(y_true, y_score)
@@ -76,11 +81,16 @@ def precision_threshold(y_true: np.ndarray, y_score: np.ndarray, target: float) 
     precision = hits / np.arange(1, len(order) + 1)
     ok = np.flatnonzero(precision >= target)
     if len(ok) == 0:
-        raise InputError(
-            f"no threshold reaches precision {target:.2f} (best is {precision.max():.2f}); "
-            "lower training.mql.threshold.target or use mode: capacity"
-        )
+        return None
     return float(y_score[order][ok[-1]])
+
+
+def top_fraction_threshold(y_score: np.ndarray, fraction: float) -> float:
+    """The score at or above which the top ``fraction`` of rows fall."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    scores = np.sort(np.asarray(y_score, dtype=float))[::-1]
+    return float(scores[max(int(np.ceil(fraction * len(scores))), 1) - 1])
 
 
 def precision_recall_at(

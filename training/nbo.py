@@ -12,18 +12,14 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.config import Config, NboConfig
 from core.errors import InputError
-from core.offers import CONTROL, Offers
-
-if TYPE_CHECKING:
-    from training.nbo_model import NboMeta, NboModel
-from core.offers import load_offers
+from core.offers import CONTROL, Offers, load_offers
 from core.stages import assign_stages
 from core.tables import read_manifest, read_tables
 from features.store import feature_store, historical_features

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from training.metrics import lift_curve
+from training.uplift_metrics import qini_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-from training.uplift_metrics import qini_curve
 
 
 def _figure(width: float = 6.0, height: float = 4.5) -> tuple[Figure, object]:

@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import Config
+from core.pg import ensure_schema
+from core.quiet import quiet_libraries
+from training.nbo_model import NboModel
 from training.scoring import BundleError, ScoringModel
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from training.nbo_model import NboModel
-from core.pg import ensure_schema
-from core.quiet import quiet_libraries
-from training.nbo_model import NboModel
 
 BUNDLE_ARTIFACT = "bundle"  # the classifier bundle's artifact name in a registered model
 NBO_ARTIFACT = "nbo"  # the next-best-offer bundle's

@@ -58,7 +58,7 @@ def read_bundle(
 def mql_threshold(model_threshold: float | None, configured: float | None) -> float:
     """The MQL threshold in force: ``configured`` (``jobs.promotion.threshold``) when set, else
     the model's own (chosen at training, stored in its bundle). The API's ``is_mql``,
-    ``funnel score`` and ``funnel jobs promote`` all flag a lead at p >= this value.
+    ``funnel score`` and ``funnel jobs promote-leads`` all flag a lead at p >= this value.
     ``model_threshold`` is None for scores computed elsewhere (a scores file)."""
     threshold = configured if configured is not None else model_threshold
     if threshold is None:

@@ -9,6 +9,7 @@ oracle file) is a ``ModelKind``; everything else is shared.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,10 +27,19 @@ from core.config import (
     Config,
     MqlConfig,
     PrecisionThreshold,
+    PromotionRuleConfig,
     RiskTier,
+    TopFractionThreshold,
 )
 from core.errors import InputError
-from training.bootstrap import PredictiveCheck, predictive_check
+from core.flat import load_dataset
+from core.leakage import too_good_to_be_true
+from core.pg import ensure_schema
+from core.tables import read_manifest, read_tables
+from core.timegrid import snapshot_grid
+from features.store import feature_store, historical_features
+from training import plots
+from training.bootstrap import PredictiveCheck, bootstrap_compare, predictive_check
 from training.labels import (
     TrainingDataError,
     churn_labels,
@@ -38,24 +48,13 @@ from training.labels import (
     time_split,
 )
 from training.metrics import (
+    best_precision,
     capacity_threshold,
     classification_report,
     fit_platt,
     precision_threshold,
+    top_fraction_threshold,
 )
-from training.scoring import BundleMeta, FeatureMatrix, ScoringModel
-
-if TYPE_CHECKING:
-    import lightgbm as lgb
-    import optuna
-
-    from training.tuning import TrainData
-from core.flat import load_dataset
-from core.pg import ensure_schema
-from core.tables import read_manifest, read_tables
-from core.timegrid import snapshot_grid
-from features.store import feature_store, historical_features
-from training import plots
 from training.pyfunc import ScoringPyfunc
 from training.registry import (
     BUNDLE_ARTIFACT,
@@ -64,7 +63,12 @@ from training.registry import (
     log_bundle,
     tag_and_crown,
 )
+from training.scoring import BundleMeta, FeatureMatrix, ScoringModel
 from training.tuning import TrainData, fit_booster, monotone_constraints, objective, refit_booster
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    import optuna
 
 log = logging.getLogger("funnel.training")
 
@@ -104,7 +108,9 @@ FLAT_TIERS = [  # risk tiers of a churn-like imported table (no generator to cal
     {"name": "medium", "min_probability": 0.3},
     {"name": "high", "min_probability": 0.6},
 ]
-FLAT_PRECISION = 0.5  # the decision threshold of a propensity model on an imported table
+# an imported table's decision rule unless its spec or `imports.<name>.decision` says otherwise:
+# flag as many rows as there are positives (precision = recall), sensible at any base rate
+FLAT_DECISION = TopFractionThreshold(mode="top_fraction")
 
 # What makes a label positive, and where to look when none is (or every one is).
 LABEL_MEANING = {
@@ -137,17 +143,33 @@ def kind_spec(cfg: Config, kind: str) -> ModelKind:
 
 
 def kind_config(cfg: Config, kind: str) -> ClassifierConfig:
-    """The training section of a model kind (of an imported table: built from its import)."""
+    """The training section of a model kind (of an imported table: built from its import,
+    ``imports.<name>`` in the config winning over the dataset spec)."""
     if kind in KINDS:
         return getattr(cfg.training, kind)
     spec = kind_spec(cfg, kind)  # raises for an unknown kind
     meta = load_dataset(cfg, spec.name)
+    given = meta["spec"]
+    override = cfg.imports.get(kind)
+    rule_tree = (override and override.promotion_rule) or given.get("promotion_rule")
     names = {"feature_service": meta["feature_service"], "registered_model": f"funnel-{kind}",
              "experiment": f"funnel-{kind}", "label_window_days": 1,
-             "num_threads": cfg.training.mql.num_threads}  # fmt: skip
+             "num_threads": cfg.training.mql.num_threads,
+             "promotion_rule": PromotionRuleConfig.model_validate(rule_tree or {})}  # fmt: skip
     if meta["report"]["task"] == "churn":
         return ChurnConfig(**names, tiers=[RiskTier(**t) for t in FLAT_TIERS])
-    return MqlConfig(**names, threshold=PrecisionThreshold(mode="precision", target=FLAT_PRECISION))
+    decision = (override and override.decision) or given.get("decision") or FLAT_DECISION
+    return MqlConfig(**names, threshold=decision)
+
+
+def decision_setting(cfg: Config, kind: str) -> str:
+    """The key that sets a model kind's decision rule, for messages."""
+    return f"training.{kind}.threshold" if kind in KINDS else f"imports.{kind}.decision"
+
+
+def dataset_timestamp(cfg: Config, kind: str) -> str | None:
+    """The timestamp column of an imported table (None: its rows have no time)."""
+    return load_dataset(cfg, kind)["spec"].get("timestamp") if is_dataset(cfg, kind) else None
 
 
 @dataclass
@@ -165,9 +187,13 @@ class TrainResult:
     # is not is never made champion
     predictive: bool = True
     roc_auc_ci: tuple[float, float] = (float("nan"), float("nan"))  # test ROC AUC, 95% bootstrap
+    # why the model was not crowned although predictive (a test AUC too good to be true)
+    withheld: str | None = None
+    decision_note: str | None = None  # the decision rule could not be met as asked
 
 
 PREDICTIVE_BOOT, PREDICTIVE_SEED = 500, 0  # the test ROC AUC interval of the non-predictive guard
+ORACLE_BOOT = 500  # resamples of the paired model-vs-oracle AUC gap
 
 
 class Steps:
@@ -267,6 +293,22 @@ def stratified_split(
     return out
 
 
+def time_ordered_split(
+    stamps: pd.Series, ids: pd.Series, validation: float = 0.2, test: float = 0.2
+) -> np.ndarray:
+    """'train' / 'validation' / 'test' per row of a table whose rows have a time: the newest
+    ``test`` share is test, the ``validation`` share before it validation, the rest train (ties
+    in time ordered by a hash of the id, so the parts do not depend on the file's order)."""
+    order_key = pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy()
+    order = np.lexsort((order_key, pd.to_datetime(stamps, utc=True).to_numpy()))
+    n = len(order)
+    n_test, n_val = round(test * n), round(validation * n)
+    out = np.full(n, "train", dtype=object)
+    out[order[n - n_test :]] = "test"
+    out[order[n - n_test - n_val : n - n_test]] = "validation"
+    return out
+
+
 @dataclass
 class TrainingSplit:
     """A model kind's labelled rows with their features, split by time, as training sees them."""
@@ -288,7 +330,9 @@ def training_split(cfg: Config, kind: str, store: Any = None) -> TrainingSplit:
     dataset = is_dataset(cfg, kind)
     try:
         entity = label_entities(cfg, kind)
-        if dataset:  # one row per unit: a stratified split, fixed by the ids
+        if dataset and dataset_timestamp(cfg, kind):  # train on the past, test on the newest
+            split = time_ordered_split(entity["event_timestamp"], entity[spec.entity_key])
+        elif dataset:  # one row per unit: a stratified split, fixed by the ids
             split = stratified_split(entity[spec.entity_key], entity["label"])
         else:
             split = time_split(
@@ -326,7 +370,7 @@ def training_split(cfg: Config, kind: str, store: Any = None) -> TrainingSplit:
 
 
 # -- pure steps: the decision rule, the metrics, the bundle's contents ---------------------------
-ThresholdRule = CapacityThreshold | PrecisionThreshold
+ThresholdRule = CapacityThreshold | PrecisionThreshold | TopFractionThreshold
 
 
 def decision_rule(
@@ -350,16 +394,56 @@ def choose_threshold(
     prob: np.ndarray,
     y: np.ndarray,
     snapshot: np.ndarray,
-) -> float:
-    """The MQL threshold (sales capacity or a precision target); with risk tiers, the top
-    tier's lower bound (a customer at or above it is flagged at risk)."""
+) -> tuple[float, str | None]:
+    """The decision threshold (sales capacity, a precision target or a top fraction); with
+    risk tiers, the top tier's lower bound (a customer at or above it is flagged at risk). With
+    it, a note when the rule cannot be met as asked: a precision target that no threshold
+    reaches falls back to the top fraction at the positive rate (training never fails here)."""
     if tiers:
-        return tiers[-1]["min_probability"]
+        return tiers[-1]["min_probability"], None
     if isinstance(rule, CapacityThreshold):
-        return capacity_threshold(prob, snapshot, rule.weekly_capacity)
+        return capacity_threshold(prob, snapshot, rule.weekly_capacity), None
+    rate = float(np.mean(y))
     if isinstance(rule, PrecisionThreshold):
-        return precision_threshold(y, prob, rule.target)
+        threshold = precision_threshold(y, prob, rule.target)
+        if threshold is not None:
+            return threshold, None
+        return top_fraction_threshold(prob, rate), (
+            f"no threshold reaches precision {rule.target:.2f} on the validation rows (best "
+            f"{best_precision(y, prob, min_flagged=10):.2f} flagging 10 or more); flagging the "
+            f"top {rate:.1%} (the positive rate) instead"
+        )
+    if isinstance(rule, TopFractionThreshold):
+        return top_fraction_threshold(prob, rule.fraction or rate), None
     raise ValueError("a classifier needs a threshold rule or risk tiers")
+
+
+def check_decision_rule(rule: ThresholdRule | None, dated: bool, setting: str) -> None:
+    """Before any tuning: a rule that cannot work on these rows is refused, naming the key."""
+    if isinstance(rule, CapacityThreshold) and not dated:
+        raise InputError(
+            f"{setting}: a weekly capacity needs rows with a time (import the table with "
+            "--timestamp); use mode: top_fraction or mode: precision"
+        )
+
+
+def quick_precision_check(rule: ThresholdRule | None, data: TrainData, setting: str) -> str | None:
+    """Before tuning: a warning when a precision target is out of reach of a quick model (a
+    tuned model rarely gains more than a few points on it)."""
+    if not isinstance(rule, PrecisionThreshold):
+        return None
+    import lightgbm as lgb  # deferred: the CLI imports this module before the data checks
+
+    params = {"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": 0}
+    quick = lgb.train(params, data.datasets()[0], num_boost_round=60)
+    best = best_precision(data.y_valid, quick.predict(data.x_valid), min_flagged=10)
+    if best >= rule.target:
+        return None
+    return (
+        f"a quick model reaches precision {best:.2f} at best on the validation rows, below the "
+        f"target {rule.target:.2f} ({setting}): unless tuning gains that much, the rule falls "
+        "back to flagging the top rows at the positive rate"
+    )
 
 
 def tier_report(y: np.ndarray, prob: np.ndarray, tiers: list[dict[str, Any]]) -> dict[str, float]:
@@ -379,22 +463,27 @@ def decision_metrics(
     y: np.ndarray,
     prob: np.ndarray,
     threshold: float,
-    weeks: int,
+    weeks: int | None,
     tiers: list[dict[str, Any]] | None,
 ) -> dict[str, float]:
-    """What the decision rule does on ``weeks`` test weeks: rows flagged per week (MQLs, or
-    customers at risk) and, with risk tiers, each tier's share and observed rate."""
-    flagged = float((prob >= threshold).sum() / max(weeks, 1))
+    """What the decision rule does on the test rows: rows flagged per week over ``weeks`` test
+    weeks (MQLs, or customers at risk), or the share flagged when the rows have no weeks
+    (``weeks`` None: an imported table); with risk tiers, each tier's share and observed rate."""
+    flagged = prob >= threshold
+    tiered = tier_report(y, prob, tiers) if tiers is not None else {}
+    if weeks is None:
+        return {"flagged_share": float(flagged.mean()), **tiered}
+    per_week = float(flagged.sum() / max(weeks, 1))
     if tiers is None:
-        return {"mql_per_week": flagged}
-    return {"at_risk_per_week": flagged, **tier_report(y, prob, tiers)}
+        return {"mql_per_week": per_week}
+    return {"at_risk_per_week": per_week, **tiered}
 
 
 def evaluation_metrics(
     y: np.ndarray,
     prob: np.ndarray,
     threshold: float,
-    weeks: int,
+    weeks: int | None,
     tiers: list[dict[str, Any]] | None,
     oracle: dict[str, float],
     roc_auc_ci: tuple[float, float],
@@ -501,7 +590,6 @@ def oracle_report(
     Nothing in training reads the oracle; it is joined here after the model is fixed. Returns
     the metrics and the oracle's probability per test row (None unless every row has one).
     """
-    from sklearn.metrics import roc_auc_score
 
     if path is None or not path.is_file():
         return {}, None
@@ -511,12 +599,17 @@ def oracle_report(
     matched = merged[merged["p_true"].notna()]
     if matched.empty or matched["label"].nunique() < 2:
         return {}, None
-    oracle_auc = float(roc_auc_score(matched["label"], matched["p_true"]))
-    model_auc = float(roc_auc_score(matched["label"], matched["model"]))
+    # the gap as a paired difference on the same rows, with its 95% bootstrap interval
+    gap = bootstrap_compare(
+        matched["label"].to_numpy(), matched["model"].to_numpy(), matched["p_true"].to_numpy(),
+        metrics=["roc_auc"], n_boot=ORACLE_BOOT, seed=0,
+    )["roc_auc"]  # fmt: skip
     metrics = {
-        "oracle_roc_auc": oracle_auc,
+        "oracle_roc_auc": gap.b,
         "oracle_matched_rows": float(len(matched)),
-        "roc_auc_gap_to_oracle": oracle_auc - model_auc,
+        "roc_auc_gap_to_oracle": gap.difference,
+        "roc_auc_gap_to_oracle_ci_low": gap.difference_ci[0],
+        "roc_auc_gap_to_oracle_ci_high": gap.difference_ci[1],
     }
     aligned = merged["p_true"].to_numpy() if len(matched) == len(merged) else None
     return metrics, aligned
@@ -578,7 +671,7 @@ def tune(
         lambda t: logged_trial(t, lambda: objective(t, datasets, rounds, patience, boosting.fixed)),
         n_trials=n_trials,
         timeout=timeout_s,
-        show_progress_bar=progress,
+        show_progress_bar=progress and sys.stderr.isatty(),  # no bar in a log file
     )
     return study.best_trial
 
@@ -591,12 +684,13 @@ def fit_final(
     meta: BundleMeta,
     rule: ThresholdRule | None,
     valid_snapshot: np.ndarray,
-) -> tuple[ScoringModel, lgb.Booster]:
+) -> tuple[ScoringModel, lgb.Booster, str | None]:
     """The served model and the train-only booster it was calibrated on.
 
     Early stopping on the validation weeks fixes the number of rounds; the model's validation
     scores (out of sample) fit the calibration and the threshold, set on ``meta``. With
-    ``refit_on_validation`` the served booster is refit on train + validation."""
+    ``refit_on_validation`` the served booster is refit on train + validation. Also returns
+    the decision rule's note (see ``choose_threshold``)."""
     holdout = fit_booster(
         params, *datasets, boosting.num_boost_round, boosting.early_stopping_rounds,
         fixed=boosting.fixed,
@@ -604,26 +698,29 @@ def fit_final(
     val_raw = holdout.predict(data.x_valid, raw_score=True)
     meta.calibration = fit_platt(val_raw, data.y_valid)
     val_prob = ScoringModel(holdout, meta).calibrate(val_raw)
-    meta.threshold = choose_threshold(rule, meta.tiers, val_prob, data.y_valid, valid_snapshot)
+    meta.threshold, note = choose_threshold(
+        rule, meta.tiers, val_prob, data.y_valid, valid_snapshot
+    )
     booster = (
         refit_booster(params, data, holdout.best_iteration, boosting.fixed)
         if boosting.refit_on_validation
         else holdout
     )
-    return ScoringModel(booster, meta), holdout
+    return ScoringModel(booster, meta), holdout, note
 
 
 def evaluate(
-    model: ScoringModel, test: pd.DataFrame, oracle_path: Path | None, key: str
+    model: ScoringModel, test: pd.DataFrame, oracle_path: Path | None, key: str, weekly: bool
 ) -> tuple[dict[str, float], PredictiveCheck, np.ndarray, np.ndarray | None]:
     """The model on the test rows: its metrics, the non-predictive guard's check, its
-    probabilities and the oracle's (when every row has one)."""
+    probabilities and the oracle's (when every row has one). ``weekly``: the rows are weekly
+    snapshots (decisions per week), else rows of an imported table (the share flagged)."""
     prob = model.predict_proba(test)
     y = test["label"].to_numpy()
     oracle, oracle_prob = oracle_report(oracle_path, key, test, prob)
     # the non-predictive guard: a model no better than chance never becomes champion
     check = predictive_check(y, prob, PREDICTIVE_BOOT, PREDICTIVE_SEED)
-    weeks = test["event_timestamp"].nunique()
+    weeks = test["event_timestamp"].nunique() if weekly else None
     metrics = evaluation_metrics(
         y, prob, model.threshold, weeks, model.meta.tiers, oracle, check.roc_auc_ci
     )
@@ -653,17 +750,24 @@ def log_evaluation(
     mlflow.log_dict(reason_examples(model, test.head(3), key), "reasons_examples.json")
 
 
+def gain_shares(model: ScoringModel) -> dict[str, float]:
+    """Each feature's share of the booster's total split gain."""
+    gains = model.booster.feature_importance(importance_type="gain")
+    total = float(gains.sum()) or 1.0
+    return {name: float(g) / total for name, g in zip(model.feature_names, gains, strict=True)}
+
+
 def register_classifier(
     model: ScoringModel,
     test: pd.DataFrame,
     categorical: list[str],
     registered_model: str,
     tags: dict[str, str],
-    predictive: bool,
+    crownable: bool,
 ) -> tuple[str, bool]:
     """Log and register the model from the active run; crown it champion when the model has
-    none (and it is predictive), else make it the challenger. The version and whether it
-    became champion."""
+    none (and it is crownable: predictive, not too good to be true), else make it the
+    challenger. The version and whether it became champion."""
     from mlflow.models import infer_signature
 
     example = input_example(test, model.feature_names, categorical)
@@ -672,7 +776,7 @@ def register_classifier(
         model, BUNDLE_ARTIFACT, ScoringPyfunc(), registered_model, example, PIP_REQUIREMENTS,
         signature,
     )  # fmt: skip
-    crowned = tag_and_crown(registered_model, version, tags, predictive=predictive, challenger=True)
+    crowned = tag_and_crown(registered_model, version, tags, predictive=crownable, challenger=True)
     return version, crowned
 
 
@@ -693,6 +797,8 @@ def train_classifier(
     """The one training path of the classifiers, for model kind ``kind`` (mql or churn)."""
     conf, spec = kind_config(cfg, kind), kind_spec(cfg, kind)
     rule, tiers = decision_rule(conf)
+    dataset, setting = is_dataset(cfg, kind), decision_setting(cfg, kind)
+    check_decision_rule(rule, not dataset or bool(dataset_timestamp(cfg, kind)), setting)
     steps = Steps(total=5, echo=progress)
     with steps.step("build training set (labels + Feast historical features)"):
         split = training_split(cfg, kind)
@@ -700,6 +806,7 @@ def train_classifier(
         data = train_data(split, FeatureMatrix(meta.features, meta.categories))
         datasets = data.datasets()
         boosting = Boosting.of(conf, split.names)
+        _say(quick_precision_check(rule, data, setting), progress)
 
     # after the data checks: bad data fails in a second, before these slow imports, and
     # leaves no tracking store behind
@@ -727,33 +834,63 @@ def train_classifier(
 
         with steps.step("fit final model, calibrate, set the decision rule"):
             snapshot = split.parts["validation"]["event_timestamp"].to_numpy()
-            model, holdout = fit_final(best.params, datasets, data, boosting, meta, rule, snapshot)
+            model, holdout, note = fit_final(
+                best.params, datasets, data, boosting, meta, rule, snapshot
+            )
             mlflow.log_metric("val_roc_auc_holdout_model", holdout.best_score["valid"]["auc"])
             meta.extra = bundle_extra(
                 holdout, model.booster, boosting.refit_on_validation,
                 split.frame["event_timestamp"], rule,
             )  # fmt: skip
+            if note:
+                meta.extra["decision_note"] = note
+                _say(f"{note} (set {setting} to choose)", progress)
 
-        with steps.step("evaluate on the test weeks"):
+        with steps.step("evaluate on the test rows"):
             test, key = split.parts["test"], spec.entity_key
             oracle_path = cfg.oracle_dir / spec.oracle_file if spec.oracle_file else None
-            metrics, check, prob, oracle_prob = evaluate(model, test, oracle_path, key)
+            metrics, check, prob, oracle_prob = evaluate(model, test, oracle_path, key, not dataset)
             if not check.predictive:
-                warning = not_predictive_warning(spec.title, check)
-                log.warning(warning)
-                if progress:
-                    print(f"\n!!! {warning} !!!\n", flush=True)
+                _say(not_predictive_warning(spec.title, check), progress, loud=True)
+            withheld = withheld_reason(cfg, kind, metrics["roc_auc"], model) if dataset else None
+            _say(withheld and f"NOT CROWNED: {withheld}", progress, loud=True)
             log_evaluation(model, test, prob, oracle_prob, metrics, check.predictive, key)
 
         with steps.step("log and register the model in MLflow"):
             tags = {"feature_service": conf.feature_service, "model_kind": kind,
-                    "predictive": str(check.predictive).lower()}  # fmt: skip
+                    "predictive": str(check.predictive).lower(),
+                    **({"withheld": withheld} if withheld else {})}  # fmt: skip
             version, became_champion = register_classifier(
-                model, test, split.categorical, conf.registered_model, tags, check.predictive
-            )
+                model, test, split.categorical, conf.registered_model, tags,
+                crownable=check.predictive and withheld is None,
+            )  # fmt: skip
     return TrainResult(
         model_name=conf.registered_model, version=version, run_id=parent.info.run_id,
         metrics=metrics, threshold=meta.threshold, became_champion=became_champion,
         timings=steps.timings, kind=kind, tiers=tiers, predictive=check.predictive,
-        roc_auc_ci=check.roc_auc_ci,
+        roc_auc_ci=check.roc_auc_ci, withheld=withheld, decision_note=note,
     )  # fmt: skip
+
+
+def withheld_reason(cfg: Config, kind: str, test_auc: float, model: ScoringModel) -> str | None:
+    """Why an imported table's model must not be crowned without the user's say: a test AUC
+    too good to be true for such a task, naming the features that carry it and what to do."""
+    meta = load_dataset(cfg, kind)
+    limit = meta["spec"].get("leakage", {}).get("max_test_auc", 0.95)
+    reason = too_good_to_be_true(test_auc, limit, gain_shares(model))
+    if reason is None:
+        return None
+    return (
+        f"{reason}. If those columns are known only after the outcome, import again with "
+        "--post-outcome COLUMN; if they are known before it, crown this version yourself "
+        f"(`funnel promote {kind} VERSION`)"
+    )
+
+
+def _say(message: str | None, progress: bool, loud: bool = False) -> None:
+    """A warning of the training run: logged, and printed when the run shows its progress."""
+    if not message:
+        return
+    log.warning(message)
+    if progress:
+        print(f"\n!!! {message} !!!\n" if loud else f"  note: {message}", flush=True)

@@ -389,7 +389,7 @@ def test_promote_cli_reports_and_exits_3_when_the_lease_is_held(tmp_path) -> Non
         "--config",
         str(cfg_path),
         "jobs",
-        "promote",
+        "promote-leads",
         "--scores",
         str(tmp_path / "scores.parquet"),
     ]
@@ -463,7 +463,7 @@ def test_an_unreachable_state_store_is_one_clear_line(tmp_path, url: str, messag
             "--set",
             "jobs.promotion.threshold=0.5",
             "jobs",
-            "promote",
+            "promote-leads",
             "--scores",
             str(tmp_path / "s.parquet"),
         ],

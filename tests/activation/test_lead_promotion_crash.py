@@ -1,4 +1,4 @@
-"""Crash safety and concurrency of ``funnel jobs promote``, through the real CLI in child
+"""Crash safety and concurrency of ``funnel jobs promote-leads``, through the real CLI in child
 processes: killed with SIGKILL at random points then rerun, and two started at once."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ KILL_RUNS = int(os.environ.get("FUNNEL_TEST_KILL_RUNS", "15"))
 def promote(cfg_path: Path, scores: Path) -> subprocess.Popen:
     env = {**os.environ, "FUNNEL_TEST_SECRET": "s3cret"}
     return subprocess.Popen(
-        [*FUNNEL, "--config", str(cfg_path), "jobs", "promote", "--scores", str(scores)],
+        [*FUNNEL, "--config", str(cfg_path), "jobs", "promote-leads", "--scores", str(scores)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,

@@ -1,4 +1,4 @@
-"""The PostgreSQL state store restarted during ``funnel jobs promote`` (a child process, on a
+"""The PostgreSQL state store restarted during ``funnel jobs promote-leads`` (a child process, on a
 private server of this module's own): the run finishes or fails with one clear line, the rerun
 takes the lease at once, and every decided promotion reaches the receiver exactly once. And the
 line itself: which errors are "unavailable", and that it hides the password."""

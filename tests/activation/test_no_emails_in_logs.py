@@ -106,10 +106,11 @@ def test_promote_and_sync_audiences_never_log_an_email(tiny, tmp_path, echo, cap
         return result.exit_code, result.output
 
     with caplog.at_level(logging.DEBUG):
-        code, down = run("jobs", "promote", "--scores", str(scores))  # 500s: stop, retry later
+        # 500s: stop, retry later
+        code, down = run("jobs", "promote-leads", "--scores", str(scores))
         assert code == 4 and "stopped sending" in down, down
         echo.status = 422  # refused: dead-lettered at once
-        code, refused = run("jobs", "promote", "--scores", str(scores))
+        code, refused = run("jobs", "promote-leads", "--scores", str(scores))
         assert code == 0 and "dead-lettered 30" in refused, refused
         run("jobs", "dead-letters")
         echo.status = 500

@@ -173,3 +173,46 @@ def test_train_mql_and_churn_share_one_command_body():
         command = train.commands[kind]
         assert command.help == f"Tune and train the {model} model; register it in MLflow."
         assert [p.name for p in command.params] == ["trials"]
+
+
+# -- model promotion and lead promotion: one name each ---------------------------------------------
+def test_models_are_crowned_with_promote_and_leads_sent_with_jobs_promote_leads():
+    from app.cli import jobs_group
+
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"]).output
+    assert "promote" in top and "rollback" in top
+    assert set(jobs_group.commands) >= {"promote-leads", "sync-audiences"}
+    assert "promote" not in jobs_group.commands
+    crown = runner.invoke(main, ["promote", "--help"]).output
+    for words in ("NAME VERSION", "--reason", "not predictive", "too good to be true",
+                  "champion_history"):  # fmt: skip
+        assert words in " ".join(crown.split()), words
+    leads = runner.invoke(main, ["jobs", "promote-leads", "--help"])
+    assert leads.exit_code == 0 and "threshold" in leads.output
+
+
+def test_promote_refuses_an_unknown_model_and_an_empty_registry(run):
+    result = run("promote", "nope", "1")
+    assert result.exit_code == 1
+    assert "unknown model 'nope': choose mql, churn, nbo" in result.output
+    result = run("promote", "mql", "1")
+    assert result.exit_code == 1 and "no registered model 'funnel-mql'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_policy_values_under_one_print_with_four_significant_digits():
+    from app.formatting import format_nbo_result, value_decimals
+    from training.nbo import NboResult
+
+    assert value_decimals([12.345, 0.5]) == 2  # money per unit: cents
+    assert value_decimals([0.0173, -0.002]) == 5  # 0.01730
+    assert value_decimals([0.25]) == 4 and value_decimals([0.0, float("nan")]) == 2
+    values = {"learned": (0.0173, 0.0041, 0.0305), "control": (0.0, 0.0, 0.0)}
+    result = NboResult(
+        model_name="funnel-mail", version="1", run_id="run", learner="s", served="learned",
+        reason="learned policy beats ...", validation_qini={"s": 0.1},
+        metrics={"mean_qini": 0.05}, policy_values=values, became_champion=True,
+    )  # fmt: skip
+    text = format_nbo_result(result)
+    assert "0.01730  [  0.00410,   0.03050]  <- served" in text

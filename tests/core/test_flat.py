@@ -338,3 +338,34 @@ def test_import_and_train_an_uplift_table(tmp_path, config_at) -> None:
     assert set(result.policy_values) >= {"control", "Mens E-Mail", "Womens E-Mail", "learned"}
     # e-mails raise visits: both arms beat sending nothing
     assert result.policy_values["Womens E-Mail"][0] > result.policy_values["control"][0]
+
+
+def test_write_import_keeps_the_columns_it_does_not_serve(tmp_path, config_at) -> None:
+    """columns.parquet holds the typed columns left out of the features (a leak the guard drops,
+    a column declared post-outcome), keyed like features.parquet; identifiers stay out."""
+    from core.flat import COLUMNS_FILE, write_import
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    path = tmp_path / "t.csv"
+    table(
+        y=y.astype(str),
+        copy=np.where(y == 1, "won", "lost"),
+        refund=(y * 10.5).astype(str),
+        noise=rng.normal(size=300).round(3).astype(str),
+        email=[f"p{i}@x.com" for i in range(300)],
+    ).to_csv(path, index=False)
+    cfg = config_at(tmp_path)
+    report = write_import(cfg, spec(file=str(path), post_outcome=["refund"]))
+    assert report.features == ["noise"] and {"copy", "refund", "email"} <= set(report.dropped)
+    folder = cfg.data_dir / "imports" / "t"
+    feat = pd.read_parquet(folder / "features.parquet")
+    other = pd.read_parquet(folder / COLUMNS_FILE)
+    assert list(other.columns) == ["t_id", "event_timestamp", "copy", "refund"]
+    keys = ["t_id", "event_timestamp"]
+    pd.testing.assert_frame_equal(other[keys], feat[keys])
+    assert other["copy"].tolist() == np.where(y == 1, "won", "lost").tolist()
+    assert other["refund"].dtype == np.float64 and other["refund"].tolist() == (y * 10.5).tolist()
+    # imported again with every column served: the old columns do not linger
+    write_import(cfg, spec(file=str(path), leakage={"exclude": False}, drop=["refund", "email"]))
+    assert list(pd.read_parquet(folder / COLUMNS_FILE).columns) == ["t_id", "event_timestamp"]

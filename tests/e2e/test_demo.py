@@ -31,7 +31,9 @@ def test_demo_runs_every_step_and_prints_scored_leads(tmp_path):
     out = result.output
     assert result.exit_code == 0, out[-3000:]
     assert "(now champion)" in out
-    assert re.search(r"test ROC AUC 0\.\d+ \[95% CI 0\.\d+, 0\.\d+\] +\(oracle 0\.\d+", out)
+    assert re.search(r"test ROC AUC 0\.\d+ \[95% CI 0\.\d+, 0\.\d+\]", out)
+    gap = r"oracle ROC AUC 0\.\d+ on the same rows; gap \(oracle - model\) [+-]0\.\d+ \[95% CI"
+    assert re.search(gap, out)
     assert re.search(r"scored \d+ random leads over HTTP in one batch", out)
     # each printed lead has a score line and its reasons, with a sign
     assert re.search(r"L\d{7}  score +\d+  p=0\.\d{3}", out)
@@ -61,7 +63,7 @@ def test_demo_runs_every_step_and_prints_scored_leads(tmp_path):
         "generate synthetic funnel",
         "train MQL model",
         "start service",
-        "jobs promote",
+        "jobs promote-leads",
         "jobs sync-audiences",
         "jobs sync-campaigns",
         "report funnel",

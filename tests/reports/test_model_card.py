@@ -275,3 +275,74 @@ def test_cli_report_model_prints_the_path(pipeline, tmp_path):
     assert f"model card: {out}" in result.output and out.is_file()
     result = CliRunner().invoke(main, [*base, "report", "model", "mql", "--alias", "nope"])
     assert result.exit_code == 1 and "alias 'nope'" in result.output
+
+
+def test_the_card_interval_is_the_one_training_logged():
+    """One bootstrap for both: the card's ROC AUC interval equals the non-predictive guard's."""
+    from reports.model_card import BOOTSTRAP_ROUNDS
+    from training.bootstrap import predictive_check
+    from training.train import PREDICTIVE_BOOT, PREDICTIVE_SEED
+
+    assert BOOTSTRAP_ROUNDS == PREDICTIVE_BOOT
+    rng = np.random.default_rng(5)
+    prob = rng.uniform(0, 1, 400)
+    y = (rng.uniform(0, 1, 400) < prob).astype(int)
+    auc = bootstrap_metrics(y, prob).set_index("metric").loc["roc_auc"]
+    check = predictive_check(y, prob, PREDICTIVE_BOOT, PREDICTIVE_SEED)
+    assert (auc["low"], auc["high"]) == pytest.approx(check.roc_auc_ci, abs=1e-12)
+
+
+def test_reports_are_written_readable_by_everyone(tmp_path):
+    import os
+    import stat
+
+    from reports.html import write_atomic
+
+    old = os.umask(0o077)  # even under a strict umask
+    try:
+        write_atomic(tmp_path / "out" / "page.html", "<p>hi</p>")
+    finally:
+        os.umask(old)
+    page = tmp_path / "out" / "page.html"
+    assert page.read_text() == "<p>hi</p>"
+    assert stat.S_IMODE(page.stat().st_mode) == 0o644
+    assert [p.name for p in page.parent.iterdir()] == ["page.html"]  # no temp file left
+
+
+@pytest.mark.timeout(600)
+def test_the_card_of_an_imported_uplift_model(tmp_path, config_at):
+    """An uplift table's model is a next-best-offer bundle: its card is rendered as nbo's, with
+    the table's treatment column and arms named <column>:<value>."""
+    from app.pipeline import import_flat
+    from core.flat import spec_from_flags
+    from reports.model_card import write_model_card
+    from training.flat_uplift import train_dataset
+
+    rng = np.random.default_rng(1)
+    n = 600
+    x, treated = rng.normal(size=n), rng.integers(0, 2, n)
+    p = 1 / (1 + np.exp(-(-0.5 + 0.5 * x + treated * 0.8 * (x > 0))))
+    pd.DataFrame(
+        {"id": [f"u{i}" for i in range(n)], "bought": (rng.uniform(size=n) < p).astype(int),
+         "discount": treated, "x": x.round(3), "age": rng.integers(18, 80, n)}
+    ).to_csv(tmp_path / "promo.csv", index=False)  # fmt: skip
+    cfg = config_at(tmp_path, "training.nbo.learners=[s]", "training.nbo.folds=3",
+                    "training.nbo.n_estimators=60", "training.nbo.n_boot=200")  # fmt: skip
+    flags = {"label_column": "bought", "id_column": "id", "task": "uplift",
+             "treatment": "discount", "control": "0"}  # fmt: skip
+    import_flat(cfg, spec_from_flags(tmp_path / "promo.csv", flags))
+    result = train_dataset(cfg, "promo", progress=False)
+    assert set(result.policy_values) == {"control", "discount:1", "learned"}
+
+    out = write_model_card(cfg, "promo", out_path=tmp_path / "promo.html")
+    text = out.read_text()
+    sections = _sections(text)
+    assert list(sections) == ["model", "qini", "policy"]
+    assert "uplift (funnel-promo/1)</h1>" in text
+    facts = dict(r for r in _rows(sections["model"]) if len(r) == 2)
+    assert facts["registered model"] == "funnel-promo" and facts["arms"] == "discount:1"
+    assert facts["treatment column"] == "discount" and facts["control arm"].endswith("= 0)")
+    assert {r[0] for r in _rows(sections["qini"])[1:]} == {"discount:1"}
+    policies = {r[0]: r for r in _rows(sections["policy"]) if len(r) == 4}
+    assert set(result.policy_values) <= set(policies) and policies[result.served][3] == "yes"
+    assert "Extra positive labels per unit" in sections["policy"]

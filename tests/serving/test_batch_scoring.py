@@ -1,5 +1,5 @@
 """Batch scoring (`funnel score`): every lead from the offline store in one join, the same
-probabilities as the online path, a file `funnel jobs promote --scores` takes."""
+probabilities as the online path, a file `funnel jobs promote-leads --scores` takes."""
 
 from __future__ import annotations
 

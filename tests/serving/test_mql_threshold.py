@@ -1,4 +1,4 @@
-"""One MQL threshold: the API's is_mql, `funnel score` and `funnel jobs promote` agree lead for
+"""One MQL threshold: the API's is_mql, `funnel score` and `funnel jobs promote-leads` agree lead for
 lead, with and without `jobs.promotion.threshold`, and each reports the threshold in force."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def api_scores(make_client: Any, tiny: Any, cfg: Config, lead_ids: list[str]) ->
 
 
 def promoted_leads(cfg: Config, tiny: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[set, float]:
-    """`funnel jobs promote --all` with the tiny model as the champion: the leads it promoted
+    """`funnel jobs promote-leads --all` with the tiny model as the champion: the leads it promoted
     and the threshold it reports."""
     monkeypatch.setattr(training.registry, "load_model", lambda *_a, **_k: tiny.model)
     monkeypatch.setattr(features.store, "feature_store", lambda _cfg: tiny.store)

@@ -1,10 +1,12 @@
 """Champion vs challenger: the paired bootstrap by hand, the champion rule, the non-predictive
-guard, and crown / rollback against a real MLflow registry (a copy of the session pipeline's)."""
+guard, and crown / rollback against a real MLflow registry (a copy of the session pipeline's);
+versions of an imported table trained on different feature sets, compared and crowned by hand."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -249,6 +251,8 @@ def test_cli_refuses_bad_kinds_and_an_empty_registry(tmp_path):
     assert result.exit_code == 1
     assert "no registered model 'funnel-churn'" in result.output
     assert "Traceback" not in result.output
+    result = runner.invoke(main, [*base, "promote", "nbo", "2"])
+    assert result.exit_code == 1 and "no registered model 'funnel-nbo'" in result.output
 
 
 # -- against a real registry -----------------------------------------------------------------------
@@ -338,11 +342,11 @@ def test_challenger_compare_promote_and_rollback(pipeline, registry_copy):
     loose = registry_copy(
         "training.mql.promotion_rule={min_improvement: -1.0, require_interval_above: false}"
     )
-    result = compare_models(loose, "mql", promote=True)
+    result = compare_models(loose, "mql", crown=True)
     assert result.rows == rows == new.metrics["rows"]  # both scored on the same test rows
     assert result.comparison["roc_auc"].a == pytest.approx(pipeline.result.metrics["roc_auc"])
     assert result.comparison["roc_auc"].b == pytest.approx(new.metrics["roc_auc"])
-    assert result.verdict.wins and result.promoted and result.previous_champion == old
+    assert result.verdict.wins and result.crowned and result.previous_champion == old
     assert _aliases(cfg) == {"champion": new.version, "previous_champion": old}
     history = read_history(client, name)
     assert [h["version"] for h in history] == [old]
@@ -419,3 +423,80 @@ def test_random_labels_are_never_crowned(pipeline, registry_copy, monkeypatch):
     assert run.data.tags["predictive"] == "false"
     assert run.data.metrics["test_roc_auc_ci_low"] == pytest.approx(low)
     assert "NOT PREDICTIVE: not made champion" in format_train_result(result)
+
+
+# -- an imported table whose feature set changed between versions ---------------------------------
+@pytest.mark.timeout(900)
+def test_versions_trained_on_different_feature_sets_compare_and_crown(tmp_path):
+    """Version 1 learned from a leaky column kept on import; the table re-imported with that
+    column declared post-outcome trains version 2 without it. Each version is scored on its own
+    features over the same test rows, the old champion's card renders, and a version is crowned
+    by hand with the audit trail of `compare --promote`."""
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from app.cli import main
+    from training.compare import read_history
+
+    rng = np.random.default_rng(0)
+    n = 800  # 480 training rows: enough for the first trials' leaf sizes
+    x = rng.normal(size=n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-1.5 * x))).astype(int)
+    # a column that agrees with the label 70% of the time: strong, not "too good to be true"
+    tags = np.where(rng.uniform(size=n) < 0.7, y, 1 - y)
+    pd.DataFrame(
+        {"id": [f"u{i}" for i in range(n)], "y": y, "x": x.round(3),
+         "noise": rng.normal(size=n).round(3), "Tags": np.where(tags == 1, "won", "lost")}
+    ).to_csv(tmp_path / "leads.csv", index=False)  # fmt: skip
+    base = ["--set", f"paths.data_dir={tmp_path / 'data'}",
+            "--set", f"paths.mlruns_dir={tmp_path / 'mlruns'}"]  # fmt: skip
+    runner = CliRunner()
+
+    def funnel(*args: str):
+        return runner.invoke(main, [*base, *args], catch_exceptions=False)
+
+    table = ["import", str(tmp_path / "leads.csv"), "--label", "y", "--id", "id"]
+    assert funnel(*table, "--keep", "Tags").exit_code == 0
+    first = funnel("train", "leads", "--trials", "2")
+    assert "model funnel-leads version 1 (now champion)" in first.output, first.output
+    again = funnel(*table, "--post-outcome", "Tags")
+    assert again.exit_code == 0 and "LEAK Tags" in again.output
+    second = funnel("train", "leads", "--trials", "2")
+    assert "model funnel-leads version 2 (challenger" in second.output, second.output
+
+    compared = funnel("compare", "leads")  # champion (with Tags) vs challenger (without)
+    assert compared.exit_code == 0, compared.output
+    assert "a: champion (version 1) vs b: challenger (version 2)" in compared.output
+    auc = re.search(r"roc_auc\s+([\d.]+) \[[^]]*\]\s+([\d.]+) ", compared.output)
+    assert auc and float(auc[1]) > float(auc[2])  # the leak helps version 1
+    card = funnel("report", "model", "leads")  # the old champion's card
+    assert card.exit_code == 0, card.output
+    text = (tmp_path / "data" / "reports" / "model-leads.html").read_text()
+    assert "Tags" in text and "Test metrics" in text
+
+    crowned = funnel("promote", "leads", "2", "--reason", "Tags is known only after the outcome")
+    assert crowned.exit_code == 0, crowned.output
+    assert "version 2 of funnel-leads crowned champion" in crowned.output
+    assert "version 1 is previous_champion (`funnel rollback leads` restores it)" in crowned.output
+    client = MlflowClient()
+    assert {k: str(v) for k, v in client.get_registered_model("funnel-leads").aliases.items()} == {
+        "champion": "2", "previous_champion": "1"
+    }  # fmt: skip
+    (entry,) = read_history(client, "funnel-leads")
+    assert entry["version"] == "1"
+    assert entry["reason"] == "replaced by version 2: Tags is known only after the outcome"
+    for args, message in (
+        (("2",), "version 2 of 'funnel-leads' is already the champion"),
+        (("9",), "model 'funnel-leads' has no version 9 (versions: 1, 2)"),
+    ):
+        refused = funnel("promote", "leads", *args)
+        assert refused.exit_code == 1 and message in refused.output, refused.output
+    back = funnel("promote", "leads", "1")  # the default reason
+    assert back.exit_code == 0 and "(crowned by hand)" in back.output
+    assert read_history(client, "funnel-leads")[-1]["reason"].endswith(": crowned by hand")
+
+    # a feature neither the feature service nor the import's other columns hold: named
+    (tmp_path / "data" / "imports" / "leads" / "columns.parquet").unlink()
+    missing = funnel("compare", "leads", "--b", "2")
+    assert missing.exit_code == 1
+    assert "version funnel-leads/1 needs feature(s) Tags" in missing.output

@@ -2,12 +2,14 @@ import numpy as np
 import pytest
 
 from training.metrics import (
+    best_precision,
     capacity_threshold,
     classification_report,
     fit_platt,
     lift_at,
     precision_recall_at,
     precision_threshold,
+    top_fraction_threshold,
 )
 
 
@@ -42,8 +44,18 @@ def test_precision_threshold_by_hand():
     s = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
     # precision at k: 1, 1, .67, .75, .6, .5 -> lowest score with >= 0.75 is 0.6
     assert precision_threshold(y, s, 0.75) == pytest.approx(0.6)
-    with pytest.raises(ValueError, match="no threshold reaches precision"):
-        precision_threshold(np.array([0, 0, 1]), np.array([0.9, 0.8, 0.1]), 0.9)
+    assert precision_threshold(np.array([0, 0, 1]), np.array([0.9, 0.8, 0.1]), 0.9) is None
+    assert best_precision(np.array([0, 0, 1]), np.array([0.9, 0.8, 0.1])) == pytest.approx(1 / 3)
+    assert best_precision(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])) == 1.0
+    assert best_precision(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1]), 2) == 2 / 3
+
+
+def test_top_fraction_threshold_by_hand():
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3])
+    assert top_fraction_threshold(scores, 0.4) == 0.7  # the top 2 of 5
+    assert top_fraction_threshold(scores, 0.01) == 0.9  # at least one row
+    with pytest.raises(ValueError, match="fraction"):
+        top_fraction_threshold(scores, 1.0)
 
 
 def test_precision_recall_at():
