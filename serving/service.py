@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from core.config import Config
-    from serving.scorer import AccountScorer, LeadScorer, OfferRanker
 
 log = logging.getLogger("funnel.serving")
 CONFIG_ENV = "FUNNEL_CONFIG"
