@@ -96,8 +96,10 @@ def format_train_result(result: TrainResult) -> str:
     """A classifier training run: test metrics with intervals, the threshold or risk tiers."""
     m = result.metrics
     champion = " (now champion)" if result.became_champion else ""
-    if not result.became_champion and result.predictive:
+    if not result.became_champion and result.predictive and not result.withheld:
         champion = f" (challenger: weigh it with `funnel compare {result.kind}`)"
+    elif result.withheld:
+        champion = " (not crowned: see below)"
     low, high = result.roc_auc_ci
     lines = [
         f"model {result.model_name} version {result.version}{champion}",

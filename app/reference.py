@@ -452,7 +452,8 @@ def config_reference() -> str:
 
 Every file below is YAML, read by strict pydantic models: an unknown or misspelled key, or a
 value out of its range, fails with the key's dotted name (`optuna.n_trails: unknown key`).
-Relative paths resolve against the project root. On the command line,
+Relative paths resolve against the project root (the folder above `configs/` for a config kept
+there, else the folder `funnel` runs in). On the command line,
 `funnel --set section.key=value` overrides a key of the main config (the value is read as YAML)
 before it is validated, e.g. `funnel --set optuna.n_trials=5 train mql`.
 

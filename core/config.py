@@ -201,6 +201,9 @@ class NboConfig(Strict):
     # exposures are split into folds by lead: fold 0 picks the learner, all folds (cross-fitted)
     # measure it and decide the policy
     folds: Annotated[int, Field(ge=2, le=20)] = 5
+    # give the learners each lead's funnel stage (by the `stages` rules, kept in the model) as
+    # one more input: the offers are targeted by stage
+    stage_feature: bool = True
     # base LightGBM of every learner
     n_estimators: Annotated[int, Field(gt=0)] = 150
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.config import Config, NboConfig
+from core.config import Config, NboConfig, StagesConfig
 from core.errors import InputError
 from core.offers import CONTROL, Offers, load_offers
-from core.stages import assign_stages
+from core.stages import assign_stages, features_needed
 from core.tables import read_manifest, read_tables
 from features.store import feature_store, historical_features
 from training import plots
-from training.nbo_model import NboMeta, NboModel
+from training.nbo_model import NboInputs, NboMeta, NboModel
 from training.nbo_policy import compare_policies
 from training.pyfunc import NboPyfunc
 from training.registry import (
@@ -34,7 +34,6 @@ from training.registry import (
     log_bundle,
     tag_and_crown,
 )
-from training.scoring import FeatureMatrix
 from training.train import Steps, category_levels, feature_columns, input_example
 from training.uplift import SLearner, TLearner, XLearner, best_offer
 from training.uplift_metrics import auuc, qini_coefficient, uplift_at_k
@@ -415,27 +414,31 @@ def train_nbo(cfg: Config, progress: bool = True) -> NboResult:
         fold = subject_folds(frame["lead_id"].to_numpy(), conf.folds, conf.seed)
 
     oracle = cfg.oracle_dir / "nbo_oracle.parquet"
+    stages = cfg.stages if conf.stage_feature else None
     return fit_and_register(
-        conf, frame, fold, modelled, values, costs, eligible, steps, oracle=oracle
+        conf, frame, fold, modelled, values, costs, eligible, steps, oracle=oracle, stages=stages
     )
 
 
 def fit_and_register(
     conf: NboConfig, frame: pd.DataFrame, fold: np.ndarray, modelled: list[str],
     values: np.ndarray, costs: np.ndarray, eligible: np.ndarray, steps: Any, kind: str = "nbo",
-    oracle: Path | None = None,
+    oracle: Path | None = None, stages: StagesConfig | None = None,
 ) -> NboResult:  # fmt: skip
     """Fit and choose the learner (``fit_and_choose``), evaluate it out of fold, log everything
     to MLflow and register the model. ``frame`` holds the features and label, arm, propensity,
     event_timestamp; ``kind`` tags the model (``nbo``, or an imported table's name); ``oracle``
-    is the generator's oracle file of these exposures (none for an imported table)."""
+    is the generator's oracle file of these exposures (none for an imported table); with
+    ``stages`` the learners also read each row's funnel stage by those rules."""
     import mlflow
 
-    X, names, categorical, categories = nbo_features(frame)
+    inputs, categorical = nbo_inputs(frame, stages)
+    X = inputs(frame)
     y, arm = frame["label"].to_numpy(), frame["arm"].to_numpy()
     with mlflow.start_run(run_name=f"{kind}-train") as parent:
         mlflow.set_tags({"model_kind": kind, "feature_service": conf.feature_service})
         mlflow.log_params(nbo_params(conf, modelled, len(frame)))
+        mlflow.log_param("stage_input", inputs.stages is not None)
         learners = ", ".join(LEARNER_NAMES[n] for n in conf.learners)
         with steps.step(
             f"fit {learners}, keep the best validation Qini; cross-fit it over {conf.folds} "
@@ -457,9 +460,7 @@ def fit_and_register(
             log_nbo_evaluation(fit, metrics, y, arm.astype(str), modelled)
 
         with steps.step("log and register the model in MLflow"):
-            meta = nbo_meta(
-                conf.feature_service, names, categories, modelled, fit, frame["event_timestamp"]
-            )
+            meta = nbo_meta(conf.feature_service, inputs, modelled, fit, frame["event_timestamp"])
             tags = {"feature_service": conf.feature_service, "model_kind": kind}
             version, became_champion = register_nbo(
                 NboModel(fit.learner, meta), frame, categorical, conf.registered_model, tags
@@ -474,15 +475,20 @@ def fit_and_register(
     )  # fmt: skip
 
 
-def nbo_features(
-    frame: pd.DataFrame,
-) -> tuple[np.ndarray, list[str], list[str], dict[str, list[str]]]:
-    """The model's features of exposure rows (every column but the ids, arm and propensity):
-    their matrix, names, categorical names and categorical levels."""
+def nbo_inputs(
+    frame: pd.DataFrame, stages: StagesConfig | None = None
+) -> tuple[NboInputs, list[str]]:
+    """The learner's inputs of exposure rows: the features (every column but the ids, arm and
+    propensity) with their categorical levels, and the stage by ``stages`` when every feature
+    the rules read is among them; and the categorical feature names."""
     key_columns = [c for c in frame.columns if c.endswith("_id")]
     names, categorical = feature_columns(frame.drop(columns=["arm", "propensity", *key_columns]))
     categories = category_levels(frame, categorical)
-    return FeatureMatrix(names, categories)(frame), names, categorical, categories
+    lacking = [f for f in features_needed(stages) if f not in names] if stages else []
+    if lacking:
+        log.warning("the stage rules read %s, not among the features: no stage input", lacking)
+        stages = None
+    return NboInputs(names, categories, stages), categorical
 
 
 def nbo_params(conf: NboConfig, offers: list[str], rows: int) -> dict[str, Any]:
@@ -548,14 +554,15 @@ def log_nbo_evaluation(
 
 
 def nbo_meta(
-    feature_service: str, names: list[str], categories: dict[str, list[str]],
-    offers: list[str], fit: NboFit, stamps: pd.Series,
+    feature_service: str, inputs: NboInputs, offers: list[str], fit: NboFit, stamps: pd.Series,
 ) -> NboMeta:  # fmt: skip
-    """The bundle's contract and the policy training decided to serve."""
+    """The bundle's contract (features, categorical levels, stage rules) and the policy
+    training decided to serve."""
     c = fit.comparison
     return NboMeta(
-        feature_service=feature_service, features=names, categories=categories, offers=offers,
-        control=CONTROL, learner=fit.learner_name,
+        feature_service=feature_service, features=inputs.features,
+        categories=inputs.categories, offers=offers, control=CONTROL, learner=fit.learner_name,
+        stages=None if inputs.stages is None else inputs.stages.model_dump(),
         policy={"served": c.served, "reason": c.reason,
                 "values": {k: list(v) for k, v in c.values.items()},
                 "learned_share": fit.learned_share},

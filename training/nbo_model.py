@@ -2,8 +2,9 @@
 contract, the offers it knows and the policy training chose, saved as a directory.
 
 A bundle holds ``learner.joblib`` (the scikit-learn-style learner with its LightGBM models) and
-``nbo.json`` (features, categorical levels, offers, control label, policy). Loading a bundle
-unpickles the learner: only load bundles from a registry you trust, as with any pickled model.
+``nbo.json`` (features, categorical levels, offers, control label, policy, and the stage rules
+when the learner reads the funnel stage). Loading a bundle unpickles the learner: only load
+bundles from a registry you trust, as with any pickled model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
+from core.config import StagesConfig
+from core.stages import STAGES, assign_stages, features_needed
 from training.scoring import BundleError, FeatureMatrix, read_bundle
 from training.uplift import predict_uplift_fast
 
@@ -37,6 +41,50 @@ class NboMeta:
     policy: dict[str, Any]
     model_kind: str = "nbo"
     extra: dict[str, Any] = field(default_factory=dict)
+    # the stage rules (``StagesConfig`` fields) the learner's last input, the funnel stage, is
+    # derived with from the features; None when the learner reads the features only
+    stages: dict[str, Any] | None = None
+
+
+class NboInputs:
+    """Feature columns -> the learner's matrix: the features as :class:`FeatureMatrix` encodes
+    them, then, with ``stages``, one more column: the funnel stage by those rules (its index in
+    ``core.stages.STAGES``). Training and serving build the matrix through the same object.
+
+    The offers are targeted by stage, and a stage is an OR of thresholds on several features
+    that boosted trees hardly rebuild from the few rows one offer gets; given as one column,
+    each learner splits on it at once.
+    """
+
+    def __init__(
+        self,
+        features: list[str],
+        categories: Mapping[str, list[str]],
+        stages: StagesConfig | None = None,
+    ) -> None:
+        missing = [f for f in features_needed(stages) if f not in features] if stages else []
+        if missing:
+            raise ValueError(f"the stage rules read {missing}, which are not among the features")
+        self.features = features
+        self.categories = dict(categories)
+        self.stages = stages
+        self._matrix = FeatureMatrix(features, categories)
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.features) + (self.stages is not None)
+
+    def __call__(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        X = self._matrix(columns)
+        if self.stages is None:
+            return X
+        return np.column_stack([X, stage_codes(self.stages, columns)])
+
+
+def stage_codes(stages: StagesConfig, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+    """The funnel stage per row by ``stages``, as its index in ``core.stages.STAGES``."""
+    code = {name: float(i) for i, name in enumerate(STAGES)}
+    return np.array([code[s] for s in assign_stages(stages, columns)], dtype=np.float64)
 
 
 class NboModel:
@@ -46,7 +94,8 @@ class NboModel:
         self.learner = learner
         self.meta = meta
         self.version = version
-        self._matrix = FeatureMatrix(meta.features, meta.categories)
+        stages = None if meta.stages is None else StagesConfig.model_validate(meta.stages)
+        self._inputs = NboInputs(meta.features, meta.categories, stages)
 
     @property
     def feature_service(self) -> str:
@@ -65,7 +114,8 @@ class NboModel:
         return str(self.meta.policy.get("served", "learned"))
 
     def matrix(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        return self._matrix(columns)
+        """The learner's input matrix: the features, then the stage when the bundle has rules."""
+        return self._inputs(columns)
 
     def uplift(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """(n, n_offers) predicted uplift of each offer over control, columns ``offers``."""
@@ -94,13 +144,20 @@ class NboModel:
                 f"next-best-offer bundle at {directory}: learner offers {fitted} differ from "
                 f"{NBO_FILE}'s {meta.offers}"
             )
-        if getattr(learner, "n_features_in_", None) != len(meta.features):
+        try:
+            model = cls(learner, meta, version)
+        except (ValidationError, ValueError) as exc:  # stage rules that do not parse or fit
+            raise BundleError(
+                f"next-best-offer bundle at {directory}: bad stage rules in {NBO_FILE}: {exc}"
+            ) from exc
+        expected = model._inputs.n_columns
+        if getattr(learner, "n_features_in_", None) != expected:
             raise BundleError(
                 f"next-best-offer bundle at {directory}: learner expects "
-                f"{getattr(learner, 'n_features_in_', None)} features, {NBO_FILE} lists "
-                f"{len(meta.features)}"
+                f"{getattr(learner, 'n_features_in_', None)} inputs, {NBO_FILE} gives {expected} "
+                f"({len(meta.features)} features{' and the stage' if meta.stages else ''})"
             )
-        return cls(learner, meta, version)
+        return model
 
 
 def _json(value: Any) -> Any:

@@ -50,7 +50,7 @@ def test_a_messy_export_end_to_end(tmp_path: Path) -> None:
     assert trained.exit_code == 0, trained.output
     assert "NOT CROWNED" in trained.output and "too good to be true" in trained.output
     assert "'Purchases'" in trained.output and "funnel promote leads VERSION" in trained.output
-    assert "(now champion)" not in trained.output
+    assert "version 1 (not crowned: see below)" in trained.output
     assert "of the rows flagged" in trained.output and "MQLs/week" not in trained.output
 
     cfg = load_config(ROOT / "configs" / "local.yaml", settings)
