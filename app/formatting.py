@@ -172,8 +172,13 @@ def format_compare(result: CompareResult) -> str:
         state = "predictive" if check.predictive else "NOT PREDICTIVE"
         lines.append(f"  {side} ({ref.label}) {state}: {check.reason}")
     rule = r.rule
+    key = (
+        f"training.{r.kind}.promotion_rule"
+        if r.kind in ("mql", "churn")
+        else f"imports.{r.kind}.promotion_rule"
+    )
     lines.append(
-        f"  rule (training.{r.kind}.promotion_rule): {rule.metric} improvement > "
+        f"  rule ({key}): {rule.metric} improvement > "
         f"{rule.min_improvement:g}"
         + (", interval above 0" if rule.require_interval_above else "")
         + ", b predictive"

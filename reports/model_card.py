@@ -722,20 +722,15 @@ def _decision_section(
     rule = model.meta.extra.get("threshold_rule", {})
     how = ", ".join(f"{k}={v}" for k, v in rule.items()) or "–"
     if time != "weeks":
-        return _flag_section(s, how, model.meta.extra.get("decision_note"))
-    view = pd.DataFrame(
-        [
-            ("threshold (calibrated probability)", f"{s['threshold']:.4f}"),
-            ("rule it came from", how),
-            ("test rows at or above it", f"{s['flagged']:,.0f}"),
-            ("share of test rows flagged", f"{s['flagged_share']:.1%}"),
-            ("flagged per test week", f"{s['flagged_per_week']:,.1f}"),
-            ("precision (converted among flagged)", f"{s['precision']:.1%}"),
-            ("recall (share of conversions flagged)", f"{s['recall']:.1%}"),
-            ("base conversion rate", f"{s['base_rate']:.1%}"),
-        ],
-        columns=["", "value"],
-    )
+        return html_section(
+            "decision",
+            "Decision threshold",
+            "A row at or above the threshold is flagged. On the test rows that is "
+            f"{s['flagged_share']:.1%} of them, of which {s['precision']:.1%} were positive "
+            f"(against {s['base_rate']:.1%} of all rows), catching {s['recall']:.1%} of the "
+            "positives." + _note(model.meta.extra.get("decision_note")),
+            html_table(_threshold_view(s, how, weekly=False)),
+        )
     return html_section(
         "decision",
         "MQL threshold",
@@ -743,33 +738,28 @@ def _decision_section(
         f"On the test weeks that is about {s['flagged_per_week']:,.0f} leads a week, of whom "
         f"{s['precision']:.1%} converted (against {s['base_rate']:.1%} of all leads), catching "
         f"{s['recall']:.1%} of all conversions.",
-        html_table(view),
+        html_table(_threshold_view(s, how, weekly=True)),
     )
 
 
-def _flag_section(s: dict[str, float], how: str, note: str | None) -> str:
-    """The decision threshold of an imported table: shares of rows, never weeks."""
-    view = pd.DataFrame(
-        [
-            ("threshold (calibrated probability)", f"{s['threshold']:.4f}"),
-            ("rule it came from", how),
-            ("test rows at or above it", f"{s['flagged']:,.0f}"),
-            ("share of test rows flagged", f"{s['flagged_share']:.1%}"),
-            ("precision (positives among flagged)", f"{s['precision']:.1%}"),
-            ("recall (share of positives flagged)", f"{s['recall']:.1%}"),
-            ("base rate", f"{s['base_rate']:.1%}"),
-        ],
-        columns=["", "value"],
-    )
-    return html_section(
-        "decision",
-        "Decision threshold",
-        "A row at or above the threshold is flagged. On the test rows that is "
-        f"{s['flagged_share']:.1%} of them, of which {s['precision']:.1%} were positive (against "
-        f"{s['base_rate']:.1%} of all rows), catching {s['recall']:.1%} of the positives."
-        + (f" Note: {html.escape(note)}." if note else ""),
-        html_table(view),
-    )
+def _note(note: str | None) -> str:
+    return f" Note: {html.escape(note)}." if note else ""
+
+
+def _threshold_view(s: dict[str, float], how: str, weekly: bool) -> pd.DataFrame:
+    """The decision threshold's facts; per week only when the test rows are weeks."""
+    positives = "conversions" if weekly else "positives"
+    rows = [
+        ("threshold (calibrated probability)", f"{s['threshold']:.4f}"),
+        ("rule it came from", how),
+        ("test rows at or above it", f"{s['flagged']:,.0f}"),
+        ("share of test rows flagged", f"{s['flagged_share']:.1%}"),
+        *([("flagged per test week", f"{s['flagged_per_week']:,.1f}")] if weekly else []),
+        (f"precision ({positives} among flagged)", f"{s['precision']:.1%}"),
+        (f"recall (share of {positives} flagged)", f"{s['recall']:.1%}"),
+        ("base conversion rate" if weekly else "base rate", f"{s['base_rate']:.1%}"),
+    ]
+    return pd.DataFrame(rows, columns=["", "value"])
 
 
 def _lift_view(y: np.ndarray, prob: np.ndarray) -> pd.DataFrame:

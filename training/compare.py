@@ -250,7 +250,8 @@ def compare_models(
     """Score models a and b (aliases or versions of the kind's registered model) on the test
     rows training evaluated on, each on its own features (``with_model_features``), compare
     them with a paired bootstrap and judge b by the champion rule
-    (``training.<kind>.promotion_rule``); with ``crown`` (``funnel compare --promote``), a
+    (``training.<kind>.promotion_rule``, for an imported table ``imports.<name>.promotion_rule``
+    or its spec's); with ``crown`` (``funnel compare --promote``), a
     winning b is crowned champion."""
     conf = _kind_conf(cfg, kind)
     if is_uplift_table(cfg, kind):

@@ -70,9 +70,11 @@ def best_precision(y_true: np.ndarray, y_score: np.ndarray, min_flagged: int = 1
     return float(precision[min(max(min_flagged, 1), len(order)) - 1 :].max())
 
 
-def precision_threshold(y_true: np.ndarray, y_score: np.ndarray, target: float) -> float | None:
-    """The lowest score whose rows at or above it reach ``target`` precision; None when no
-    threshold reaches it (``best_precision`` says how far it is)."""
+def precision_threshold(
+    y_true: np.ndarray, y_score: np.ndarray, target: float, min_flagged: int = 1
+) -> float | None:
+    """The lowest score whose rows at or above it reach ``target`` precision, flagging at least
+    ``min_flagged`` rows; None when no threshold does (``best_precision`` says how far it is)."""
     if not 0 < target < 1:
         raise ValueError(f"target precision must be in (0, 1), got {target}")
     y_true, y_score = _check_binary(y_true, y_score)
@@ -80,6 +82,7 @@ def precision_threshold(y_true: np.ndarray, y_score: np.ndarray, target: float) 
     hits = np.cumsum(y_true[order])
     precision = hits / np.arange(1, len(order) + 1)
     ok = np.flatnonzero(precision >= target)
+    ok = ok[ok >= min(max(min_flagged, 1), len(order)) - 1]
     if len(ok) == 0:
         return None
     return float(y_score[order][ok[-1]])

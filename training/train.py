@@ -194,6 +194,7 @@ class TrainResult:
 
 PREDICTIVE_BOOT, PREDICTIVE_SEED = 500, 0  # the test ROC AUC interval of the non-predictive guard
 ORACLE_BOOT = 500  # resamples of the paired model-vs-oracle AUC gap
+MIN_FLAGGED = 10  # a precision target counts only on thresholds that flag at least this many
 
 
 class Steps:
@@ -405,13 +406,13 @@ def choose_threshold(
         return capacity_threshold(prob, snapshot, rule.weekly_capacity), None
     rate = float(np.mean(y))
     if isinstance(rule, PrecisionThreshold):
-        threshold = precision_threshold(y, prob, rule.target)
+        threshold = precision_threshold(y, prob, rule.target, min_flagged=MIN_FLAGGED)
         if threshold is not None:
             return threshold, None
         return top_fraction_threshold(prob, rate), (
             f"no threshold reaches precision {rule.target:.2f} on the validation rows (best "
-            f"{best_precision(y, prob, min_flagged=10):.2f} flagging 10 or more); flagging the "
-            f"top {rate:.1%} (the positive rate) instead"
+            f"{best_precision(y, prob, MIN_FLAGGED):.2f} flagging {MIN_FLAGGED} or more); "
+            f"flagging the top {rate:.1%} (the positive rate) instead"
         )
     if isinstance(rule, TopFractionThreshold):
         return top_fraction_threshold(prob, rule.fraction or rate), None
@@ -436,7 +437,7 @@ def quick_precision_check(rule: ThresholdRule | None, data: TrainData, setting: 
 
     params = {"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": 0}
     quick = lgb.train(params, data.datasets()[0], num_boost_round=60)
-    best = best_precision(data.y_valid, quick.predict(data.x_valid), min_flagged=10)
+    best = best_precision(data.y_valid, quick.predict(data.x_valid), MIN_FLAGGED)
     if best >= rule.target:
         return None
     return (
@@ -888,9 +889,11 @@ def withheld_reason(cfg: Config, kind: str, test_auc: float, model: ScoringModel
 
 
 def _say(message: str | None, progress: bool, loud: bool = False) -> None:
-    """A warning of the training run: logged, and printed when the run shows its progress."""
+    """A warning of the training run: printed when the run shows its progress, else logged
+    (the result repeats the loud ones, so they are said once)."""
     if not message:
         return
-    log.warning(message)
     if progress:
         print(f"\n!!! {message} !!!\n" if loud else f"  note: {message}", flush=True)
+    else:
+        log.warning(message)

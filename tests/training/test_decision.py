@@ -34,9 +34,9 @@ def test_an_unreachable_precision_target_falls_back_and_says_so():
     )
     assert threshold == 0.8  # the top fraction at the positive rate
     assert "no threshold reaches precision 0.90" in note and "top 20.0%" in note
-    reachable = PrecisionThreshold(mode="precision", target=0.6)
-    assert choose_threshold(reachable, None, P, Y, WEEKS) == (0.7, None)  # 2 of the top 3
-    assert "best 0.67" not in note  # at least 10 rows flagged: 2 of 10
+    reachable = PrecisionThreshold(mode="precision", target=0.2)
+    assert choose_threshold(reachable, None, P, Y, WEEKS) == (0.05, None)  # 10 rows at least
+    assert "best 0.20 flagging 10 or more" in note  # a lone top row does not count
 
 
 def test_a_weekly_capacity_needs_time_and_says_which_key():

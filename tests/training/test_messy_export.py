@@ -68,3 +68,13 @@ def test_a_messy_export_end_to_end(tmp_path: Path) -> None:
     assert pd.read_parquet(tmp_path / "data" / "imports" / "leads" / "labels.parquet").shape[0] == (
         1_500 - 12
     )
+
+    # the clean table, and a precision target no threshold reaches, set the documented way:
+    # trained all the same, with a note saying what was done instead
+    assert funnel(*table, "--drop-missing-label").exit_code == 0
+    strict = ("--set", "imports.leads.decision.mode=precision",
+              "--set", "imports.leads.decision.target=0.99")  # fmt: skip
+    noted = runner.invoke(main, [*base, *strict, "train", "leads", "--trials", "1"])
+    assert noted.exit_code == 0, noted.output
+    assert "note: a quick model reaches precision" in noted.output  # said before tuning
+    assert "note: no threshold reaches precision 0.99" in noted.output  # done after it
