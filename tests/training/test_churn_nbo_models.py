@@ -95,6 +95,9 @@ def test_registered_nbo_bundle_and_pyfunc_agree(pipeline):
     cfg = pipeline.cfg
     model = load_nbo_model(cfg)
     assert model.served_policy == pipeline.nbo.served
+    # the learner reads the features, then the funnel stage by the rules it was trained with
+    assert model.meta.stages == cfg.stages.model_dump()
+    assert model.learner.n_features_in_ == len(model.feature_names) + 1
     entity = exposure_entities(cfg, load_offers(cfg)).head(40)
     rows = historical_features(
         feature_store(cfg), entity[["lead_id", "account_id", "event_timestamp"]], "nbo_v1"
