@@ -9,10 +9,17 @@ the champion model, the state store and the destination:
 3. in ONE transaction: store the new scores, decide, log each promotion and put its message in
    the outbox;
 4. send the outbox (this run's promotions and whatever an earlier run left unsent).
+
+The holdout (``jobs.promotion.holdout``): a lead whose hash (``holdout_draw``) falls below the
+share is held back from sales whenever it would be promoted. It is logged in ``promotions``
+like a promotion, under a ``mql-holdout:`` key, and never sent; it takes none of the day's
+capacity. The same lead is held out in every run, so reruns and retries agree, and
+``funnel report experiments`` compares the opportunities of promoted and held-out leads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -44,6 +51,8 @@ if TYPE_CHECKING:
 
 JOB = "promote"
 REARM_RATIO = 0.75
+HOLDOUT_SALT = "mql-promotion-holdout"
+HOLDOUT_PREFIX = "mql-holdout:"
 SCORE_COLUMNS = ("lead_id", "probability")
 
 
@@ -66,28 +75,46 @@ def resolve_thresholds(cfg: PromotionConfig, model_threshold: float | None) -> T
     return Thresholds(float(promote), float(rearm))
 
 
-def decide(state: pd.DataFrame, thresholds: Thresholds, capacity: int) -> pd.DataFrame:
+def decide(
+    state: pd.DataFrame, thresholds: Thresholds, capacity: int, holdout: np.ndarray | None = None
+) -> pd.DataFrame:
     """Who is promoted now. ``state`` has lead_id, probability, armed, promotions.
 
     A promoted lead is disarmed; it re-arms once its probability falls below ``rearm``
     (hysteresis: a score hovering at the threshold promotes once). Armed leads at or above
-    ``promote`` are candidates; the ``capacity`` best (highest probability, then lead id) are
-    promoted, the others wait. Returns the state with ``armed`` and ``promotions`` updated and
-    the booleans ``promote`` and ``waiting``.
+    ``promote`` are candidates; a candidate marked in ``holdout`` (one boolean per row) is held
+    out: decided like a promotion but not sent, and taking no capacity. Of the other candidates
+    the ``capacity`` best (highest probability, then lead id) are promoted, the others wait.
+    Returns the state with ``armed`` and ``promotions`` updated and the booleans ``promote``,
+    ``held_out`` and ``waiting``.
     """
     out = state.copy()
     p = out["probability"].to_numpy(dtype=float)
     armed = out["armed"].to_numpy(dtype=bool) | (p < thresholds.rearm)
     candidate = armed & (p >= thresholds.promote)
+    held = candidate & (np.zeros(len(out), bool) if holdout is None else np.asarray(holdout, bool))
     order = np.lexsort((out["lead_id"].to_numpy(dtype=str), -p))  # last key sorts first
-    ranked = order[candidate[order]]
+    ranked = order[(candidate & ~held)[order]]
     promote = np.zeros(len(out), dtype=bool)
     promote[ranked[: max(capacity, 0)]] = True
-    out["armed"] = armed & ~promote
-    out["promotions"] = out["promotions"].to_numpy(dtype=int) + promote
+    out["armed"] = armed & ~promote & ~held
+    out["promotions"] = out["promotions"].to_numpy(dtype=int) + (promote | held)
     out["promote"] = promote
-    out["waiting"] = candidate & ~promote
+    out["held_out"] = held
+    out["waiting"] = candidate & ~promote & ~held
     return out
+
+
+def holdout_draw(lead_ids: pd.Series | list[str], salt: str = HOLDOUT_SALT) -> np.ndarray:
+    """A uniform draw in [0, 1) per lead, fixed by the lead id and ``salt`` (SHA-256): the lead
+    is held out when its draw is below ``jobs.promotion.holdout``, in every run alike."""
+    return np.array(
+        [
+            int(hashlib.sha256(f"{salt}:{lead}".encode()).hexdigest()[:15], 16) / 16**15
+            for lead in lead_ids
+        ],
+        dtype=float,
+    )
 
 
 def idempotency_key(lead_id: str, number: int) -> str:
@@ -95,11 +122,17 @@ def idempotency_key(lead_id: str, number: int) -> str:
     return f"mql-promotion:{lead_id}:{number}"
 
 
+def holdout_key(lead_id: str, number: int) -> str:
+    """The decision-log key of a lead's n-th decision when it was held out (never sent)."""
+    return f"{HOLDOUT_PREFIX}{lead_id}:{number}"
+
+
 @dataclass
 class PromotionReport:
     scored: int = 0
     changed: int = 0
     promoted: int = 0
+    held_out: int = 0  # decided but held back from sales (the holdout)
     waiting: int = 0
     cap_left: int = 0
     thresholds: Thresholds | None = None
@@ -322,6 +355,37 @@ def state_rows(
     return rows.astype(object).where(rows.notna(), None).to_dict("records")
 
 
+def holdout_log(held: pd.DataFrame, now: float, day: str) -> list[dict[str, Any]]:
+    """The ``promotions`` rows of the leads held out now (``decide``'s ``held_out`` rows)."""
+    return [
+        {
+            "idempotency_key": holdout_key(r.lead_id, int(r.promotions)),
+            "lead_id": r.lead_id,
+            "number": int(r.promotions),
+            "probability": round(float(r.probability), 6),
+            "model_version": r.model_version,
+            "decided_at": now,
+            "day": day,
+        }
+        for r in held.itertuples()
+    ]
+
+
+def promotion_decisions(engine: sa.Engine) -> pd.DataFrame:
+    """The decision log as the experiment readout needs it: lead_id, number (the lead's n-th
+    decision), decided_at (epoch seconds), probability and held_out (held back from sales)."""
+    c = promotions.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(c.idempotency_key, c.lead_id, c.number, c.decided_at, c.probability)
+        ).all()
+    frame = pd.DataFrame(
+        rows, columns=["idempotency_key", "lead_id", "number", "decided_at", "probability"]
+    )
+    frame["held_out"] = frame["idempotency_key"].str.startswith(HOLDOUT_PREFIX).astype(bool)
+    return frame.drop(columns="idempotency_key")
+
+
 def promotion_log(messages: list[dict[str, Any]], now: float, day: str) -> list[dict[str, Any]]:
     """The ``promotions`` rows (the decision log) of the promotion ``messages``."""
     return [
@@ -351,20 +415,27 @@ def commit_decisions(
     now: float,
     report: PromotionReport,
     explain: Explain | None = None,
+    holdout: float = 0.0,
 ) -> None:
     """Store the changed scores, decide, log promotions and enqueue their messages for
     ``destination``: one transaction, so a crash leaves either the old state or all of the new.
-    ``directory`` has the leads' email, job title and account (``_lead_directory``)."""
+    ``directory`` has the leads' email, job title and account (``_lead_directory``). Leads whose
+    ``holdout_draw`` is below ``holdout`` are logged as held out and not sent."""
     day = datetime.fromtimestamp(now, UTC).date().isoformat()  # the daily cap's day
     with engine.begin() as conn:
         state = _load_state(conn).set_index("lead_id", drop=False)
         changed = changed_scores(scores, state, all_leads=all_leads)
         merged, fresh = merge_scores(state, changed)
         done_today = conn.execute(
-            sa.select(sa.func.count()).select_from(promotions).where(promotions.c.day == day)
+            sa.select(sa.func.count())
+            .select_from(promotions)
+            .where(
+                promotions.c.day == day, ~promotions.c.idempotency_key.startswith(HOLDOUT_PREFIX)
+            )
         ).scalar_one()
         cap_left = max(daily_cap - done_today, 0)
-        decided = decide(merged, thresholds, cap_left)
+        held = holdout_draw(merged["lead_id"]) < holdout if holdout > 0 else None
+        decided = decide(merged, thresholds, cap_left, held)
         upsert(conn, lead_state, state_rows(decided, merged, fresh["lead_id"], now))
         promoted = decided[decided["promote"]].sort_values("probability", ascending=False)
         fresh_reasons = explain(promoted["lead_id"].tolist()) if explain else {}
@@ -380,11 +451,13 @@ def commit_decisions(
             )
             for r in promoted.itertuples()
         ]
-        if messages:
-            conn.execute(sa.insert(promotions), promotion_log(messages, now, day))
+        held_rows = holdout_log(decided[decided["held_out"]], now, day)
+        if messages or held_rows:
+            conn.execute(sa.insert(promotions), promotion_log(messages, now, day) + held_rows)
         enqueue(conn, destination, messages, now)
     report.changed = len(changed)
     report.promoted = len(messages)
+    report.held_out = len(held_rows)
     report.waiting = int(decided["waiting"].sum())
     report.cap_left = cap_left - len(messages)
 
@@ -423,6 +496,7 @@ def run_promotion(
             now=clock(),
             report=report,
             explain=explain,
+            holdout=promotion.holdout,
         )
         if send:
             with closing(open_destination(cfg, promotion.destination)) as destination:

@@ -275,3 +275,32 @@ def requeue_dead_letters(engine: Engine, destination: str | None = None) -> int:
             )
         conn.execute(sa.delete(dead_letters).where(*where))
     return len(rows)
+
+
+def requeue_dead_letter(engine: Engine, dead_letter_id: int) -> bool:
+    """Put one dead-lettered message (its ``dead_letters.id``) back in the outbox with fresh
+    attempts; False when there is no such dead letter (already requeued, or never was)."""
+    with engine.begin() as conn:
+        row = (
+            conn.execute(sa.select(dead_letters).where(dead_letters.c.id == dead_letter_id))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return False
+        insert_ignore(
+            conn,
+            outbox,
+            [
+                {
+                    "destination": row["destination"],
+                    "idempotency_key": row["idempotency_key"],
+                    "payload": row["payload"],
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": row["failed_at"],
+                }
+            ],
+        )
+        conn.execute(sa.delete(dead_letters).where(dead_letters.c.id == dead_letter_id))
+    return True

@@ -116,6 +116,7 @@ def data_generate(
     ctx: click.Context, leads: int | None, seed: int | None, weeks: int | None
 ) -> None:
     """Write a synthetic B2B funnel (and its oracle) under <data_dir>/raw."""
+    from core.tracking import load_plan
     from synthetic.generate import generate
 
     cfg = _config(ctx)
@@ -125,9 +126,14 @@ def data_generate(
         start=cfg.data.start,
         weeks=weeks or cfg.data.weeks,
         out_dir=cfg.data_dir,
+        plan=load_plan(cfg.data.tracking_plan),
+        violations=cfg.data.violations,
     )
+    tracking = summary.pop("tracking")
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
+    click.echo("tracking plan: " + ", ".join(f"{k} {v:,}" for k, v in tracking.items()))
+    click.echo("  (details: `funnel data check`)")
 
 
 @data.command("import")
@@ -136,11 +142,63 @@ def data_generate(
 def data_import(ctx: click.Context, mapping: Path) -> None:
     """Import your own accounts/leads/events/... files through a YAML column mapping."""
     from core.mapping import import_tables
+    from core.tracking import load_plan
 
     cfg = _config(ctx)
-    for name, rows in import_tables(mapping, cfg.raw_dir).items():
+    plan = load_plan(cfg.data.tracking_plan)
+    rows_by_table = import_tables(mapping, cfg.raw_dir, plan=plan, quarantine=cfg.quarantine_dir)
+    for name, rows in rows_by_table.items():
         click.echo(f"{name}: {rows:,} rows")
     click.echo(f"written to {cfg.raw_dir}; next: `funnel features apply`")
+    click.echo("events checked against the tracking plan: `funnel data check` shows what it found")
+
+
+@data.command("check")
+@click.option(
+    "--examples",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Rows shown per violation type.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def data_check(ctx: click.Context, examples: int, as_json: bool) -> None:
+    """What the tracking plan found in the event loads: counts per violation type and source,
+    the quarantine's rows, examples with their reasons (also in <data_dir>/quarantine/)."""
+    import json
+
+    from core.tracking import format_tracking_report, tracking_report
+
+    cfg = _config(ctx)
+    report = tracking_report(cfg.quarantine_dir, examples=examples)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"tracking plan: {cfg.data.tracking_plan}")
+    click.echo(format_tracking_report(report, examples=examples > 0))
+
+
+@data.command("replay")
+@click.option("--source", default=None, help="Replay one source's rows only (default: all).")
+@click.pass_context
+def data_replay(ctx: click.Context, source: str | None) -> None:
+    """Check the quarantined event rows again (after a fix of the tracking plan or the data)
+    and load those that pass, exactly once; the others stay quarantined."""
+    from core.tracking import load_plan, replay_quarantine
+
+    cfg = _config(ctx)
+    result = replay_quarantine(
+        load_plan(cfg.data.tracking_plan), cfg.raw_dir, cfg.quarantine_dir, source=source
+    )
+    for name, counts in result.by_source.items():
+        click.echo(
+            f"{name}: {counts['checked']:,} checked, {counts['replayed']:,} loaded, "
+            f"{counts['already_loaded']:,} already loaded, "
+            f"{counts['still_quarantined']:,} still quarantined"
+        )
+    if result.events_path is not None:
+        click.echo(f"events written to {result.events_path}; next: `funnel features apply`")
 
 
 @data.command("sample-export")
@@ -284,23 +342,54 @@ def train() -> None:
     """Train, tune and register models: mql, churn, nbo, or an imported table by its name."""
 
 
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="Processes running the Optuna trials (default: optuna.workers); more than one needs "
+    "optuna.storage and tracking.uri on PostgreSQL or a tracking server.",
+)
+
+
 def classifier_command(kind: str, model: str) -> click.Command:
     """``funnel train <kind>`` for a classifier (mql, churn): tune, train, register, print."""
 
     @train.command(kind, help=f"Tune and train the {model} model; register it in MLflow.")
     @trials_option
+    @workers_option
     @click.pass_context
-    def train_classifier_cmd(ctx: click.Context, trials: int | None) -> None:
+    def train_classifier_cmd(ctx: click.Context, trials: int | None, workers: int | None) -> None:
         from training.train import train_classifier
 
         cfg = _config(ctx)
-        click.echo(format_train_result(train_classifier(cfg, kind, n_trials=trials)))
+        result = train_classifier(cfg, kind, n_trials=trials, workers=workers)
+        click.echo(format_train_result(result))
 
     return train_classifier_cmd
 
 
 train_mql_cmd = classifier_command("mql", "MQL")
 train_churn_cmd = classifier_command("churn", "churn-risk")
+
+
+@train.command("worker")
+@click.argument("study")
+@click.pass_context
+def train_worker_cmd(ctx: click.Context, study: str) -> None:
+    """Join the Optuna study STUDY of a `funnel train mql|churn` running elsewhere: run its
+    trials until it holds its n_trials, each an MLflow child run of that training run.
+
+    STUDY is the name the training run prints (<kind>-<run id>). The config must name the same
+    optuna.storage (PostgreSQL) and tracking.uri (PostgreSQL or a tracking server) as the
+    training run; the training rows come from its MLflow run, not from this machine."""
+    from training.workers import join_study
+
+    cfg = _config(ctx)
+    done = join_study(cfg, study)
+    click.echo(
+        f"{done.study}: ran {done.ran} trial(s) here; the study holds {done.total} of its "
+        f"{done.n_trials}"
+    )
 
 
 @train.command("nbo")
@@ -503,13 +592,67 @@ def report_group() -> None:
     default=None,
     help="Where to write the HTML (default: <data_dir>/reports/funnel.html).",
 )
+@click.option(
+    "--readouts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Experiment readouts JSON whose measured lifts replace the fixes' guesses "
+    "(default: <data_dir>/reports/experiments.json, if there).",
+)
 @click.pass_context
-def report_funnel(ctx: click.Context, out_path: Path | None) -> None:
-    """Stage counts over time, conversion and drop-off by cohort and channel, time per stage."""
-    from reports.funnel_report import write_funnel_report
+def report_funnel(ctx: click.Context, out_path: Path | None, readouts: Path | None) -> None:
+    """Stage counts over time, conversion and drop-off by cohort and channel, time per stage,
+    fix priorities, touchpoints and drop-off points; the numbers also as JSON beside it."""
+    from reports.funnel_report import funnel_json_path, write_funnel_report
 
     cfg = _config(ctx)
-    click.echo(f"funnel report: {write_funnel_report(cfg, out_path)}")
+    path = write_funnel_report(cfg, out_path, readouts_path=readouts)
+    click.echo(f"funnel report: {path} (JSON: {funnel_json_path(path)})")
+
+
+@report_group.command("fixes")
+@click.option(
+    "--by",
+    "rank_by",
+    type=click.Choice(["per_cost", "per_week"]),
+    default="per_cost",
+    show_default=True,
+    help="Rank by revenue per unit of cost or per week to ship.",
+)
+@click.option(
+    "--readouts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Experiment readouts JSON (default: <data_dir>/reports/experiments.json, if there).",
+)
+@click.pass_context
+def report_fixes(ctx: click.Context, rank_by: str, readouts: Path | None) -> None:
+    """The value of one more point of conversion per step, and the fixes of
+    reports.fixes_file ranked by the revenue they would add, with 95% intervals."""
+    from reports.fixes import format_fixes, format_point_values
+    from reports.funnel_report import funnel_analytics, stage_history
+
+    cfg = _config(ctx)
+    found = funnel_analytics(cfg, stage_history(cfg), readouts_path=readouts, rank_by=rank_by)
+    click.echo(format_point_values(found.values.table, found.currency))
+    by = "unit of cost" if rank_by == "per_cost" else "week to ship"
+    click.echo(f"fixes ranked by revenue per {by} ({found.fixes_file}):")
+    click.echo(format_fixes(found.ranked, found.currency))
+
+
+@report_group.command("touchpoints")
+@click.option("--per-step", default=5, show_default=True, help="Touchpoints shown per step.")
+@click.pass_context
+def report_touchpoints(ctx: click.Context, per_step: int) -> None:
+    """Touchpoints associated with moving on per step (odds ratios, correlation) and where
+    leads stall."""
+    from reports.funnel_report import funnel_analytics, stage_history
+    from reports.touchpoints import format_stalls, format_touchpoints
+
+    cfg = _config(ctx)
+    found = funnel_analytics(cfg, stage_history(cfg))
+    click.echo(format_touchpoints(found.odds, per_step=per_step))
+    click.echo(format_stalls(found.stalls, found.segments))
 
 
 @report_group.command("model")
@@ -533,6 +676,87 @@ def report_model(ctx: click.Context, kind: str, alias: str, out_path: Path | Non
 
     cfg = _config(ctx)
     click.echo(f"model card: {write_model_card(cfg, kind, alias, out_path)}")
+
+
+@report_group.command("experiments")
+@click.option(
+    "--table",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read out a flat A/B table (CSV/parquet) instead of the stores' experiments.",
+)
+@click.option("--arm", default=None, help="With --table: the column naming each row's arm.")
+@click.option("--control", default=None, help="With --table: the control arm's value.")
+@click.option("--outcome", "outcomes", multiple=True, help="With --table: an outcome column.")
+@click.option("--covariate", default=None, help="With --table: a pre-period column for CUPED.")
+@click.option(
+    "--share",
+    "shares",
+    multiple=True,
+    metavar="ARM=SHARE",
+    help="With --table: the design's share of an arm, for the sample ratio check (default: equal).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the HTML, the JSON beside it (default: <data_dir>/reports/).",
+)
+@click.pass_context
+def report_experiments(
+    ctx: click.Context,
+    table: Path | None,
+    arm: str | None,
+    control: str | None,
+    outcomes: tuple[str, ...],
+    covariate: str | None,
+    shares: tuple[str, ...],
+    out_path: Path | None,
+) -> None:
+    """Lift with intervals, sample ratio check, power and an always-valid readout for the offer
+    arms, each campaign wave against its holdout and the promotion holdout, or a flat table."""
+    from reports.experiments import format_readout, write_experiments_report, write_table_report
+
+    cfg = _config(ctx)
+    if table is None:
+        if arm or control or outcomes or covariate or shares:
+            raise click.UsageError(
+                "--arm, --control, --outcome, --covariate and --share need --table"
+            )
+        import pandas as pd
+
+        from activation.lead_promotion import promotion_decisions
+        from activation.state import campaign_assignments, open_engine, rows_of
+
+        engine = open_engine(cfg.state_store_url)
+        written = write_experiments_report(
+            cfg,
+            campaigns=pd.DataFrame(rows_of(engine, campaign_assignments)),
+            promotions=promotion_decisions(engine),
+            out_path=out_path,
+        )
+    else:
+        missing = [f"--{n}" for n, v in (("arm", arm), ("control", control)) if not v]
+        if missing or not outcomes:
+            raise click.UsageError(
+                f"--table needs {', '.join([*missing, *([] if outcomes else ['--outcome'])])}"
+            )
+        split = {}
+        for item in shares:
+            name, _, value = item.rpartition("=")
+            try:
+                split[name] = float(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{item!r} is not ARM=SHARE", param_hint="--share"
+                ) from None
+        written = write_table_report(
+            cfg, table, arm, control, outcomes, covariate=covariate, shares=split or None,
+            out_path=out_path,
+        )  # fmt: skip
+    click.echo(f"experiments report: {written.html} (JSON: {written.json})")
+    click.echo(format_readout(written.comparisons))
 
 
 # -- serving ------------------------------------------------------------------------------------
@@ -584,6 +808,22 @@ def serve(ctx: click.Context, port: int | None) -> None:
     code = run_foreground(cmd, env)
     if code:
         raise click.ClickException(f"the service stopped with exit code {code} (see its log above)")
+
+
+@main.command("ui")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="HTTP port (ui.port).")
+@click.option("--host", default=None, help="Address to listen on (ui.host).")
+@click.pass_context
+def ui(ctx: click.Context, port: int | None, host: str | None) -> None:
+    """Start the web console for marketing and sales (blocks until stopped). Users come from
+    FUNNEL_UI_ADMIN and FUNNEL_UI_VIEWERS (user:password,...)."""
+    from console.app import create_app, run_console
+
+    cfg = _config(ctx)
+    app = create_app(cfg)  # refuses to start without users, with the variables to set
+    host, port = host or cfg.ui.host, port or cfg.ui.port
+    click.echo(f"console on http://{host}:{port}/  (Ctrl-C stops)")
+    run_console(app, host, port)
 
 
 # -- demo ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ churn risk and next best offers over HTTP."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -15,7 +16,8 @@ import pandas as pd
 
 from activation.audience_sync import sync_audiences
 from activation.campaigns import sync_campaigns
-from activation.lead_promotion import run_promotion
+from activation.lead_promotion import promotion_decisions, run_promotion
+from activation.state import campaign_assignments, open_engine, rows_of
 from app import process
 from app.formatting import (
     format_audiences,
@@ -26,7 +28,11 @@ from app.formatting import (
 )
 from app.pipeline import apply_features, materialize_features, serve_command
 from core.config import API_KEY_ENV, Config
-from reports.funnel_report import write_funnel_report
+from core.tracking import VIOLATIONS, load_plan
+from reports.experiments import format_readout, write_experiments_report
+from reports.fixes import format_fixes
+from reports.funnel_report import funnel_json_path, write_funnel_report
+from reports.touchpoints import format_stalls, format_touchpoints
 from synthetic.generate import generate
 from training.nbo import train_nbo
 from training.train import train_churn, train_mql
@@ -124,8 +130,18 @@ def build_and_train(cfg: Config, timed: Timer, leads: int | None, trials: int | 
         start=cfg.data.start,
         weeks=cfg.data.weeks,
         out_dir=cfg.data_dir,
+        plan=load_plan(cfg.data.tracking_plan),
+        violations=cfg.data.violations,
     )
+    tracking = summary.pop("tracking")
     print("  " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    found = ", ".join(f"{k} {tracking[k]:,}" for k in VIOLATIONS if tracking[k]) or "none"
+    print(
+        f"  tracking plan: {tracking['received']:,} events delivered, {tracking['admitted']:,} "
+        f"admitted ({tracking['renamed']:,} renamed from old names), {tracking['duplicate']:,} "
+        f"redeliveries removed, {tracking['blocked']:,} quarantined, {tracking['flagged']:,} "
+        f"flagged; violations: {found}\n  (`funnel data check`, {cfg.quarantine_dir})"
+    )
     counts = timed("build features and apply Feast definitions", apply_features, cfg)
     print("  " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     result = timed("train MQL model (Optuna + MLflow)", train_mql, cfg, n_trials=trials)
@@ -224,7 +240,7 @@ def score_over_http(
 
 def run_jobs(cfg: Config, timed: Timer) -> None:
     """The activation jobs on the demo data: promotion to sales, audiences, a campaign wave and
-    the funnel report (destinations are files under <data_dir>/outbox)."""
+    the experiments and funnel reports (destinations are files under <data_dir>/outbox)."""
     if cfg.jobs.state_store is None:  # the demo's own state: it describes the data just replaced
         for path in (*cfg.data_dir.glob("jobs.db*"), *(cfg.data_dir / "outbox").glob("*.jsonl")):
             path.unlink()
@@ -244,11 +260,35 @@ def run_jobs(cfg: Config, timed: Timer) -> None:
     print(format_audiences(audiences))
     campaigns = timed("jobs sync-campaigns", sync_campaigns, cfg, progress=False)
     print(format_campaigns(campaigns))
+    engine = open_engine(cfg.state_store_url)
+    experiments = timed(
+        "report experiments (offer arms, campaign wave and promotion holdouts)",
+        write_experiments_report,
+        cfg,
+        campaigns=pd.DataFrame(rows_of(engine, campaign_assignments)),
+        promotions=promotion_decisions(engine),
+    )
+    print(format_readout(experiments.comparisons))
+    print(f"  experiments report: {experiments.html}")
     report = timed("report funnel", write_funnel_report, cfg)
     print(f"  funnel report: {report}")
+    print_funnel_findings(funnel_json_path(report))
     for name, dest in cfg.jobs.destinations.items():
         where = cfg.destination_path(dest.path) if dest.type == "file" else dest.url
         print(f"  destination {name}: {where}")
+
+
+def print_funnel_findings(json_path: Path) -> None:
+    """The funnel report's top five fixes, strongest touchpoints and stalls, from its JSON."""
+    found = json.loads(json_path.read_text())
+    currency = found["value_of_a_point"]["currency"]
+    print("  top fixes by revenue per unit of cost (all in the report):")
+    print(format_fixes(pd.DataFrame(found["fixes"]["ranked"]), currency, top=5))
+    odds = pd.DataFrame(found["touchpoints"]["odds_ratios"])
+    if len(odds):
+        print(format_touchpoints(odds, per_step=3))
+    stalls = found["drop_off"]
+    print(format_stalls(pd.DataFrame(stalls["stalls"]), pd.DataFrame(stalls["segments"])))
 
 
 def print_timings(seconds: dict[str, float]) -> None:
@@ -272,4 +312,8 @@ def run_demo(
     score_over_http(cfg, config_path, overrides, timed, port)
     run_jobs(cfg, timed)
     print_timings(timed.seconds)
+    print(
+        f"\nconsole: `funnel ui` serves http://{cfg.ui.host}:{cfg.ui.port}/ "
+        "(set FUNNEL_UI_ADMIN=user:password first; docs/guides/console.md)"
+    )
     return timed.seconds

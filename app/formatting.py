@@ -219,6 +219,11 @@ def format_promotion(report: PromotionReport, destination: str) -> str:
         f"  promoted {r.promoted} (daily cap: {r.cap_left} left today); "
         f"{r.waiting} over the cap wait for the next run"
     )
+    if r.held_out:
+        lines.append(
+            f"  held out {r.held_out} from sales (jobs.promotion.holdout): never sent, logged "
+            "for `funnel report experiments`"
+        )
     retried = f", {d.failures} failed tries" if d.failures else ""
     lines.append(
         f"  sent to {destination}: {d.sent}, dead-lettered {d.dead}, "

@@ -46,14 +46,22 @@ def import_flat(cfg: Config, spec: ImportSpec) -> ImportReport:
     return report
 
 
+# the name serving.service gives its @bentoml.service: BentoML's settings of the service are
+# keyed by it (services.<name>.workers)
+SERVICE_NAME = "funnel"
+
+
 def serve_command(
     cfg: Config, config_path: Path | None, overrides: tuple[str, ...], port: int | None
 ) -> tuple[list[str], dict[str, str]]:
-    """The `bentoml serve` command line and environment for this config."""
+    """The `bentoml serve` command line and environment for this config: ``serving.workers``
+    worker processes, through BentoML's ``BENTOML_CONFIG_OPTIONS``."""
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
     env = dict(os.environ)
     env["FUNNEL_CONFIG"] = str(config_path or "")
     env["FUNNEL_OVERRIDES"] = "\n".join(overrides)
+    workers = f"services.{SERVICE_NAME}.workers={cfg.serving.workers}"
+    env["BENTOML_CONFIG_OPTIONS"] = f"{env.get('BENTOML_CONFIG_OPTIONS', '')} {workers}".strip()
     cmd = [
         bentoml,
         "serve",

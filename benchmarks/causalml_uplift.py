@@ -235,7 +235,8 @@ def compare(X, y, arm, folds, control: str = "control") -> dict:
             "predict_1row_ms": round(_latency_ms(model.predict, X[folds[-1][1][:1]]), 3),
             "served_1row_ms": (
                 round(_latency_ms(model.predict_served, X[folds[-1][1][:1]]), 3)
-                if hasattr(model, "predict_served") else None
+                if hasattr(model, "predict_served")
+                else None
             ),
         }
         r = results[name]

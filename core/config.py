@@ -34,11 +34,30 @@ class PathsConfig(Strict):
     mlruns_dir: Path = Path("mlruns")
 
 
+Rate = Annotated[float, Field(ge=0, le=0.5)]
+
+
+class ViolationRates(Strict):
+    """Tracking-plan violations the generator puts into the event stream it delivers, each a
+    share of the clean events, drawn event by event (the generator reports the exact counts).
+    The ingest check renames, deduplicates or quarantines them, so the raw events equal the
+    clean ones. All 0: a clean delivery."""
+
+    renamed: Rate = 0.02  # delivered under an old alias of its name (renamed back on ingest)
+    redelivered: Rate = 0.01  # delivered twice with the same message id (at-least-once)
+    missing_property: Rate = 0.002  # plus a broken copy (new id) lacking a required property
+    wrong_type: Rate = 0.001  # plus a broken copy (new id) with a property of the wrong type
+    unplanned_event: Rate = 0.001  # plus an event whose name the tracking plan does not know
+
+
 class DataConfig(Strict):
     leads: Annotated[int, Field(gt=0)] = 10_000
     seed: int = 7
     start: date = date(2026, 1, 5)
     weeks: Annotated[int, Field(ge=8, le=260)] = 39
+    # the event vocabulary and what each source's violations do (docs/guides/tracking-plan.md)
+    tracking_plan: Path = Path("configs/tracking_plan.yaml")
+    violations: ViolationRates = ViolationRates()
 
 
 class SqliteOnline(Strict):
@@ -71,8 +90,11 @@ class FeatureStoreConfig(Strict):
 
 
 class TrackingConfig(Strict):
-    uri: str | None = None  # default: sqlite:///<mlruns_dir>/mlflow.db
-    artifact_location: str | None = None  # default: <mlruns_dir>/artifacts
+    # default: sqlite:///<mlruns_dir>/mlflow.db; a database URL, or an MLflow tracking server
+    # (http://host:5000) that machines without a shared disk all use
+    uri: str | None = None
+    # default: <mlruns_dir>/artifacts; with a tracking server, the server's artifact store
+    artifact_location: str | None = None
 
 
 class OptunaConfig(Strict):
@@ -81,6 +103,9 @@ class OptunaConfig(Strict):
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     seed: int = 42
     n_startup_trials: Annotated[int, Field(ge=0)] = 5
+    # processes `funnel train` runs the trials in (`--workers` wins); more than one needs the
+    # storage and tracking.uri on PostgreSQL or a tracking server (SQLite is refused)
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
 
 
 class CapacityThreshold(Strict):
@@ -187,7 +212,7 @@ class ChurnConfig(ClassifierConfig):
         return tiers
 
 
-Learner = Literal["s", "t", "x"]
+Learner = Literal["s", "t", "x", "b"]  # S-, T-, X-learner, shared-base learner
 
 
 class NboConfig(Strict):
@@ -197,7 +222,7 @@ class NboConfig(Strict):
     offers_file: Path = Path("configs/offers.yaml")
     outcome_window_days: Annotated[int, Field(gt=0)] = 14
     # candidate learners; the one with the best validation Qini is kept
-    learners: Annotated[list[Learner], Field(min_length=1)] = ["s", "t", "x"]
+    learners: Annotated[list[Learner], Field(min_length=1)] = ["s", "t", "x", "b"]
     # exposures are split into folds by lead: fold 0 picks the learner, all folds (cross-fitted)
     # measure it and decide the policy
     folds: Annotated[int, Field(ge=2, le=20)] = 5
@@ -287,6 +312,14 @@ class ServingConfig(Strict):
     # (FeatureStore.get_online_features: the same values; on Redis it reads every view of a
     # request in one pipeline) or "auto" (direct on SQLite, feast on Redis: the faster here)
     online_reads: Literal["auto", "direct", "feast"] = "auto"
+    # reasons cache: per worker, the score and reasons of up to this many feature rows (keyed
+    # by model version and the row itself, so never stale); 0 computes them on every request
+    reasons_cache_rows: Annotated[int, Field(ge=0)] = 200_000
+    # fill the cache in batches at start-up and after each materialization (in the background,
+    # on all cores but one), rather than one request at a time
+    reasons_precompute: bool = True
+    # service worker processes (each loads the models and keeps its own reasons cache)
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
 
 
 class FileDestinationConfig(Strict):
@@ -335,6 +368,15 @@ class PromotionConfig(Strict):
     rearm_threshold: Annotated[float, Field(ge=0, lt=1)] | None = None
     daily_cap: Annotated[int, Field(gt=0)] = 30  # sales capacity: promotions per UTC day
     batch_size: Annotated[int, Field(gt=0, le=5000)] = 1000
+    holdout: Annotated[float, Field(ge=0, le=0.5)] = Field(
+        default=0.0,
+        description=(
+            "Share of newly eligible MQLs held back from sales at random (by a hash of the lead "
+            "id, so reruns agree) and logged, so `funnel report experiments` measures the "
+            "pipeline promotion adds. 0 (off) by default: holding hot leads back from sales is "
+            "the business's call; 0.1 is a common choice."
+        ),
+    )
 
     @model_validator(mode="after")
     def _rearm_below(self) -> PromotionConfig:
@@ -370,6 +412,43 @@ class JobsConfig(Strict):
         return self
 
 
+class ReportsConfig(Strict):
+    """The funnel report's inputs beyond the data: ``fixes_file`` lists the candidate fixes
+    ranked by the value of the conversion they would add."""
+
+    fixes_file: Path = Path("configs/fixes.yaml")
+
+
+class GradeBounds(Strict):
+    """The lowest 0-100 score of each grade the console shows (A best); below ``d`` is E."""
+
+    a: Annotated[int, Field(ge=0, le=100)] = 80
+    b: Annotated[int, Field(ge=0, le=100)] = 60
+    c: Annotated[int, Field(ge=0, le=100)] = 40
+    d: Annotated[int, Field(ge=0, le=100)] = 20
+
+    @model_validator(mode="after")
+    def _descending(self) -> GradeBounds:
+        if not self.a > self.b > self.c > self.d:
+            raise ValueError(
+                f"grade bounds must fall from a to d (a > b > c > d), got a={self.a} b={self.b} "
+                f"c={self.c} d={self.d}"
+            )
+        return self
+
+
+class UiConfig(Strict):
+    """``funnel ui``: the web console for marketing and sales (users come from the
+    environment: FUNNEL_UI_ADMIN, FUNNEL_UI_VIEWERS)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 8080
+    page_size: Annotated[int, Field(gt=0, le=500)] = 50  # rows per page of every table
+    grades: GradeBounds = GradeBounds()
+    # where `mlflow ui` answers, for the links of the models page; None hides them
+    mlflow_ui_url: Annotated[str, Field(pattern=r"^https?://")] | None = "http://127.0.0.1:5000"
+
+
 class ImportedModelConfig(Strict):
     """``imports.<name>``: how the model of an imported table decides and is crowned. Each key
     set here wins over the dataset spec's (``decision``, ``promotion_rule``), e.g.
@@ -390,6 +469,8 @@ class Config(Strict):
     stages: StagesConfig = StagesConfig()
     serving: ServingConfig = ServingConfig()
     jobs: JobsConfig = JobsConfig()
+    reports: ReportsConfig = ReportsConfig()
+    ui: UiConfig = UiConfig()
     imports: dict[str, ImportedModelConfig] = Field(default_factory=dict)
     # where this config was loaded from; relative paths resolve against its project root
     root: Path = PROJECT_ROOT
@@ -406,6 +487,12 @@ class Config(Strict):
         audiences = self.jobs.audiences_file
         if not audiences.is_absolute():
             object.__setattr__(self.jobs, "audiences_file", (self.root / audiences).resolve())
+        plan = self.data.tracking_plan
+        if not plan.is_absolute():
+            object.__setattr__(self.data, "tracking_plan", (self.root / plan).resolve())
+        fixes = self.reports.fixes_file
+        if not fixes.is_absolute():
+            object.__setattr__(self.reports, "fixes_file", (self.root / fixes).resolve())
         return self
 
     # Resolved locations: defaults follow the paths so tests can point everything at tmp_path.
@@ -426,12 +513,21 @@ class Config(Strict):
         return self.data_dir / "oracle"
 
     @property
+    def quarantine_dir(self) -> Path:
+        """Event rows the tracking plan kept out or flagged, per source (core/tracking.py)."""
+        return self.data_dir / "quarantine"
+
+    @property
     def tracking_uri(self) -> str:
         return self.tracking.uri or f"sqlite:///{self.paths.mlruns_dir / 'mlflow.db'}"
 
     @property
-    def artifact_location(self) -> str:
-        return self.tracking.artifact_location or str(self.paths.mlruns_dir / "artifacts")
+    def artifact_location(self) -> str | None:
+        """Where new experiments keep their artifacts; None with a tracking server (http or
+        https ``tracking.uri``): the server's own store (``mlflow server --serve-artifacts``)."""
+        if self.tracking.artifact_location or not self.tracking_uri.startswith("http"):
+            return self.tracking.artifact_location or str(self.paths.mlruns_dir / "artifacts")
+        return None
 
     @property
     def state_store_url(self) -> str:

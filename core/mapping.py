@@ -17,7 +17,9 @@ tables:
   events: {file: exports/track.csv, columns: {...}, separator: ";"}
 ```
 
-Columns not named keep their name when they are contract columns; others are left out. The
+Columns not named keep their name when they are contract columns; others are left out. With a
+tracking plan the events are checked against it first (source ``import``): aliases renamed,
+duplicate deliveries removed, rows that break the plan quarantined (core/tracking.py). The
 tables are checked against the contract together (names, types, keys, references, order of
 timestamps) and written only if all pass.
 """
@@ -35,6 +37,7 @@ from core.config import ConfigError, Strict, format_validation_error, read_yaml_
 from core.contract import TABLES
 from core.flat import read_flat
 from core.tables import read_tables, write_tables
+from core.tracking import TrackingPlan, check_events, write_quarantine
 
 
 class TableMapping(Strict):
@@ -50,6 +53,7 @@ class Mapping(Strict):
 
 
 REQUIRED = ("accounts", "leads", "events", "opportunities")
+SOURCE = "import"  # the tracking plan's source of these event loads
 
 
 def read_mapping(path: Path) -> Mapping:
@@ -99,12 +103,28 @@ def _monday(ts: pd.Timestamp) -> pd.Timestamp:
     return day - pd.Timedelta(days=day.weekday())
 
 
-def import_tables(mapping_path: Path, raw_dir: Path) -> dict[str, int]:
-    """Read, rename, validate and write the mapped tables and their manifest; rows per table."""
+def import_tables(
+    mapping_path: Path,
+    raw_dir: Path,
+    *,
+    plan: TrackingPlan | None = None,
+    quarantine: Path | None = None,
+) -> dict[str, int]:
+    """Read, rename, validate and write the mapped tables and their manifest; rows per table.
+    With a ``plan`` the events are checked against it first and the rows it keeps out are
+    stored in ``quarantine`` (a folder) once the tables are written."""
 
     mapping = read_mapping(mapping_path)
     tables = mapped_tables(mapping, mapping_path.parent)
+    checked = None
+    if plan is not None:
+        if quarantine is None:
+            raise ValueError("a tracking plan needs a quarantine folder")
+        checked = check_events(tables["events"], plan, SOURCE)
+        tables["events"] = checked.admitted
     written = write_tables(tables, raw_dir)  # validates all together first; nothing half-written
+    if checked is not None:
+        write_quarantine(checked, quarantine, plan_file=plan.source_file)
 
     valid = read_tables(raw_dir, list(written))
     start = pd.Timestamp(mapping.start) if mapping.start else valid["leads"]["created_at"].min()

@@ -3,7 +3,8 @@
 ``stage_history`` reads the point-in-time feature tables (written by ``funnel features apply``)
 and the raw leads, and gives every lead's stage at every weekly snapshot. The functions after it
 are pure (a history frame in, a frame out). ``write_funnel_report`` puts it all in one
-self-contained HTML file.
+self-contained HTML file, with the fix priorities (``reports.fixes``), the touchpoints and the
+drop-off points (``reports.touchpoints``), and writes the same numbers as JSON beside it.
 
 Counting convention: stages are ordered awareness < consideration < decision < retention, and a
 lead that reaches a stage is counted as having passed every earlier one (a lead seen in awareness
@@ -13,7 +14,9 @@ lead can fall back to an earlier stage; "reached" always means "ever reached".
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -22,9 +25,21 @@ import numpy as np
 import pandas as pd
 
 from core.config import Config
+from core.contract import empty_table
 from core.errors import InputError, MissingInputError, UnknownNameError
 from core.stages import STAGES, assign_stages, features_needed
-from core.tables import read_tables
+from core.tables import read_tables, table_path
+from reports.fixes import (
+    PointValues,
+    RankBy,
+    account_values,
+    fixes_sections,
+    lead_outcomes,
+    point_values,
+    rank_fixes,
+    read_fixes,
+    read_measured_lifts,
+)
 from reports.html import (
     day,
     generated_at,
@@ -34,6 +49,20 @@ from reports.html import (
     html_table,
     new_figure,
     write_atomic,
+)
+from reports.touchpoints import (
+    causal_readouts,
+    channel_exposures,
+    event_exposures,
+    lead_segments,
+    lead_stalls,
+    offer_exposures_in_window,
+    stage_defining_events,
+    stall_summary,
+    stalled_segments,
+    step_units,
+    touchpoint_odds,
+    touchpoint_sections,
 )
 
 if TYPE_CHECKING:
@@ -309,20 +338,37 @@ def account_stages(history: pd.DataFrame) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------------- report
-def write_funnel_report(cfg: Config, out_path: Path | None = None) -> Path:
-    """Write the funnel report (one self-contained HTML file) and return its path.
+def write_funnel_report(
+    cfg: Config, out_path: Path | None = None, readouts_path: Path | None = None
+) -> Path:
+    """Write the funnel report (one self-contained HTML file) and return its path; the same
+    numbers go to a JSON file beside it (``funnel_json_path``).
 
-    Default path: ``<data_dir>/reports/funnel.html``. Missing feature tables raise
-    ``FileNotFoundError`` (run ``funnel features apply``); no leads raise ``ValueError``.
+    Default path: ``<data_dir>/reports/funnel.html``. Measured lifts come from the experiment
+    readouts at ``readouts_path`` (default ``<data_dir>/reports/experiments.json``; none when
+    the file is missing). Missing feature tables raise ``FileNotFoundError`` (run ``funnel
+    features apply``); no leads raise ``ValueError``.
     """
     history = stage_history(cfg)
+    analytics = funnel_analytics(cfg, history, readouts_path=readouts_path)
     path = Path(out_path) if out_path is not None else cfg.data_dir / "reports" / "funnel.html"
-    write_atomic(path, render_funnel_report(history))
+    text = render_funnel_report(history, extra_sections=analytics_sections(analytics))
+    document = funnel_document(history, analytics)
+    write_atomic(funnel_json_path(path), json.dumps(document, indent=2, allow_nan=False))
+    write_atomic(path, text)
     return path
 
 
-def render_funnel_report(history: pd.DataFrame, title: str = "Funnel report") -> str:
-    """The report's HTML for a stage history (plots inlined as base64 PNG)."""
+def funnel_json_path(html_path: Path) -> Path:
+    """Where the report's JSON goes: beside the HTML, ``funnel.html`` -> ``funnel.json``."""
+    return Path(html_path).with_suffix(".json")
+
+
+def render_funnel_report(
+    history: pd.DataFrame, title: str = "Funnel report", extra_sections: Sequence[str] = ()
+) -> str:
+    """The report's HTML for a stage history (plots inlined as base64 PNG), with
+    ``extra_sections`` (``html_section`` pieces) after the account stages."""
     if history.empty:
         raise ValueError("the stage history is empty: no leads to report on")
     _require(history, HISTORY_COLUMNS)
@@ -348,8 +394,153 @@ def render_funnel_report(history: pd.DataFrame, title: str = "Funnel report") ->
             "leads (an account with one lead in decision is in decision).",
             html_table(_account_summary(account_stages(history))),
         ),
+        *extra_sections,
     ]
     return html_page(title, _data_window(history, counts.index), sections)
+
+
+# ---------------------------------------------------- fix priorities, touchpoints, stalls
+READOUTS_FILE = Path("reports") / "experiments.json"  # under the data folder
+HORIZON_DAYS = 56.0  # a unit of the touchpoint tables moved on within this many days
+RAW_FOR_ANALYTICS = ("leads", "accounts", "events", "opportunities", "subscriptions",
+                     "offer_exposures")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FunnelAnalytics:
+    """The fix priorities, touchpoints and drop-off points of one stage history."""
+
+    values: PointValues  # the value of a point per step
+    ranked: pd.DataFrame  # the fixes, ranked (reports.fixes.RANKED_COLUMNS)
+    currency: str
+    odds: pd.DataFrame  # touchpoint odds ratios (reports.touchpoints.ODDS_COLUMNS)
+    readouts: pd.DataFrame  # the randomized readouts, causal
+    stalls: pd.DataFrame  # stall_summary
+    segments: pd.DataFrame  # stalled_segments
+    horizon_days: float
+    fixes_file: str
+    readouts_file: str
+
+
+def funnel_analytics(
+    cfg: Config,
+    history: pd.DataFrame,
+    *,
+    readouts_path: Path | None = None,
+    rank_by: RankBy = "per_cost",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> FunnelAnalytics:
+    """Fix priorities, touchpoints and drop-off points for ``history`` from the raw tables (a
+    table that is missing counts as empty), the fixes file (``reports.fixes_file``) and the
+    experiment readouts (default ``<data_dir>/reports/experiments.json``)."""
+    raw = {
+        name: read_tables(cfg.raw_dir, [name])[name]
+        if table_path(cfg.raw_dir, name) is not None
+        else empty_table(name)
+        for name in RAW_FOR_ANALYTICS
+    }
+    fixes = read_fixes(cfg.reports.fixes_file)
+    readouts = Path(readouts_path) if readouts_path else cfg.data_dir / READOUTS_FILE
+    measured = read_measured_lifts(readouts)
+    worth = account_values(
+        raw["subscriptions"],
+        raw["opportunities"],
+        basis=fixes.value.basis,
+        months=fixes.value.months,
+    )
+    ticks = pd.DatetimeIndex(history["snapshot"].unique())
+    years = max((ticks.max() - ticks.min()).days, 7) / 365.25
+    values = point_values(lead_outcomes(history, worth), years=years, n_boot=n_boot, seed=seed)
+    units = step_units(history, horizon_days=HORIZON_DAYS)
+    exposures = pd.concat(
+        [
+            event_exposures(units, raw["events"]),
+            channel_exposures(units, raw["leads"]),
+            offer_exposures_in_window(units, raw["offer_exposures"], raw["leads"]),
+        ],
+        ignore_index=True,
+    )
+    stalls = lead_stalls(history)
+    return FunnelAnalytics(
+        values=values,
+        ranked=rank_fixes(values, fixes, measured, rank_by=rank_by, seed=seed),
+        currency=fixes.currency,
+        odds=touchpoint_odds(
+            units, exposures, defining=stage_defining_events(cfg.stages), min_exposed=10
+        ),
+        readouts=causal_readouts(measured),
+        stalls=stall_summary(stalls),
+        segments=stalled_segments(stalls, lead_segments(raw["leads"], raw["accounts"])),
+        horizon_days=HORIZON_DAYS,
+        fixes_file=str(cfg.reports.fixes_file),
+        readouts_file=str(readouts) if readouts.is_file() else "",
+    )
+
+
+def analytics_sections(analytics: FunnelAnalytics) -> list[str]:
+    """The report sections of the fix priorities, touchpoints and drop-off points."""
+    return [
+        *fixes_sections(analytics.values, analytics.ranked, analytics.currency),
+        *touchpoint_sections(
+            analytics.odds,
+            analytics.readouts,
+            analytics.stalls,
+            analytics.segments,
+            horizon_days=analytics.horizon_days,
+        ),
+    ]
+
+
+def funnel_document(history: pd.DataFrame, analytics: FunnelAnalytics) -> dict:
+    """The report's numbers as a JSON-ready dict (NaN as null, timestamps as ISO 8601)."""
+    ticks = pd.DatetimeIndex(history["snapshot"].unique()).sort_values()
+    return {
+        "generated_at": generated_at(),
+        "data_window": {
+            "first_snapshot": ticks.min().isoformat(),
+            "last_snapshot": ticks.max().isoformat(),
+            "snapshots": len(ticks),
+            "years": analytics.values.years,
+            "leads": int(history["lead_id"].nunique()),
+        },
+        "conversion": _records(conversion_table(history)),
+        "durations": _records(stage_durations(history)),
+        "value_of_a_point": {
+            "currency": analytics.currency,
+            "level": analytics.values.level,
+            "steps": _records(analytics.values.table),
+        },
+        "fixes": {
+            "file": analytics.fixes_file,
+            "readouts_file": analytics.readouts_file or None,
+            "ranked": _records(analytics.ranked),
+        },
+        "touchpoints": {
+            "horizon_days": analytics.horizon_days,
+            "odds_ratios": _records(analytics.odds),
+            "readouts": _records(analytics.readouts),
+        },
+        "drop_off": {
+            "stalls": _records(analytics.stalls),
+            "segments": _records(analytics.segments),
+        },
+    }
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts: NumPy scalars as Python ones, NaN as None, times as ISO 8601."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, pd.Timestamp):
+            return value.isoformat()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            return None
+        return value
+
+    return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 # The conversion sections per group: the anchor, the heading and what the section shows.

@@ -123,3 +123,10 @@ class ServiceReader:
             out = odfv.transform_dict(data)
             data.update({n: list(out[n]) for n in names})
         return data
+
+
+def materialization_stamp(store: Any) -> tuple:
+    """What the registry says was materialized into the online store, per feature view
+    (every materialization adds an interval): changes with each ``materialize``."""
+    views = store.registry.list_feature_views(store.project, allow_cache=False)
+    return tuple(sorted((v.name, tuple(v.materialization_intervals)) for v in views))

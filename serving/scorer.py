@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sqlite3
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +25,7 @@ import numpy as np
 from core.errors import FunnelError
 from core.stages import assign_stages, features_needed
 from serving.online import ACCOUNT_FIELD, PROFILE_VIEW, TS_SUFFIX, ServiceReader
+from serving.reason_cache import CachedExplainer
 from serving.schemas import (
     ChurnRisk,
     ChurnRiskRequest,
@@ -49,6 +52,11 @@ ACCOUNT_REF = f"{PROFILE_VIEW}:{ACCOUNT_FIELD}"
 # Join keys and request fields come back in the online response too; they are not features.
 KEY_COLUMNS = ("lead_id", "account_id", ACCOUNT_FIELD, "request_job_title")
 SINGLE_THREAD_ROWS = 32
+DEFAULT_CACHE_ROWS = 200_000  # serving.reasons_cache_rows
+# Precomputing: rows per online read (short, so the store's lock is not held long while the
+# service answers requests) and LightGBM threads (every core but one, left to the requests).
+PRECOMPUTE_ROWS = 100
+PRECOMPUTE_THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 
 # After a read finds the online store unavailable, reads fail at once for this long instead of
@@ -99,8 +107,8 @@ class _OnlineGate:
     One lock: the SQLite online store shares one connection between the service's threads,
     whichever model reads through it. And a short fail-fast window: once a read finds the store
     unavailable, reads fail at once for ``OUTAGE_RETRY_S`` instead of each waiting for the
-    store's timeout (single scores run on the event loop, and the lock serializes reads, so a
-    store that does not answer would otherwise stall every request queued behind it). The first
+    store's timeout (the lock serializes reads, so a store that does not answer would otherwise
+    hold every request queued behind it for its timeout in turn). The first
     read after the window tries the store again; one success closes the window.
     """
 
@@ -269,6 +277,7 @@ class LeadScorer:
         reads: str = "direct",
         reasons: str = "treeshap",
         configured_threshold: float | None = None,
+        cache_rows: int = DEFAULT_CACHE_ROWS,
     ) -> None:
         self.store = store
         self.model = model
@@ -277,6 +286,7 @@ class LeadScorer:
         self.clock = clock
         self.reasons = reasons  # training.scoring.REASON_METHODS
         model.prepare(reasons)
+        self.explainer = CachedExplainer(model, top_k, cache_rows, reasons)
         self.reader = LeadFeatureReader(
             store, model.feature_service, model.feature_names, model.version, reads
         )
@@ -291,12 +301,26 @@ class LeadScorer:
     # -- scoring ------------------------------------------------------------------------------
     def predict(self, data: dict[str, list]) -> tuple[np.ndarray, list[list[ModelReason]]]:
         """Calibrated probabilities and top reasons, exactly as the offline model computes them
-        (LightGBM single-threaded for small batches)."""
+        (``predict_explain``): from the reasons cache for rows already seen, computed for the
+        others (LightGBM single-threaded for small batches)."""
         rows = len(data[self.model.feature_names[0]])
         threads = 1 if rows <= SINGLE_THREAD_ROWS else 0
-        return self.model.predict_explain(
-            data, self.top_k, num_threads=threads, method=self.reasons
-        )
+        return self.explainer.predict_explain(data, num_threads=threads)
+
+    def precompute(
+        self, lead_ids: Sequence[str], num_threads: int = PRECOMPUTE_THREADS,
+        chunk: int = PRECOMPUTE_ROWS,
+    ) -> int:  # fmt: skip
+        """Fill the reasons cache for these leads' current online features (their stored
+        titles), ``chunk`` leads per read and per LightGBM call; returns the rows computed.
+        Unknown ids are skipped."""
+        computed = 0
+        for start in range(0, len(lead_ids), chunk):
+            requests = [_LeadKey(i) for i in lead_ids[start : start + chunk]]
+            data, _ = self.features(requests)
+            if data:
+                computed += self.explainer.precompute(data, num_threads)
+        return computed
 
     def score(self, requests: Sequence[LeadScoreRequest]) -> tuple[list[LeadScore], list[str]]:
         """Scores for the leads that exist, in request order, and the ids that do not."""
@@ -326,6 +350,14 @@ class LeadScorer:
         return results, not_found
 
 
+@dataclass(frozen=True)
+class _LeadKey:
+    """A lead to read features for, with its stored title (what ``features`` needs)."""
+
+    lead_id: str
+    job_title: str | None = None
+
+
 class NotACustomerError(LookupError):
     """The account exists but has no subscription in force."""
 
@@ -337,7 +369,7 @@ class AccountScorer:
     def __init__(
         self, store: Any, model: ScoringModel, *, top_k: int = 3,
         clock: Callable[[], float] = time.time, reads: str = "direct",
-        reasons: str = "treeshap",
+        reasons: str = "treeshap", cache_rows: int = DEFAULT_CACHE_ROWS,
     ) -> None:  # fmt: skip
         if not model.meta.tiers:
             raise FeatureContractError(
@@ -346,6 +378,7 @@ class AccountScorer:
         self.store, self.model, self.top_k, self.clock = store, model, top_k, clock
         self.reasons = reasons
         model.prepare(reasons)
+        self.explainer = CachedExplainer(model, top_k, cache_rows, reasons)
         self._gate = _store_gate(store)
         needed = [*model.feature_names, "is_customer"]
         self.feature_service = _resolve_service(store, model.feature_service, needed, model.version)
@@ -367,6 +400,24 @@ class AccountScorer:
         )
         return resp.to_dict(include_event_timestamps=True)
 
+    def precompute(
+        self, account_ids: Sequence[str], num_threads: int = PRECOMPUTE_THREADS,
+        chunk: int = PRECOMPUTE_ROWS,
+    ) -> int:  # fmt: skip
+        """Fill the reasons cache for these accounts' current online features (customers
+        only: the others are not scored); returns the rows computed."""
+        computed = 0
+        for start in range(0, len(account_ids), chunk):
+            data = self._read(list(account_ids[start : start + chunk]))
+            keep = [
+                i for i, c in enumerate(data.get("is_customer", []))
+                if c is not None and not (isinstance(c, float) and math.isnan(c)) and c >= 1
+            ]  # fmt: skip
+            if keep:
+                rows = {name: [values[i] for i in keep] for name, values in data.items()}
+                computed += self.explainer.precompute(rows, num_threads)
+        return computed
+
     def score(self, request: ChurnRiskRequest) -> ChurnRisk | None:
         """The account's churn risk; None when the account is unknown; NotACustomerError when
         it is not a customer now."""
@@ -379,9 +430,7 @@ class AccountScorer:
                 f"account '{request.account_id}' has no subscription in force: churn risk is "
                 "scored for customers"
             )
-        probs, reasons = self.model.predict_explain(
-            data, self.top_k, num_threads=1, method=self.reasons
-        )
+        probs, reasons = self.explainer.predict_explain(data, num_threads=1)
         p = float(probs[0])
         ts = newest_timestamps(data, key="account_id")[0]
         tiers = self.model.meta.tiers or []

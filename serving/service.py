@@ -16,16 +16,20 @@ warning is logged at start-up: convenient on a laptop, never what you want in pr
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio.to_thread
 import bentoml
+import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -34,9 +38,12 @@ from pydantic import BaseModel, ValidationError
 
 from core.config import DEFAULT_CONFIG, load_config
 from core.offers import load_offers
+from features.sources import feature_table_path
 from features.store import feature_store
 from serving.limits import MAX_BODY_BYTES, BodySizeLimit
 from serving.loading import load_models
+from serving.online import materialization_stamp
+from serving.reason_cache import BackgroundPrecompute
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -67,6 +74,8 @@ log = logging.getLogger("funnel.serving")
 CONFIG_ENV = "FUNNEL_CONFIG"
 OVERRIDES_ENV = "FUNNEL_OVERRIDES"  # newline-separated key=value overrides (set by `funnel serve`)
 MAX_ERRORS = 20  # validation errors listed in a 422
+MATERIALIZATION_POLL_S = 30.0  # how often the precompute thread looks for a new materialization
+SLOW_GC_MS = 50.0  # a garbage collection pausing the worker longer than this is logged
 
 api = FastAPI(
     title="funnel scoring API",
@@ -156,6 +165,41 @@ def load_parts() -> tuple[Config, FeatureStore, dict[str, Any]]:
     return cfg, store, load_models(cfg)
 
 
+def _precompute_ids(data_dir: Path) -> tuple[list[str], list[str]]:
+    """The leads (``lead_profile``) and customer accounts (``account_usage``) of the feature
+    tables, the ids whose reasons are precomputed; none for a table that is not there."""
+    leads: list[str] = []
+    accounts: list[str] = []
+    profile = Path(feature_table_path(data_dir, "lead_profile"))
+    if profile.is_file():
+        leads = pd.read_parquet(profile, columns=["lead_id"])["lead_id"].astype(str).unique()
+        leads = leads.tolist()
+    usage = Path(feature_table_path(data_dir, "account_usage"))
+    if usage.is_file():
+        frame = pd.read_parquet(usage, columns=["account_id", "is_customer"])
+        accounts = frame.loc[frame["is_customer"] >= 1, "account_id"].astype(str).unique().tolist()
+    return leads, accounts
+
+
+_gc_started: list[float] = []
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        ms = 1000.0 * (time.perf_counter() - _gc_started[0])
+        if ms > SLOW_GC_MS:
+            log.warning("garbage collection of generation %d paused the worker %.0f ms",
+                        info.get("generation", -1), ms)  # fmt: skip
+
+
+def _watch_gc() -> None:
+    """Log each garbage collection that pauses the worker longer than ``SLOW_GC_MS``."""
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
+
+
 def _not_served(kind: str) -> HTTPException:
     return HTTPException(
         503, f"the {kind} model is not served here: add '{kind}' to serving.models and restart"
@@ -227,6 +271,11 @@ class FunnelService:
     models, loaded once per worker."""
 
     def __init__(self) -> None:
+        # BentoML's root handler shows WARNING and up; the service's start-up and precompute
+        # reports are INFO (unless logging was configured otherwise)
+        funnel_log = logging.getLogger("funnel")
+        if funnel_log.level == logging.NOTSET:
+            funnel_log.setLevel(logging.INFO)
         self.attach(*load_parts())
 
     def attach(self, cfg: Config, store: FeatureStore, models: dict[str, Any]) -> None:
@@ -247,6 +296,7 @@ class FunnelService:
         self.cfg = cfg
         self.max_batch = cfg.serving.max_batch
         reads, reasons = online_reads(cfg), cfg.serving.reasons
+        rows = cfg.serving.reasons_cache_rows
         self.scorer: LeadScorer | None = (
             LeadScorer(
                 store,
@@ -254,12 +304,13 @@ class FunnelService:
                 reads=reads,
                 reasons=reasons,
                 configured_threshold=cfg.jobs.promotion.threshold,
+                cache_rows=rows,
             )
             if "mql" in models
             else None
         )
         self.churn: AccountScorer | None = (
-            AccountScorer(store, models["churn"], reads=reads, reasons=reasons)
+            AccountScorer(store, models["churn"], reads=reads, reasons=reasons, cache_rows=rows)
             if "churn" in models
             else None
         )
@@ -280,6 +331,37 @@ class FunnelService:
         for kind, model in models.items():
             log.info("serving %s model %s (feature service %s)", kind, model.version,
                      model.feature_service)  # fmt: skip
+        self.precompute: BackgroundPrecompute | None = None
+        if cfg.serving.reasons_precompute and rows > 0 and (self.scorer or self.churn):
+            self.precompute = BackgroundPrecompute(
+                lambda: self._precompute(cfg.data_dir, rows),
+                lambda: materialization_stamp(store),
+                MATERIALIZATION_POLL_S,
+                after_fill=gc.freeze,  # the cache's entries live as long as the worker
+            )
+            self.precompute.start()
+        _watch_gc()
+        # Everything loaded so far lives as long as the worker: out of the collector's sight,
+        # a full collection scans only what requests allocate (milliseconds, not the ~0.3 s
+        # of a heap holding Feast, MLflow and BentoML).
+        gc.freeze()
+
+    def _precompute(self, data_dir: Path, rows: int) -> int:
+        """Reasons of every lead's and customer account's current online features, up to
+        ``rows`` of each (the cache's size)."""
+        leads, accounts = _precompute_ids(data_dir)
+        done = 0
+        if self.scorer is not None:
+            done += self.scorer.precompute(leads[:rows])
+        if self.churn is not None:
+            done += self.churn.precompute(accounts[:rows])
+        return done
+
+    @bentoml.on_shutdown
+    def _stop_precompute(self) -> None:
+        precompute = getattr(self, "precompute", None)  # None when start-up failed
+        if precompute is not None:
+            precompute.stop()
 
     def _ping(self) -> None:
         if self.scorer is not None:
@@ -309,10 +391,11 @@ class FunnelService:
             results, not_found = self.scorer.score(requests)
         return results, not_found
 
-    # One lead is scored inline on the event loop: a few milliseconds of CPU, and a hop to a
-    # worker thread would add latency. A batch (up to max_batch leads, each with TreeSHAP
-    # reasons) runs in a worker thread so health checks and single scores are not stalled.
-    # Responses are written with pydantic's own JSON encoder (response_model is for the docs).
+    # Every scoring call runs in a worker thread, never on the event loop: an online read that
+    # waits (a Redis that does not answer, a locked SQLite file) then holds that request only,
+    # while health checks, other requests and the store-outage 503s go on. The hop costs tens
+    # of microseconds. Responses are written with pydantic's own JSON encoder (response_model
+    # is for the docs).
     @api.post(
         "/leads/score",
         response_model=LeadScore,
@@ -321,7 +404,7 @@ class FunnelService:
         summary="Score one lead",
     )
     async def score_lead(self, request: LeadScoreRequest) -> Response:
-        results, not_found = self._score([request])
+        results, not_found = await anyio.to_thread.run_sync(self._score, [request])
         if not_found:
             raise HTTPException(404, f"lead '{request.lead_id}' not found")
         return _json(results[0])
@@ -353,8 +436,9 @@ class FunnelService:
     async def churn_risk(self, request: ChurnRiskRequest) -> Response:
         if self.churn is None:
             raise _not_served("churn")
+        churn = self.churn
         with _answering("churn scoring failed", "scoring", not_found=NotACustomerError):
-            result = self.churn.score(request)
+            result = await anyio.to_thread.run_sync(churn.score, request)
         if result is None:
             raise HTTPException(404, f"account '{request.account_id}' not found")
         return _json(result)
@@ -369,8 +453,9 @@ class FunnelService:
     async def next_best_offer(self, request: NextBestOfferRequest) -> Response:
         if self.ranker is None:
             raise _not_served("nbo")
+        ranker = self.ranker
         with _answering("next-best-offer failed", "ranking"):
-            result = self.ranker.recommend(request)
+            result = await anyio.to_thread.run_sync(ranker.recommend, request)
         if result is None:
             raise HTTPException(404, f"lead '{request.lead_id}' not found")
         return _json(result)

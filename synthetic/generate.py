@@ -65,14 +65,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from core.config import ViolationRates
 from core.contract import EVENT_TYPES, LEAD_SOURCES
 from core.errors import InputError
 from core.tables import write_tables
 from core.timegrid import snapshot_grid, to_utc
+from core.tracking import DEFAULT_PLAN, TrackingPlan, check_events, load_plan, write_quarantine
 from synthetic import customers as cust
 from synthetic import exposures as expo
 from synthetic.stats import auc, sigmoid
+from synthetic.violations import deliver
 
+SOURCE = "synthetic"  # the tracking plan's source of the generator's event loads
 WEEK_S = 7 * 86_400
 DAY_S = 86_400
 LABEL_DAYS = 30
@@ -1670,12 +1674,18 @@ def generate(
     out_dir: str | Path,
     progress: bool = True,
     offer_effect_scale: float = 1.0,
+    plan: TrackingPlan | None = None,
+    violations: ViolationRates | None = None,
 ) -> dict:
     """Simulate and write ``<out_dir>/raw/*.parquet`` + manifest and ``<out_dir>/oracle/``.
 
-    ``start`` is moved back to its Monday; the data end is ``start + weeks``. Returns a summary:
-    counts, lead conversion rate, the 30-day label rate over fully observed snapshot rows, the
-    oracle's AUC against that label, and the seconds taken.
+    ``start`` is moved back to its Monday; the data end is ``start + weeks``. The events are
+    delivered with the tracking-plan ``violations`` (``synthetic.violations``; default rates)
+    and loaded through the ``plan``'s check (default: ``configs/tracking_plan.yaml``), like any
+    event load: the raw events hold the admitted rows, ``<out_dir>/quarantine/`` the others.
+    Returns a summary: counts, lead conversion rate, the 30-day label rate over fully observed
+    snapshot rows, the oracle's AUC against that label, the seconds taken, and under
+    ``tracking`` the check's counts.
     """
     began = time.perf_counter()
     start_ts = _start_monday(start)
@@ -1691,7 +1701,13 @@ def generate(
     )  # fmt: skip
     out = Path(out_dir)
     raw_dir = out / "raw"
-    write_tables(sim.tables, raw_dir)
+    plan = plan or load_plan(DEFAULT_PLAN)
+    # a stream of its own, after the simulation's nine: the clean data do not depend on it
+    rng_delivery = np.random.default_rng(np.random.SeedSequence(seed).spawn(10)[9])
+    delivery = deliver(sim.tables["events"], plan, violations or ViolationRates(), rng_delivery)
+    checked = check_events(delivery.events, plan, SOURCE)
+    write_tables({**sim.tables, "events": checked.admitted}, raw_dir)
+    write_quarantine(checked, out / "quarantine", plan_file=plan.source_file)
     oracle_dir = out / "oracle"
     oracle_dir.mkdir(parents=True, exist_ok=True)
     sim.oracle.to_parquet(oracle_dir / "mql_oracle.parquet", index=False)
@@ -1712,7 +1728,7 @@ def generate(
         "out_dir": str(out),
         "leads": int(n_leads),
         "accounts": manifest["accounts"],
-        "events": len(sim.tables["events"]),
+        "events": len(checked.admitted),
         "opportunities": n_conv,
         "lead_conversion_rate": n_conv / n_leads,
         "mql_label_rate": sim.label_rate,
@@ -1725,4 +1741,5 @@ def generate(
         "start": manifest["start"],
         "end": manifest["end"],
         "seconds": round(time.perf_counter() - began, 2),
+        "tracking": checked.counts,
     }

@@ -45,7 +45,8 @@ def reachable(host: str, port: int) -> bool:
 def production_services() -> None:
     """PostgreSQL and Redis on 127.0.0.1. In CI their absence is a failure, elsewhere a skip."""
     missing = [
-        name for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
+        name
+        for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
         if not reachable("127.0.0.1", port)
     ]
     if missing:
@@ -75,8 +76,15 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
 
     base = tmp_path_factory.mktemp("pipeline")
     cfg = make_config(base, "serving.api_key=test-key")
-    generate(n_leads=PIPELINE_LEADS, seed=11, start=cfg.data.start, weeks=cfg.data.weeks,
-             out_dir=cfg.data_dir, progress=False, offer_effect_scale=2.0)
+    generate(
+        n_leads=PIPELINE_LEADS,
+        seed=11,
+        start=cfg.data.start,
+        weeks=cfg.data.weeks,
+        out_dir=cfg.data_dir,
+        progress=False,
+        offer_effect_scale=2.0,
+    )
     apply_features(cfg)
     result = train_mql(cfg, progress=False, n_trials=PIPELINE_TRIALS)
     churn = train_churn(cfg, progress=False, n_trials=PIPELINE_TRIALS)

@@ -14,7 +14,17 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "synthetic", "features", "training", "serving", "activation", "reports", "app")
+PACKAGES = (
+    "core",
+    "synthetic",
+    "features",
+    "training",
+    "serving",
+    "activation",
+    "reports",
+    "console",
+    "app",
+)
 # Imports inside functions on purpose, each with its reason ("*": every import of the file).
 LAZY_BY_DESIGN = {
     ("app/cli.py", "*"): "each command loads its modules when it runs, so that `funnel --help` "

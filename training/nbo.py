@@ -24,6 +24,7 @@ from core.stages import assign_stages, features_needed
 from core.tables import read_manifest, read_tables
 from features.store import feature_store, historical_features
 from training import plots
+from training.nbo_learners import SharedBaseLearner
 from training.nbo_model import NboInputs, NboMeta, NboModel
 from training.nbo_policy import compare_policies
 from training.pyfunc import NboPyfunc
@@ -39,7 +40,13 @@ from training.uplift import SLearner, TLearner, XLearner, best_offer
 from training.uplift_metrics import auuc, qini_coefficient, uplift_at_k
 
 log = logging.getLogger("funnel.training.nbo")
-LEARNER_NAMES = {"s": "S-learner", "t": "T-learner", "x": "X-learner"}
+LEARNER_NAMES = {
+    "s": "S-learner", "t": "T-learner", "x": "X-learner", "b": "shared-base learner",
+}  # fmt: skip
+# each offer's effect model in the shared-base learner: a few large leaves, learned slowly
+EFFECT_PARAMS = {
+    "n_estimators": 200, "learning_rate": 0.02, "num_leaves": 4, "min_child_samples": 200,
+}  # fmt: skip
 PIP_REQUIREMENTS = ["lightgbm==4.7.*", "pandas<3", "numpy", "scikit-learn==1.9.*", "joblib"]
 
 
@@ -59,6 +66,11 @@ def make_learner(name: str, conf: NboConfig, control: str = CONTROL) -> Any:
         return TLearner(LGBMClassifier(**params), control=control)
     if name == "x":
         return XLearner(LGBMClassifier(**params), LGBMRegressor(**params), control=control)
+    if name == "b":
+        effect = {**params, **EFFECT_PARAMS}
+        return SharedBaseLearner(
+            LGBMClassifier(**params), LGBMClassifier(**effect), control=control
+        )
     raise ValueError(f"unknown learner {name!r}; choose from {sorted(LEARNER_NAMES)}")
 
 
@@ -72,12 +84,26 @@ def subject_folds(subjects: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarr
 
 
 def per_offer_uplift_metrics(
-    y: np.ndarray, uplift: np.ndarray, arm: np.ndarray, offers: list[str], control: str = CONTROL
+    y: np.ndarray,
+    uplift: np.ndarray,
+    arm: np.ndarray,
+    offers: list[str],
+    control: str = CONTROL,
+    eligible: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per offer, on the rows that got it or control: normalized Qini, AUUC and uplift at 30%."""
+    """Per offer, on the rows that got it or control and were eligible for it: normalized
+    Qini, AUUC and uplift at 30%.
+
+    Only eligible rows count because only they are ever offered, and because a control row
+    that could not have got the offer has no treated counterpart: mixed in, it turns the
+    randomized comparison into a confounded one. ``eligible`` is (n, n_offers) in the order of
+    ``offers``; None counts every row.
+    """
     out = {}
     for j, offer in enumerate(offers):
         rows = (arm == offer) | (arm == control)
+        if eligible is not None:
+            rows &= eligible[:, j]
         t = (arm[rows] == offer).astype(int)
         if t.sum() == 0 or t.sum() == len(t) or y[rows].sum() == 0:
             continue
@@ -184,7 +210,9 @@ def fit_and_choose(
     arm = np.asarray(arm).astype(str)
     folds = check_folds(arm, fold, [control, *offers])
     valid, train = np.flatnonzero(fold == folds[0]), np.flatnonzero(fold != folds[0])
-    best, scores = choose_learner(X, y, arm, train, valid, offers, conf, control, on_candidate)
+    best, scores = choose_learner(
+        X, y, arm, train, valid, offers, conf, control, on_candidate, eligible
+    )
     uplift, outcome, arms = cross_fit(best, X, y, arm, fold, folds, len(offers), conf, control)
     learned = policy_arms(uplift, offers, values, costs, eligible, control)
     alternatives = {
@@ -204,7 +232,7 @@ def fit_and_choose(
     final = make_learner(best, conf, control).fit(X, y, arm)
     return NboFit(
         learner_name=best, learner=final, validation=scores,
-        heldout_metrics=per_offer_uplift_metrics(y, uplift, arm, offers, control),
+        heldout_metrics=per_offer_uplift_metrics(y, uplift, arm, offers, control, eligible),
         heldout_uplift=uplift, learned=learned, comparison=comparison, ipw=ipw,
         learned_share={a: float(np.mean(learned == a)) for a in [control, *offers]},
     )  # fmt: skip
@@ -220,17 +248,20 @@ def choose_learner(
     conf: NboConfig,
     control: str = CONTROL,
     on_candidate: Any = None,
+    eligible: np.ndarray | None = None,
 ) -> tuple[str, dict[str, dict[str, dict[str, float]]]]:
     """Each configured learner fitted on the ``train`` rows and scored on the ``valid`` rows
-    by its per-offer uplift metrics: the name of the one with the best mean Qini, and every
-    candidate's metrics (``on_candidate(name, metrics)`` sees each as it comes)."""
+    by its per-offer uplift metrics (on the rows ``eligible`` for each offer, when given): the
+    name of the one with the best mean Qini, and every candidate's metrics
+    (``on_candidate(name, metrics)`` sees each as it comes)."""
+    in_valid = None if eligible is None else eligible[valid]
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for name in conf.learners:
         learner = make_learner(name, conf, control).fit(X[train], y[train], arm[train])
         if [str(o) for o in learner.offers_] != list(offers):
             raise ValueError(f"learner offers {list(learner.offers_)} differ from {offers}")
         scores[name] = per_offer_uplift_metrics(
-            y[valid], learner.predict(X[valid]), arm[valid], offers, control
+            y[valid], learner.predict(X[valid]), arm[valid], offers, control, in_valid
         )
         if on_candidate is not None:
             on_candidate(name, scores[name])
@@ -318,9 +349,10 @@ def nbo_oracle_report(
     """Evaluation only: the generator's true conversion probabilities (the oracle file at
     ``path``, when there) on the same rows.
 
-    Per offer, the Qini of the true uplift next to the model's; and the true expected net
-    value per exposure of the learned policy, of the oracle's best eligible offer, and of the
-    best single offer.
+    Per offer, on the rows eligible for it that got it or control (as the held-out metrics),
+    the Qini of the true uplift next to the model's; and the true expected net value per
+    exposure of the learned policy, of the oracle's best eligible offer, and of the best single
+    offer.
     """
     if not path.is_file():
         return {}
@@ -339,7 +371,7 @@ def nbo_oracle_report(
     out: dict[str, float] = {}
     ratios = []
     for j, offer in enumerate(offers):
-        rows = (arm == offer) | (arm == CONTROL)
+        rows = ((arm == offer) | (arm == CONTROL)) & eligible[:, j]
         t = (arm[rows] == offer).astype(int)
         try:
             model_q = qini_coefficient(y[rows], uplift[rows, j], t)

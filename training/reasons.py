@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _EVENT_WORDS = {
@@ -174,9 +175,15 @@ def top_reasons(
     """The ``k`` features that moved this row's score most, strongest first."""
     if not (len(names) == len(values) == len(contributions)):
         raise ValueError("names, values and contributions must have the same length")
-    order = sorted(range(len(names)), key=lambda i: abs(contributions[i]), reverse=True)
     return [
         Reason(names[i], values[i], float(contributions[i]), describe(names[i], values[i]))
-        for i in order[:k]
-        if contributions[i] != 0
+        for i in top_indices(contributions, k)
     ]
+
+
+def top_indices(contributions: Sequence[float], k: int = 3) -> list[int]:
+    """Positions of the ``k`` largest contributions by size, strongest first (ties in feature
+    order), zeros left out: the features ``top_reasons`` names, for callers that keep only
+    those (a reasons cache stores the positions and contributions, not the whole row)."""
+    order = sorted(range(len(contributions)), key=lambda i: abs(contributions[i]), reverse=True)
+    return [i for i in order[:k] if contributions[i] != 0]

@@ -37,7 +37,9 @@ def ensure_experiment(cfg: Config, name: str) -> str:
     import mlflow
 
     existing = mlflow.get_experiment_by_name(name)
-    if existing is None:
+    if existing is None and cfg.artifact_location is None:  # a tracking server's own store
+        experiment_id = mlflow.create_experiment(name)
+    elif existing is None:
         location = Path(cfg.artifact_location)
         uri = (
             location.resolve().as_uri()

@@ -9,7 +9,6 @@ oracle file) is a ``ModelKind``; everything else is shared.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +33,6 @@ from core.config import (
 from core.errors import InputError
 from core.flat import load_dataset
 from core.leakage import too_good_to_be_true
-from core.pg import ensure_schema
 from core.tables import read_manifest, read_tables
 from core.timegrid import snapshot_grid
 from features.store import feature_store, historical_features
@@ -64,11 +62,18 @@ from training.registry import (
     tag_and_crown,
 )
 from training.scoring import BundleMeta, FeatureMatrix, ScoringModel
-from training.tuning import TrainData, fit_booster, monotone_constraints, objective, refit_booster
+from training.tuning import TrainData, fit_booster, monotone_constraints, refit_booster
+from training.workers import (
+    TuningJob,
+    check_shared_stores,
+    is_shared,
+    logged_trial,  # noqa: F401 - benchmarks/perf.py imports it from here
+    open_study,
+    tune_study,
+)
 
 if TYPE_CHECKING:
     import lightgbm as lgb
-    import optuna
 
 log = logging.getLogger("funnel.training")
 
@@ -616,67 +621,6 @@ def oracle_report(
     return metrics, aligned
 
 
-def logged_trial(trial: Any, run: Any) -> float:
-    """Run one Optuna trial inside its own MLflow child run of the active parent run."""
-    import mlflow
-    import optuna
-
-    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
-        mlflow.set_tag("optuna_trial", trial.number)
-        try:
-            value = run()
-        except optuna.TrialPruned:
-            mlflow.log_params(trial.params)
-            mlflow.set_tag("state", "PRUNED")
-            raise
-        mlflow.log_params(trial.params)
-        mlflow.log_metrics(
-            {
-                "val_roc_auc": value,
-                **{k: float(v) for k, v in trial.user_attrs.items() if isinstance(v, (int, float))},
-            }
-        )
-        mlflow.set_tag("state", "COMPLETE")
-        return value
-
-
-def open_study(name: str, storage: str, seed: int, n_startup_trials: int) -> optuna.Study:
-    """A new study maximizing validation ROC AUC in ``storage`` (its SQLite folder or
-    PostgreSQL schema created if needed): a seeded TPE sampler, median pruning."""
-    import optuna
-
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    ensure_schema(storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=30),
-    )
-
-
-def tune(
-    study: optuna.Study,
-    datasets: tuple[lgb.Dataset, lgb.Dataset],
-    boosting: Boosting,
-    n_trials: int,
-    timeout_s: float | None,
-    progress: bool,
-) -> optuna.trial.FrozenTrial:
-    """Run the study's trials, each an MLflow child run of the active run; the best trial."""
-    rounds, patience = boosting.num_boost_round, boosting.early_stopping_rounds
-    study.optimize(
-        lambda t: logged_trial(t, lambda: objective(t, datasets, rounds, patience, boosting.fixed)),
-        n_trials=n_trials,
-        timeout=timeout_s,
-        show_progress_bar=progress and sys.stderr.isatty(),  # no bar in a log file
-    )
-    return study.best_trial
-
-
 def fit_final(
     params: dict[str, Any],
     datasets: tuple[lgb.Dataset, lgb.Dataset],
@@ -782,21 +726,33 @@ def register_classifier(
 
 
 # -- the jobs ------------------------------------------------------------------------------------
-def train_mql(cfg: Config, progress: bool = True, n_trials: int | None = None) -> TrainResult:
+def train_mql(
+    cfg: Config, progress: bool = True, n_trials: int | None = None, workers: int | None = None
+) -> TrainResult:
     """Tune, train, calibrate, evaluate, log and register the MQL model."""
-    return train_classifier(cfg, "mql", progress=progress, n_trials=n_trials)
+    return train_classifier(cfg, "mql", progress=progress, n_trials=n_trials, workers=workers)
 
 
-def train_churn(cfg: Config, progress: bool = True, n_trials: int | None = None) -> TrainResult:
+def train_churn(
+    cfg: Config, progress: bool = True, n_trials: int | None = None, workers: int | None = None
+) -> TrainResult:
     """Tune, train, calibrate, evaluate, log and register the churn-risk model."""
-    return train_classifier(cfg, "churn", progress=progress, n_trials=n_trials)
+    return train_classifier(cfg, "churn", progress=progress, n_trials=n_trials, workers=workers)
 
 
 def train_classifier(
-    cfg: Config, kind: str, progress: bool = True, n_trials: int | None = None
+    cfg: Config,
+    kind: str,
+    progress: bool = True,
+    n_trials: int | None = None,
+    workers: int | None = None,
 ) -> TrainResult:
-    """The one training path of the classifiers, for model kind ``kind`` (mql or churn)."""
+    """The one training path of the classifiers, for model kind ``kind`` (mql or churn).
+    ``workers`` (default ``optuna.workers``) processes run the Optuna trials; more than one
+    needs the study and the runs on shared stores (see ``training.workers``)."""
     conf, spec = kind_config(cfg, kind), kind_spec(cfg, kind)
+    workers = workers or cfg.optuna.workers
+    check_shared_stores(workers, cfg.optuna_storage, cfg.tracking_uri)
     rule, tiers = decision_rule(conf)
     dataset, setting = is_dataset(cfg, kind), decision_setting(cfg, kind)
     check_decision_rule(rule, not dataset or bool(dataset_timestamp(cfg, kind)), setting)
@@ -819,17 +775,27 @@ def train_classifier(
     with mlflow.start_run(run_name=f"{kind}-train") as parent:
         mlflow.set_tags({"model_kind": kind, "feature_service": conf.feature_service})
         mlflow.log_params({
-            "feature_service": conf.feature_service, "n_trials": trials,
+            "feature_service": conf.feature_service, "n_trials": trials, "tuning_workers": workers,
             "label_window_days": conf.label_window_days, "threshold_rule": rule_mode(rule),
             **{f"rows_{p}": len(r) for p, r in split.parts.items()},
         })  # fmt: skip
-        with steps.step(f"tune LightGBM with Optuna ({trials} trials, each an MLflow child run)"):
-            settings = cfg.optuna
+        in_workers = f" in {workers} worker processes" if workers > 1 else ""
+        with steps.step(
+            f"tune LightGBM with Optuna ({trials} trials{in_workers}, each an MLflow child run)"
+        ):
+            settings, storage = cfg.optuna, cfg.optuna_storage
             study = open_study(
-                f"{kind}-{parent.info.run_id}", cfg.optuna_storage, settings.seed,
-                settings.n_startup_trials,
+                f"{kind}-{parent.info.run_id}", storage, settings.seed, settings.n_startup_trials
+            )
+            if progress and is_shared(storage):
+                _say(f"study {study.study_name}: other machines join it with "
+                     f"`funnel train worker {study.study_name}`", progress)  # fmt: skip
+            job = TuningJob(
+                parent.info.run_id, parent.info.experiment_id, trials, settings.seed,
+                settings.n_startup_trials, boosting.num_boost_round,
+                boosting.early_stopping_rounds, boosting.fixed, settings.timeout_s,
             )  # fmt: skip
-            best = tune(study, datasets, boosting, trials, settings.timeout_s, progress)
+            best = tune_study(study, storage, data, datasets, job, workers, progress)
             mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
             mlflow.log_metric("best_val_roc_auc", best.value)
 

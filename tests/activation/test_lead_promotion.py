@@ -469,5 +469,7 @@ def test_an_unreachable_state_store_is_one_clear_line(tmp_path, url: str, messag
         ],
     )
     assert result.exit_code == 1
-    assert re.search(rf"cannot open the jobs' state store .*{message}", result.output), result.output
+    assert re.search(rf"cannot open the jobs' state store .*{message}", result.output), (
+        result.output
+    )
     assert "pw" not in result.output

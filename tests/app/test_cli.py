@@ -16,8 +16,10 @@ def run(tmp_path):
 
     def invoke(*args: str):
         base = [
-            "--set", f"paths.data_dir={tmp_path / 'data'}",
-            "--set", f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+            "--set",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "--set",
+            f"paths.mlruns_dir={tmp_path / 'mlruns'}",
         ]
         return runner.invoke(main, [*base, *args], catch_exceptions=False)
 
@@ -86,7 +88,14 @@ def test_generate_writes_the_contract_tables(run, tmp_path):
     result = run("data", "generate", "--leads", "200", "--seed", "3")
     assert result.exit_code == 0, result.output
     raw = tmp_path / "data" / "raw"
-    for table in ("accounts", "leads", "events", "opportunities", "subscriptions", "offer_exposures"):
+    for table in (
+        "accounts",
+        "leads",
+        "events",
+        "opportunities",
+        "subscriptions",
+        "offer_exposures",
+    ):
         assert (raw / f"{table}.parquet").is_file()
     assert (tmp_path / "data" / "oracle" / "mql_oracle.parquet").is_file()
 
@@ -172,7 +181,7 @@ def test_train_mql_and_churn_share_one_command_body():
     for kind, model in (("mql", "MQL"), ("churn", "churn-risk")):
         command = train.commands[kind]
         assert command.help == f"Tune and train the {model} model; register it in MLflow."
-        assert [p.name for p in command.params] == ["trials"]
+        assert [p.name for p in command.params] == ["trials", "workers"]
 
 
 # -- model promotion and lead promotion: one name each ---------------------------------------------

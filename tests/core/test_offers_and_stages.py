@@ -26,7 +26,10 @@ def test_shipped_offers_load():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("offers:\n  - {id: a, cost: 1, value: 2, colour: red}\n", r"offers\.0\.colour: unknown key"),
+        (
+            "offers:\n  - {id: a, cost: 1, value: 2, colour: red}\n",
+            r"offers\.0\.colour: unknown key",
+        ),
         ("offers:\n  - {id: a, cost: -1, value: 2}\n", r"offers\.0\.cost"),
         ("offers:\n  - {id: control, cost: 1, value: 2}\n", "no-offer arm"),
         ("offers:\n  - {id: a, cost: 1, value: 2}\n  - {id: a, cost: 1, value: 3}\n", "repeated"),

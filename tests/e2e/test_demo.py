@@ -57,6 +57,15 @@ def test_demo_runs_every_step_and_prints_scored_leads(tmp_path):
     assert re.search(r"nurture wave \d{4}-\d\d-\d\d: [\d,]+ in the audience", out)
     assert re.search(r"offer_exposures: [1-9][\d,]* new rows", out)
     assert (tmp_path / "data" / "reports" / "funnel.html").is_file()
+    # the loop: tracking-plan counts, experiment readouts, ranked fixes, touchpoints, console
+    assert re.search(r"tracking plan: [\d,]+ events delivered, [\d,]+ admitted", out)
+    assert re.search(r"offers: \w+ vs control \[converted_14d\]: n [\d,]+/[\d,]+", out)
+    assert re.search(r"mql promotion: promoted vs held_out", out)
+    assert re.search(r"^\s+1\. \w+ +\w+ -> \w+ ", out, re.MULTILINE)
+    assert "touchpoints (correlation, not effect)" in out
+    assert "drop-off points" in out
+    assert re.search(r"console: `funnel ui` serves http://", out)
+    assert (tmp_path / "data" / "reports" / "experiments.json").is_file()
     sales = (tmp_path / "data" / "outbox" / "sales.jsonl").read_text().splitlines()
     assert len(sales) == int(promoted[1])
     for step in (

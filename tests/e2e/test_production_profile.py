@@ -32,8 +32,14 @@ def production(production_services, config_at, tmp_path_factory):
         f"training.mql.experiment=funnel-mql-e2e-{run}",
         profile="production.yaml",
     )
-    generate(n_leads=1500, seed=5, start=cfg.data.start, weeks=cfg.data.weeks,
-             out_dir=cfg.data_dir, progress=False)
+    generate(
+        n_leads=1500,
+        seed=5,
+        start=cfg.data.start,
+        weeks=cfg.data.weeks,
+        out_dir=cfg.data_dir,
+        progress=False,
+    )
     apply_features(cfg)
     result = train_mql(cfg, progress=False, n_trials=3)
     materialize_features(cfg)
@@ -74,7 +80,9 @@ def test_mlflow_and_optuna_live_in_postgres(production):
 
     cfg, result = production
     configure_tracking(cfg)
-    champion = MlflowClient().get_model_version_by_alias(cfg.training.mql.registered_model, "champion")
+    champion = MlflowClient().get_model_version_by_alias(
+        cfg.training.mql.registered_model, "champion"
+    )
     assert str(champion.version) == result.version
     children = mlflow.search_runs(
         experiment_names=[cfg.training.mql.experiment],
@@ -105,8 +113,9 @@ def test_redis_serves_what_training_saw(production):
     end = pd.Timestamp(read_manifest(cfg.raw_dir)["end"])
     offline = historical_features(
         store,
-        pd.DataFrame({"lead_id": leads["lead_id"], "account_id": leads["account_id"],
-                      "event_timestamp": end}),
+        pd.DataFrame(
+            {"lead_id": leads["lead_id"], "account_id": leads["account_id"], "event_timestamp": end}
+        ),
         cfg.training.mql.feature_service,
     )
     np.testing.assert_allclose(

@@ -18,11 +18,18 @@ def test_serve_without_a_champion_exits_with_the_reason(tmp_path):
     done = subprocess.run(
         [
             str(funnel),
-            "--set", f"paths.data_dir={tmp_path / 'data'}",
-            "--set", f"paths.mlruns_dir={tmp_path / 'mlruns'}",
-            "serve", "--port", str(free_port()),
+            "--set",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "--set",
+            f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+            "serve",
+            "--port",
+            str(free_port()),
         ],
-        capture_output=True, text=True, timeout=180, check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 1, out[-2000:]

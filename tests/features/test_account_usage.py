@@ -22,7 +22,9 @@ T = pd.Timestamp("2024-03-04", tz="UTC")  # the tick under test (a Monday)
 
 
 def subscriptions(rows: list[tuple[str, str, str | None, float, int, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["account_id", "started_at", "ended_at", "mrr", "seats", "plan"])
+    frame = pd.DataFrame(
+        rows, columns=["account_id", "started_at", "ended_at", "mrr", "seats", "plan"]
+    )
     return validate("subscriptions", frame)
 
 
@@ -71,7 +73,11 @@ def test_values_on_a_hand_made_customer(hand_made):
     assert row["mrr_change_90d"] == pytest.approx(200.0 / 100.0 - 1)
     assert row["tenure_days"] == pytest.approx((T - pd.Timestamp("2024-01-03", tz="UTC")).days)
     # usage: 20 Feb and 25 Feb in [3 Feb, 4 Mar); 20 Jan in the 30 days before; none in 7 days
-    assert (row["usage_events_30d"], row["usage_events_prev_30d"], row["usage_events_7d"]) == (2, 1, 0)
+    assert (row["usage_events_30d"], row["usage_events_prev_30d"], row["usage_events_7d"]) == (
+        2,
+        1,
+        0,
+    )
     assert row["usage_trend_30d"] == pytest.approx(math.log(3 / 2))
     assert row["active_users_30d"] == 2.0
     assert row["seat_utilization_30d"] == pytest.approx(2 / 4)
@@ -121,7 +127,9 @@ def test_future_data_never_changes_an_account_row(make_synthetic_raw):
                 "account_id": np.concatenate([accounts, accounts]),
                 "started_at": np.concatenate([starts, change]),
                 "ended_at": np.concatenate([change, ends]),
-                "mrr": np.concatenate([np.full(len(accounts), 100.0), np.full(len(accounts), 60.0)]),
+                "mrr": np.concatenate(
+                    [np.full(len(accounts), 100.0), np.full(len(accounts), 60.0)]
+                ),
                 "seats": np.concatenate([np.full(len(accounts), 3), np.full(len(accounts), 2)]),
                 "plan": "team",
             }
@@ -196,7 +204,9 @@ def test_offer_oracle_is_a_function_of_the_features(generated):
     ).merge(tables["leads"][["lead_id", "account_id"]], left_on="subject_id", right_on="lead_id")
     rows = rows.merge(features["lead_behavior"], on=["lead_id", "event_timestamp"], how="left")
     rows = rows.merge(features["account_usage"], on=["account_id", "event_timestamp"], how="left")
-    rows = rows.merge(tables["accounts"][["account_id", "employee_count", "industry"]], on="account_id")
+    rows = rows.merge(
+        tables["accounts"][["account_id", "employee_count", "industry"]], on="account_id"
+    )
     titles = pd.read_parquet(out / "oracle" / "titles.parquet").set_index("lead_id")
     truth = titles.loc[rows["lead_id"]]
     has_title = (truth["job_title"].notna() & (truth["job_title"] != "")).to_numpy()

@@ -180,13 +180,18 @@ def test_reason_values_are_json_safe(model):
 
 def test_request_title_is_passed_to_the_feature_service(model):
     store = FakeStore(PROFILES, ROWS)
-    LeadScorer(store, model, reads="feast").score([LeadScoreRequest(lead_id="L1", job_title=" CTO ")])
+    LeadScorer(store, model, reads="feast").score(
+        [LeadScoreRequest(lead_id="L1", job_title=" CTO ")]
+    )
     assert store.calls[1][1]["request_job_title"] == ["CTO"]
 
 
 def test_all_unknown_makes_a_single_read(model):
     store = FakeStore(PROFILES, ROWS)
-    assert LeadScorer(store, model, reads="feast").score([LeadScoreRequest(lead_id="x")]) == ([], ["x"])
+    assert LeadScorer(store, model, reads="feast").score([LeadScoreRequest(lead_id="x")]) == (
+        [],
+        ["x"],
+    )
     assert len(store.calls) == 1
 
 

@@ -30,7 +30,9 @@ def test_subscriptions_are_contiguous_rows_per_account(generated):
         # a plan change closes one row and opens the next at the same instant; only the last
         # row may be open, and a churned account's last row is closed
         assert rows["ended_at"].iloc[:-1].notna().all()
-        assert (rows["started_at"].iloc[1:].to_numpy() == rows["ended_at"].iloc[:-1].to_numpy()).all()
+        assert (
+            rows["started_at"].iloc[1:].to_numpy() == rows["ended_at"].iloc[:-1].to_numpy()
+        ).all()
     start = pd.Timestamp(summary["start"])
     first = subs.groupby("account_id")["started_at"].min()
     assert (first < start).mean() > 0.2  # an installed base
@@ -50,12 +52,15 @@ def test_churn_oracle_is_calibrated(generated):
     ticks = snapshot_grid(summary["start"], summary["end"])
     labels = churn_labels(tables["subscriptions"], ticks, cust.CHURN_LABEL_DAYS, summary["end"])
     rows = labels.merge(
-        oracle.rename(columns={"snapshot_ts": "event_timestamp"}), on=["account_id", "event_timestamp"]
+        oracle.rename(columns={"snapshot_ts": "event_timestamp"}),
+        on=["account_id", "event_timestamp"],
     )
     assert len(rows) == len(labels)
     assert summary["churn_label_rate"] == pytest.approx(rows["label"].mean())
     band = pd.qcut(rows["p_true"], 5, labels=False)
-    by_band = rows.groupby(band).agg(p=("p_true", "mean"), rate=("label", "mean"), n=("label", "size"))
+    by_band = rows.groupby(band).agg(
+        p=("p_true", "mean"), rate=("label", "mean"), n=("label", "size")
+    )
     # snapshots of one account are correlated: allow three binomial errors of a fifth as many
     err = 3 * np.sqrt(by_band["p"] * (1 - by_band["p"]) / (by_band["n"] / 5)) + 0.01
     assert ((by_band["rate"] - by_band["p"]).abs() <= err).all(), by_band
@@ -111,7 +116,10 @@ def test_realized_outcomes_follow_the_true_effects(tmp_path):
     for offer in expo.OFFER_IDS:
         uplift = truth[f"p_{offer}"] - truth["p_control"]
         for segment, sign in ((uplift > 0.05, 1), (uplift < -0.02, -1)):
-            got, control = segment & (ex["offer_id"] == offer), segment & (ex["offer_id"] == "control")
+            got, control = (
+                segment & (ex["offer_id"] == offer),
+                segment & (ex["offer_id"] == "control"),
+            )
             if got.sum() < 150 or control.sum() < 150:
                 continue
             diff = converted[got].mean() - converted[control].mean()

@@ -35,14 +35,16 @@ def test_pricing_and_demo_events_never_lower_a_score(pipeline, config_at, tmp_pa
     before = _scoring_rows(cfg, chosen["lead_id"].tolist(), chosen["account_id"].tolist(), end)
 
     # the same leads, each with two pricing views and a demo request in the last day
-    added = pd.DataFrame({
-        "event_id": [f"EXTRA{i:06d}" for i in range(3 * len(chosen))],
-        "lead_id": np.repeat(chosen["lead_id"].to_numpy(), 3),
-        "account_id": np.repeat(chosen["account_id"].to_numpy(), 3),
-        "event_type": ["pricing_view", "pricing_view", "demo_request"] * len(chosen),
-        "timestamp": end - pd.to_timedelta(np.tile([20, 10, 5], len(chosen)), unit="h"),
-        "properties": None,
-    })
+    added = pd.DataFrame(
+        {
+            "event_id": [f"EXTRA{i:06d}" for i in range(3 * len(chosen))],
+            "lead_id": np.repeat(chosen["lead_id"].to_numpy(), 3),
+            "account_id": np.repeat(chosen["account_id"].to_numpy(), 3),
+            "event_type": ["pricing_view", "pricing_view", "demo_request"] * len(chosen),
+            "timestamp": end - pd.to_timedelta(np.tile([20, 10, 5], len(chosen)), unit="h"),
+            "properties": None,
+        }
+    )
     tables["events"] = pd.concat([tables["events"], added], ignore_index=True)
     hot = config_at(tmp_path)
     write_tables(tables, hot.raw_dir)

@@ -94,7 +94,9 @@ def test_the_nbo_training_path_on_hillstrom_serves_no_worse_than_the_best_arm(hi
     alternatives = {k: v for k, v in c.values.items() if k != "learned"}
     assert set(alternatives) == {"control", "mens", "womens"}
     assert c.values["control"][0] == 0.0  # net value over sending nothing
-    assert c.served_value >= max(v[0] for v in alternatives.values()) - 1e-12 or c.served == "learned"
+    assert (
+        c.served_value >= max(v[0] for v in alternatives.values()) - 1e-12 or c.served == "learned"
+    )
     if c.served == "learned":
         assert c.difference[1] > 0
     else:

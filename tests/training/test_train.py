@@ -22,8 +22,15 @@ def test_mlflow_holds_trials_metrics_plots_and_champion(pipeline):
     configure_tracking(cfg)
     client = MlflowClient()
     parent = client.get_run(result.run_id)
-    for key in ("test_roc_auc", "test_pr_auc", "test_brier", "test_log_loss",
-                "test_lift_at_10pct", "test_precision_at_threshold", "test_oracle_roc_auc"):
+    for key in (
+        "test_roc_auc",
+        "test_pr_auc",
+        "test_brier",
+        "test_log_loss",
+        "test_lift_at_10pct",
+        "test_precision_at_threshold",
+        "test_oracle_roc_auc",
+    ):
         assert key in parent.data.metrics, key
     assert parent.data.tags["feature_service"] == "mql_v1"
     children = mlflow.search_runs(
