@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "bento-requirements.txt"
 BIN = Path(sys.executable).parent
 # the command in bento-requirements.txt's header, less the output file
-EXPORT = ["export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--no-annotate"]
+EXPORT = [
+    "export", "--frozen", "--no-default-groups", "--no-hashes", "--no-emit-project", "--no-annotate",
+]  # fmt: skip
 
 
 def pins(text: str) -> list[str]:
@@ -55,7 +57,7 @@ def test_requirements_are_the_lock(uv):
         check=True, timeout=120,
     ).stdout  # fmt: skip
     assert pins(exported) == pins(REQUIREMENTS.read_text()), (
-        "bento-requirements.txt is stale: run `uv export --frozen --no-dev --no-hashes "
+        "bento-requirements.txt is stale: run `uv export --frozen --no-default-groups --no-hashes "
         "--no-emit-project --no-annotate -o bento-requirements.txt`"
     )
 
