@@ -769,12 +769,38 @@ def report_experiments(
     help="Scores file, .parquet or .csv (default: <data_dir>/scores/mql.parquet).",
 )
 @click.option("--as-of", default=None, help="Moment to score at (default: the end of the data).")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="Score in this process, or on Spark (mapInPandas; needs pyspark and Java).",
+)
+@click.option(
+    "--spark-master",
+    default="local[*]",
+    show_default=True,
+    help="Spark master URL with --engine spark (local[N], spark://host:7077, yarn, k8s://...).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1),
+    default=None,
+    help="Spark partitions to score (default: Spark's default parallelism).",
+)
 @click.pass_context
-def score_cmd(ctx: click.Context, out_path: Path | None, as_of: str | None) -> None:
+def score_cmd(
+    ctx: click.Context,
+    out_path: Path | None,
+    as_of: str | None,
+    engine: str,
+    spark_master: str,
+    partitions: int | None,
+) -> None:
     """Score every lead with the champion MQL model from the offline store, in one batch."""
     import pandas as pd
 
-    from serving.batch import score_leads
+    from serving.batch import score_frame, score_leads
 
     cfg = _config(ctx)
     if as_of is not None:
@@ -784,12 +810,24 @@ def score_cmd(ctx: click.Context, out_path: Path | None, as_of: str | None) -> N
             raise click.BadParameter(
                 f"not a date or time: {as_of!r}", param_hint="--as-of"
             ) from None
+    if engine == "local" and partitions is not None:
+        raise click.UsageError("--partitions needs --engine spark")
     out = out_path or cfg.data_dir / "scores" / "mql.parquet"
-    result = score_leads(cfg, as_of=as_of, out=out)
+    if engine == "spark":
+        from serving.spark_batch import spark_scorer, spark_session
+
+        spark = spark_session(spark_master)
+        try:
+            result = score_leads(cfg, as_of=as_of, out=out, scorer=spark_scorer(spark, partitions))
+        finally:
+            spark.stop()
+    else:
+        result = score_leads(cfg, as_of=as_of, out=out, scorer=score_frame)
     scores = result.scores
+    where = f" on Spark ({spark_master})" if engine == "spark" else ""
     click.echo(
         f"scored {len(scores):,} leads with {scores['model_version'].iat[0] if len(scores) else '-'}"
-        f": {int(scores['is_mql'].sum()):,} at or above the MQL threshold "
+        f"{where}: {int(scores['is_mql'].sum()):,} at or above the MQL threshold "
         f"{result.threshold:.4f} -> {out}"
     )
 

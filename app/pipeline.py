@@ -25,7 +25,13 @@ def apply_features(cfg: Config) -> dict[str, int]:
         names.append("subscriptions")
     tables = read_tables(cfg.raw_dir, names)
     counts = build_feature_tables(
-        tables, cfg.features_dir, start, end, cfg.feature_store.snapshot_every_days
+        tables,
+        cfg.features_dir,
+        start,
+        end,
+        cfg.feature_store.snapshot_every_days,
+        engine=cfg.feature_store.engine,
+        spark_master=cfg.feature_store.spark_master,
     )
     apply(feature_store(cfg), cfg.data_dir)
     return counts

@@ -11,10 +11,10 @@ Sections (each a ratio against a peer run here, on the same rows or the same mod
   champions' test metrics against the oracle's on the same rows;
 - ``online``: every route of ours (``/v1/leads/score``, ``/v1/accounts/churn_risk``,
   ``/v1/next_best_offer``, ``/v1/leads/score_batch`` per lead; features read from the online
-  store, reasons included) on SQLite and on Redis, and ``/v1/leads/score`` with the reasons
-  cache off, against peers measured in the same run, each run as its users would run it best
-  here (LightGBM on one thread, ``--workers`` worker processes like ours): ``mlflow models
-  serve`` of the champion booster in MLflow's lightgbm flavor (the reference of every ratio),
+  store, reasons included) on SQLite and on Redis, ``/v1/leads/score`` with the reasons
+  cache off and with 2 worker processes (beside the lightgbm-flavor peer with 2), against
+  peers measured in the same run, each run as its users would run it best here (LightGBM on
+  one thread, ``--workers`` worker processes like ours): ``mlflow models serve`` of the champion booster in MLflow's lightgbm flavor (the reference of every ratio),
   ``mlflow models serve`` of the project's pyfunc, and the floor of the stack
   (``benchmarks/floor_service.py``: a bare BentoML service around the booster, features in the
   payload; native API, the same through a mounted FastAPI app, and with ``pred_contrib``'s top
@@ -30,8 +30,10 @@ Sections (each a ratio against a peer run here, on the same rows or the same mod
 
 Load comes from ``benchmarks/loadgen.py`` in its own process. Times are medians over
 repetitions, with the spread (min-max) beside them. Writes benchmarks/results/perf.{json,md}
-and the table into the docs' benchmarks page (docs/reference/benchmarks.md) between its
-``perf:begin``/``perf:end`` markers; ``--render`` rewrites only the tables, from perf.json.
+and the tables into the docs' benchmarks page (docs/reference/benchmarks.md) between its
+``perf:begin``/``perf:end`` markers, the online table into the README between
+``perf-online:begin``/``perf-online:end``; ``--render`` rewrites only the tables, from
+perf.json.
 """
 
 from __future__ import annotations
@@ -536,16 +538,20 @@ ROUTES = {
     "/v1/next_best_offer": ("nbo", 1),
     "/v1/leads/score_batch": ("batch", BATCH_LEADS),
 }
-ONLINE_VARIANTS = {  # name: (store, extra overrides, routes measured)
-    "sqlite": ("sqlite", (), tuple(ROUTES)),
-    "redis": ("redis", (), tuple(ROUTES)),
+# name: (store, extra overrides, routes measured, worker processes: None = --workers)
+ONLINE_VARIANTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], int | None]] = {
+    "sqlite": ("sqlite", (), tuple(ROUTES), None),
+    "redis": ("redis", (), tuple(ROUTES), None),
     "sqlite, no reasons cache": (
         "sqlite",
         ("serving.reasons_cache_rows=0",),
         ("/v1/leads/score",),
+        None,
     ),
+    "sqlite, 2 workers": ("sqlite", (), ("/v1/leads/score",), 2),
 }
 PEER = "mlflow lightgbm flavor"
+PEER_2 = "mlflow lightgbm flavor, 2 workers"
 FLOOR = "floor: BentoML + booster"
 
 
@@ -558,14 +564,20 @@ def online(
     cfg = bench.config()
     port = free_port()
     out: dict[str, Any] = {"workers": workers, "batch_leads": BATCH_LEADS, "peers": {}, "ours": {}}
+    out["cores"] = os.cpu_count()
     peers = out["peers"]
 
     def measure(url: str, body: str, key: bool) -> dict[str, Any]:
         return measure_server(url, bodies[body], reps, seconds, key, sequential)
 
+    out["load_before"] = os.getloadavg()  # the box may be shared: the ratios are same-run
     log(f"online: {PEER} (mlflow models serve, 1 thread)")
     with mlflow_server(bench, port, str(flavor), "mlflow-lightgbm", workers):
         peers[PEER] = measure(f"http://127.0.0.1:{port}/invocations", "lightgbm", False)
+    log(f"online: {PEER_2}")
+    with mlflow_server(bench, port, str(flavor), "mlflow-lightgbm-2", 2):
+        peers[PEER_2] = measure(f"http://127.0.0.1:{port}/invocations", "lightgbm", False)
+        peers[PEER_2]["workers"] = 2
     log("online: the project's pyfunc (mlflow models serve, 1 thread)")
     uri = f"models:/{cfg.training.mql.registered_model}@champion"
     with mlflow_server(bench, port, uri, "mlflow-pyfunc", workers):
@@ -579,32 +591,38 @@ def online(
         peers["floor, mounted FastAPI"] = measure(f"{base}/fastapi/predict", "floor", False)
         peers["floor + pred_contrib top 3"] = measure(f"{base}/predict_contrib", "floor", False)
     redis = prepare_redis(bench, "funnel_bench", "127.0.0.1:6379")
-    for name, (store, extra, routes) in ONLINE_VARIANTS.items():
+    for name, (store, extra, routes, n) in ONLINE_VARIANTS.items():
         log(f"online: funnel, {name}")
-        overrides = (*(redis if store == "redis" else ()), *extra, f"serving.workers={workers}")
+        n = n or workers
+        overrides = (*(redis if store == "redis" else ()), *extra, f"serving.workers={n}")
         with funnel_server(bench, port, overrides) as running:
             if "serving.reasons_cache_rows=0" not in extra:
-                took = wait_for_line(running.log, "reasons precomputed", workers)
+                took = wait_for_line(running.log, "reasons precomputed", n)
                 log(f"online: reasons precomputed in {took:.0f} s")
             for route in routes:
                 body, units = ROUTES[route]
                 r = measure(f"http://127.0.0.1:{port}{route}", body, True)
                 r["units_per_request"] = units
+                r["workers"] = n
                 out["ours"][f"{route} ({name})"] = r
+    out["load_after"] = os.getloadavg()
     add_ratios(out)
     return out
 
 
 def add_ratios(out: dict[str, Any]) -> None:
     """Each row's throughput (per lead or account) against the lightgbm-flavor peer and as a
-    share of the floor."""
-    peer = out["peers"][PEER]["throughput_rps"]["median"]
-    floor = out["peers"][FLOOR]["throughput_rps"]["median"]
-    for row in [*out["peers"].values(), *out["ours"].values()]:
+    share of the floor; a row of 2 workers against that peer with 2 workers too."""
+    peers = out["peers"]
+    peer = peers[PEER]["throughput_rps"]["median"]
+    floor = peers[FLOOR]["throughput_rps"]["median"]
+    for row in [*peers.values(), *out["ours"].values()]:
         units = row.get("units_per_request", 1) * row["throughput_rps"]["median"]
         row["units_per_s"] = units
         row["vs_peer"] = units / peer
         row["share_of_floor"] = units / floor
+        if row.get("workers") == 2 and PEER_2 in peers:
+            row["vs_peer_same_workers"] = units / peers[PEER_2]["throughput_rps"]["median"]
 
 
 # -- training-set build -------------------------------------------------------------------------
@@ -928,26 +946,95 @@ def stop_redis(port: int) -> None:
     )
 
 
+@dataclass
+class Recording:
+    path: Path  # py-spy's chrometrace JSON
+    started: float  # epoch seconds of its first sample's clock (ts 0), approximately
+
+
 @contextmanager
-def py_spy(pid: int, seconds: float, out: Path) -> Iterator[Path | None]:
-    """A py-spy recording (speedscope JSON, every process under ``pid``) of the next
-    ``seconds``, when py-spy is installed (the dev dependencies hold it); None otherwise."""
+def py_spy(pid: int, seconds: float, out: Path) -> Iterator[Recording | None]:
+    """A py-spy recording (chrometrace JSON, every thread of every process under ``pid``, idle
+    ones included, so each thread's timeline is whole) of the next ``seconds``, when py-spy is
+    installed (the dev dependencies hold it); None otherwise."""
     binary = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if binary is None:
         log("py-spy not found: no recording (uv sync installs it with the dev dependencies)")
         yield None
         return
-    cmd = [binary, "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)),
-           "--rate", "250", "--format", "speedscope", "--output", str(out)]  # fmt: skip
+    cmd = [binary, "record", "--pid", str(pid), "--subprocesses", "--idle", "--duration",
+           str(int(seconds)), "--rate", "200", "--format", "chrometrace", "--output", str(out)]  # fmt: skip
+    started = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        yield out
+        yield Recording(out, started)
     finally:
         try:
             proc.wait(timeout=seconds + 60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def stalls(timeline: list[dict[str, Any]], slow_ms: float, gap_s: float = 0.05) -> list[list]:
+    """Spans [start, end, requests] (epoch s) in which requests took over ``slow_ms``, from
+    a slow request's scheduled start to its answer; overlapping or close spans merged."""
+    spans: list[list] = []
+    for r in sorted((r for r in timeline if r["ms"] > slow_ms), key=lambda r: r["t"]):
+        begin, end = r["t"], r["t"] + r["ms"] / 1000.0
+        if spans and begin <= spans[-1][1] + gap_s:
+            spans[-1][1] = max(spans[-1][1], end)
+            spans[-1][2] += 1
+        else:
+            spans.append([begin, end, 1])
+    return spans
+
+
+def thread_activity(
+    trace: list[dict[str, Any]], origin: float, begin: float, end: float, depth: int = 4
+) -> dict[str, list[tuple[str, float]]]:
+    """Per thread, what its innermost ``depth`` frames were during [begin, end] (epoch s) in a
+    py-spy chrometrace, in ms, the longest first (four at most)."""
+    stacks: dict[int, list[str]] = {}
+    last: dict[int, float] = {}
+    spent: dict[int, dict[str, float]] = {}
+    for e in sorted(trace, key=lambda e: (e["ts"], e["ph"] != "E")):
+        tid, at = e["tid"], origin + e["ts"] / 1e6
+        stack = stacks.setdefault(tid, [])
+        if stack and tid in last:
+            overlap = min(at, end) - max(last[tid], begin)
+            if overlap > 0:
+                key = " <- ".join(reversed(stack[-depth:]))
+                spent.setdefault(tid, {})[key] = spent.get(tid, {}).get(key, 0.0) + overlap
+        last[tid] = at
+        where = (
+            f"{e['name']} ({Path(str(e['args'].get('filename', ''))).name}:{e['args'].get('line')})"
+        )
+        if e["ph"] == "B":
+            stack.append(where)
+        elif stack:
+            stack.pop()
+    return {
+        str(tid): [(k, round(1000 * v, 1)) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:4]]
+        for tid, d in spent.items()
+    }
+
+
+def stall_report(timeline: Path, recording: Recording | None, slow_ms: float) -> list[dict]:
+    """Each stall of the sustained run (requests over ``slow_ms``) with what every thread of
+    the service did meanwhile, from the py-spy recording."""
+    samples = json.loads(timeline.read_text())
+    trace = json.loads(recording.path.read_text()) if recording and recording.path.is_file() else []
+    t0 = samples[0]["t"] if samples else 0.0
+    out = []
+    for begin, end, n in stalls(samples, slow_ms):
+        out.append({
+            "at_s": round(begin - t0, 2),
+            "ms": round(1000 * (end - begin), 1),
+            "slow_requests": n,
+            "threads": thread_activity(trace, recording.started, begin, end) if trace else {},
+        })  # fmt: skip
+    return out
 
 
 def reliability(bench: Bench, capacity: float | None, seconds: float) -> dict[str, Any]:
@@ -963,17 +1050,20 @@ def reliability(bench: Bench, capacity: float | None, seconds: float) -> dict[st
         rate = capacity / 2
         log(f"reliability: {seconds:.0f} s at {rate:.0f} req/s (half of {capacity:.0f})")
         gc_before = log_path.read_text(errors="replace").count("garbage collection of")
-        recording = bench.work / "sustained.speedscope.json"
-        with py_spy(running.pid, seconds, recording) as recorded:
+        timeline = bench.work / "sustained-timeline.json"
+        with py_spy(running.pid, seconds, bench.work / "sustained.chrometrace.json") as recorded:
             sustained = loadgen(
-                url, ours, "--mode", "rate", "--rate", str(rate), "--seconds", str(seconds)
-            )
+                url, ours, "--mode", "rate", "--rate", str(rate), "--seconds", str(seconds),
+                "--timeline", str(timeline),
+            )  # fmt: skip
         slow_gc = log_path.read_text(errors="replace").count("garbage collection of") - gc_before
         out["sustained"] = {
             "rate_rps": rate,
             "capacity_rps": capacity,
             "slow_gc_pauses": slow_gc,  # collections over serving.service.SLOW_GC_MS
-            "py_spy": str(recorded) if recorded else None,
+            "py_spy": str(recorded.path) if recorded else None,
+            # requests over 100 ms (20x a normal answer) and what the service did meanwhile
+            "stalls": stall_report(timeline, recorded, 100.0),
             **sustained,
         }
 
@@ -1056,15 +1146,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"Python {m['python']}, feast {m['feast']}, mlflow {m['mlflow']}, bentoml {m['bentoml']}, "
         f"lightgbm {m['lightgbm']}, optuna {m['optuna']}."
     )
-    lines = [
-        header,
-        "",
+    lines = [header, ""]
+    if "online" in results and "peers" in results["online"]:
+        lines += [online_table(results["online"])]
+    lines += [
         "| what | ours | peer (same run) | ratio | target | verdict |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     t = TARGETS
-    if "online" in results and "peers" in results["online"]:
-        lines += online_rows(results["online"])
     if "build" in results:
         lines += build_rows(results["build"])
     if "batch" in results:
@@ -1115,7 +1204,7 @@ def markdown(results: dict[str, Any]) -> str:
             "| --- | --- |",
             f"| {s['seconds']:.0f} s at {s['rate_rps']:.0f} req/s (half of {s['capacity_rps']:.0f}) | "
             f"{s['requests']:,} requests, {s['errors']} errors, p99 {s['latency_ms']['p99']:.1f} ms; "
-            f"p99 per 5 s window {min(w):.1f}-{max(w):.1f} ms |"
+            f"p99 per 5 s window {min(w):.1f}-{max(w):.1f} ms{stall_text(s)} |"
             if w
             else "",
         ]
@@ -1129,41 +1218,75 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def online_rows(o: dict[str, Any]) -> list[str]:
-    """One row per peer and per route of ours: throughput per lead (16 connections) against
-    the lightgbm-flavor peer and as a share of the floor, and sequential p50 / p99."""
+def stall_text(s: dict[str, Any]) -> str:
+    """The sustained run's stalls (requests over 100 ms) and slow collections, in words."""
+    if "stalls" not in s:
+        return ""
+    found = s["stalls"]
+    longest = f", the longest {max(x['ms'] for x in found):.0f} ms" if found else ""
+    return (
+        f"; {len(found)} stalls over 100 ms{longest}; {s['slow_gc_pauses']} garbage "
+        "collections over 50 ms"
+    )
+
+
+def online_target(name: str, r: dict[str, Any]) -> tuple[str, bool | None]:
+    """The target a row of ours is held to, and whether it is met; none for the peers, nor
+    for the row with the reasons cache off (it shows what the cache buys)."""
     t = TARGETS
-    peer = o["peers"][PEER]
-    rows = []
+    if "no reasons cache" in name:
+        return "", None
+    ratio = r.get("vs_peer_same_workers", r["vs_peer"])
+    thr = f">= {t['online_throughput_ratio']}x (aim {t['online_throughput_ratio_aim']}x)"
+    if r.get("units_per_request", 1) > 1 or r.get("workers", 1) > 1:
+        return thr, ratio >= t["online_throughput_ratio"]
+    p99 = r["sequential"]["latency_ms"]["p99"]
+    target = f"{thr}; p99 < {t['online_p99_ms']:.0f} ms (aim {t['online_p99_ms_aim']:.0f})"
+    return target, ratio >= t["online_throughput_ratio"] and p99 < t["online_p99_ms"]
+
+
+def online_table(o: dict[str, Any]) -> str:
+    """One row per peer and per route of ours: throughput per lead or account (16 connections,
+    median and min-max), against the lightgbm-flavor peer and as a share of the floor;
+    sequential p50 / p99 (one request at a time); the target and its verdict."""
+    load = o.get("load_before")
+    busy = (
+        f" Load average when the section started: {load[0]:.1f} (1 min) on "
+        f"{o.get('cores', os.cpu_count())} cores; the box was shared with other work, which "
+        "slows every server alike: compare the ratios, measured in the same run, more than "
+        "the rates."
+        if load
+        else ""
+    )
+    intro = (
+        f"Online scoring, one server at a time, the same load generator; {o['workers']} worker "
+        f"unless said, LightGBM on one thread everywhere.{busy}"
+    )
+    columns = (
+        "| server | per s, 16 connections (min-max) | vs lightgbm flavor | share of floor "
+        "| sequential p50 / p99 ms | target | verdict |"
+    )
+    lines = [intro, "", columns, "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in [*o["peers"].items(), *o["ours"].items()]:
         seq = r["sequential"]["latency_ms"]
         thr = r["throughput_rps"]
         units = r.get("units_per_request", 1)
-        per = f" ({units} leads a request, per lead)" if units > 1 else ""
         ours = name in o["ours"]
-        single = ours and units == 1
-        if single:
-            target = (
-                f">= {t['online_throughput_ratio']}x (aim {t['online_throughput_ratio_aim']}x), "
-                f"p99 < {t['online_p99_ms']:.0f} ms (aim {t['online_p99_ms_aim']:.0f})"
-            )
-            ok = r["vs_peer"] >= t["online_throughput_ratio"] and seq["p99"] < t["online_p99_ms"]
-        elif ours:
-            target = f">= {t['online_throughput_ratio']}x"
-            ok = r["vs_peer"] >= t["online_throughput_ratio"]
-        else:
-            target, ok = "", None
-        what = f"online `{name}`" if ours else f"peer: {name}"
-        rows.append(
-            f"| {what}{per}: {r['units_per_s']:.0f}/s ({thr['min'] * units:.0f}-"
-            f"{thr['max'] * units:.0f}), {r['share_of_floor']:.0%} of the floor; sequential "
-            f"p50 / p99 {seq['p50']:.2f} / {seq['p99']:.2f} ms"
-            f"{'; ' + str(r['errors']) + ' errors' if r.get('errors') else ''} | "
-            f"{r['units_per_s']:.0f}/s | {PEER} {peer['units_per_s']:.0f}/s, p99 "
-            f"{peer['sequential']['latency_ms']['p99']:.2f} ms | {r['vs_peer']:.2f}x | {target} | "
-            f"{verdict(ok)} |"
+        what = f"`{name}`" if ours else f"peer: {name}"
+        if units > 1:
+            what += f", {units} leads a request, per lead"
+        if r.get("errors"):
+            what += f"; {r['errors']} errors"
+        ratio = f"{r['vs_peer']:.2f}x"
+        if ours and "vs_peer_same_workers" in r:
+            ratio += f" ({r['vs_peer_same_workers']:.2f}x its 2 workers)"
+        target, ok = online_target(name, r) if ours else ("", None)
+        lines.append(
+            f"| {what} | {r['units_per_s']:.0f} ({thr['min'] * units:.0f}-"
+            f"{thr['max'] * units:.0f}) | {ratio} | {r['share_of_floor']:.0%} | "
+            f"{seq['p50']:.2f} / {seq['p99']:.2f} | {target} | {verdict(ok) if target else ''} |"
         )
-    return rows
+    return "\n".join(lines) + "\n"
 
 
 def build_rows(b: dict[str, Any]) -> list[str]:
@@ -1188,6 +1311,16 @@ def build_rows(b: dict[str, Any]) -> list[str]:
         f"{verdict(b['speedup'] >= t['build_speedup'] and d['dropped'] == 0)} |"
     )
     return [row]
+
+
+def between(page: Path, marker: str, table: str) -> None:
+    """Replace what ``page`` holds between its ``<!-- marker:begin -->`` and ``<!--
+    marker:end -->`` lines with ``table``; a page without them is left as it is."""
+    text = page.read_text()
+    begin, end = f"<!-- {marker}:begin -->\n", f"<!-- {marker}:end -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        page.write_text(head + begin + table + end + rest.split(end, 1)[1])
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -1244,12 +1377,10 @@ def main() -> None:
         (results_dir / "perf.md").write_text(table)
         if args.tiny:
             return
-        page = ROOT / "docs" / "reference" / "benchmarks.md"
-        text = page.read_text()
-        begin, end = "<!-- perf:begin -->\n", "<!-- perf:end -->"
-        if begin in text and end in text:  # the docs show the newest table
-            head, rest = text.split(begin, 1)
-            page.write_text(head + begin + table + end + rest.split(end, 1)[1])
+        # the docs show the newest tables, the README its online one
+        between(ROOT / "docs" / "reference" / "benchmarks.md", "perf", table)
+        if "online" in results and "peers" in results["online"]:
+            between(ROOT / "README.md", "perf-online", online_table(results["online"]))
 
     for section in [] if args.render else sections:
         log(f"== {section}")

@@ -57,7 +57,7 @@ class DataConfig(Strict):
     weeks: Annotated[int, Field(ge=8, le=260)] = 39
     # the event vocabulary and what each source's violations do (docs/guides/tracking-plan.md)
     tracking_plan: Path = Path("configs/tracking_plan.yaml")
-    violations: ViolationRates = ViolationRates()
+    violations: ViolationRates = Field(default_factory=ViolationRates)
 
 
 class SqliteOnline(Strict):
@@ -87,6 +87,11 @@ class FeatureStoreConfig(Strict):
     )
     registry: Annotated[FileRegistry | SqlRegistry, Field(discriminator="type")] = FileRegistry()
     snapshot_every_days: Annotated[int, Field(gt=0)] = 7
+    # what computes the feature tables and serves training-set retrieval: DuckDB in-process, or
+    # Apache Spark (the `spark` dependency group and Java 17+; docs/guides/spark.md)
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    # the Spark master when engine is spark: local[*] (every core of this machine) or a cluster
+    spark_master: Annotated[str, Field(min_length=1)] = "local[*]"
 
 
 class TrackingConfig(Strict):
@@ -161,14 +166,14 @@ class ClassifierConfig(Strict):
     registered_model: str
     experiment: str
     label_window_days: Annotated[int, Field(gt=0)]
-    split: SplitConfig = SplitConfig()
+    split: SplitConfig = Field(default_factory=SplitConfig)
     num_boost_round: Annotated[int, Field(gt=0)] = 600
     num_threads: Annotated[int, Field(ge=1)] = 2  # LightGBM threads; 1 is faster on a busy machine
     early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
     # after tuning, refit on train + validation weeks (calibration and threshold still come
     # from the held-out validation scores of the train-only model)
     refit_on_validation: bool = True
-    promotion_rule: PromotionRuleConfig = PromotionRuleConfig()
+    promotion_rule: PromotionRuleConfig = Field(default_factory=PromotionRuleConfig)
 
 
 class MqlConfig(ClassifierConfig):
@@ -221,10 +226,10 @@ class NboConfig(Strict):
     experiment: str = "funnel-nbo"
     offers_file: Path = Path("configs/offers.yaml")
     outcome_window_days: Annotated[int, Field(gt=0)] = 14
-    # candidate learners; the one with the best validation Qini is kept
+    # candidate learners; the one with the best mean Qini over the folds is kept
     learners: Annotated[list[Learner], Field(min_length=1)] = ["s", "t", "x", "b"]
-    # exposures are split into folds by lead: fold 0 picks the learner, all folds (cross-fitted)
-    # measure it and decide the policy
+    # exposures are split into folds by lead: every learner is cross-fitted over all folds, the
+    # best mean Qini over the folds picks one, its held-out predictions decide the policy
     folds: Annotated[int, Field(ge=2, le=20)] = 5
     # give the learners each lead's funnel stage (by the `stages` rules, kept in the model) as
     # one more input: the offers are targeted by stage
@@ -246,9 +251,9 @@ class NboConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    mql: MqlConfig = MqlConfig()
-    churn: ChurnConfig = ChurnConfig()
-    nbo: NboConfig = NboConfig()
+    mql: MqlConfig = Field(default_factory=MqlConfig)
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
+    nbo: NboConfig = Field(default_factory=NboConfig)
 
 
 StageName = Literal["awareness", "consideration", "decision", "retention"]
@@ -393,13 +398,13 @@ class PromotionConfig(Strict):
 class JobsConfig(Strict):
     state_store: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/jobs.db
     lease_seconds: Annotated[float, Field(gt=0)] = 300.0
-    retry: RetryConfig = RetryConfig()
+    retry: RetryConfig = Field(default_factory=RetryConfig)
     destinations: dict[Annotated[str, Field(pattern=_NAME)], DestinationConfig] = {
         "sales": FileDestinationConfig(type="file", path=Path("outbox/sales.jsonl")),
         "ads": FileDestinationConfig(type="file", path=Path("outbox/ads.jsonl"), hash_emails=True),
         "campaigns": FileDestinationConfig(type="file", path=Path("outbox/campaigns.jsonl")),
     }
-    promotion: PromotionConfig = PromotionConfig()
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     audiences_file: Path = Path("configs/audiences.yaml")
 
     @model_validator(mode="after")
@@ -444,7 +449,7 @@ class UiConfig(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8080
     page_size: Annotated[int, Field(gt=0, le=500)] = 50  # rows per page of every table
-    grades: GradeBounds = GradeBounds()
+    grades: GradeBounds = Field(default_factory=GradeBounds)
     # where `mlflow ui` answers, for the links of the models page; None hides them
     mlflow_ui_url: Annotated[str, Field(pattern=r"^https?://")] | None = "http://127.0.0.1:5000"
 
@@ -460,21 +465,23 @@ class ImportedModelConfig(Strict):
 
 class Config(Strict):
     profile: Literal["local", "production"] = "local"
-    paths: PathsConfig = PathsConfig()
-    data: DataConfig = DataConfig()
-    feature_store: FeatureStoreConfig = FeatureStoreConfig()
-    tracking: TrackingConfig = TrackingConfig()
-    optuna: OptunaConfig = OptunaConfig()
-    training: TrainingConfig = TrainingConfig()
-    stages: StagesConfig = StagesConfig()
-    serving: ServingConfig = ServingConfig()
-    jobs: JobsConfig = JobsConfig()
-    reports: ReportsConfig = ReportsConfig()
-    ui: UiConfig = UiConfig()
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    optuna: OptunaConfig = Field(default_factory=OptunaConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
     imports: dict[str, ImportedModelConfig] = Field(default_factory=dict)
     # where this config was loaded from; relative paths resolve against its project root
     root: Path = PROJECT_ROOT
 
+    # Sections are built per config (default_factory), never shared between configs: the
+    # validator below resolves their relative paths in place.
     @model_validator(mode="after")
     def _absolute_paths(self) -> Config:
         for key in ("data_dir", "mlruns_dir"):

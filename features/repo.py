@@ -17,17 +17,19 @@ from features import (
 )
 
 
-def feature_objects(data_dir: Path) -> list[Any]:
-    """Entities, sources, feature views and services reading `<data_dir>/features/*.parquet`.
+def feature_objects(data_dir: Path, engine: str = "duckdb") -> list[Any]:
+    """Entities, sources, feature views and services reading `<data_dir>/features/*.parquet`
+    (as `FileSource`s, or `SparkSource`s for Feast's Spark offline store when `engine` is
+    "spark").
 
     Built fresh on each call (no shared state), so tests and jobs can apply the same definitions
     to different data directories in one process.
     """
-    behavior_source = sources.make_lead_behavior_source(data_dir)
-    profile_source = sources.make_lead_profile_source(data_dir)
-    firmographic_source = sources.make_account_firmographic_source(data_dir)
-    colleague_source = sources.make_colleague_interest_source(data_dir)
-    usage_source = sources.make_account_usage_source(data_dir)
+    behavior_source = sources.make_lead_behavior_source(data_dir, engine)
+    profile_source = sources.make_lead_profile_source(data_dir, engine)
+    firmographic_source = sources.make_account_firmographic_source(data_dir, engine)
+    colleague_source = sources.make_colleague_interest_source(data_dir, engine)
+    usage_source = sources.make_account_usage_source(data_dir, engine)
     title_request = sources.make_title_request_source()
 
     behavior_fv = behavioral.make_lead_behavior_fv(behavior_source)

@@ -32,14 +32,23 @@ _ROW_ID = "__funnel_row__"
 
 @contextmanager
 def quiet_feast() -> Iterator[None]:
-    """Silence two known, harmless warnings that break `pytest -W error`: Feast's "on demand
-    feature view is experimental" on apply, and ibis's fetch_arrow_table deprecation (duckdb 2)."""
+    """Silence known, harmless warnings that break `pytest -W error`: Feast's "on demand
+    feature view is experimental" on apply, ibis's fetch_arrow_table deprecation (duckdb 2),
+    and Feast's "experimental" notes on its Spark offline store and source."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="On demand feature view is an experimental", category=RuntimeWarning
         )
         warnings.filterwarnings(
             "ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message="The spark offline store is an experimental", category=RuntimeWarning
+        )
+        warnings.filterwarnings(
+            "ignore",
+            message="The spark data source API is an experimental",
+            category=RuntimeWarning,
         )
         yield
 
@@ -62,7 +71,8 @@ def repo_config(
     file paths are taken from the current directory and made absolute here, because Feast
     would otherwise resolve them against the features/ folder. `project` separates several
     deployments sharing one SQL registry or Redis. `offline` replaces the DuckDB offline store
-    (the benchmarks compare it with Feast's default, ``{"type": "file"}``).
+    (``offline_store("spark")`` for Spark; the benchmarks compare DuckDB with Feast's default,
+    ``{"type": "file"}``).
     """
     from feast import RepoConfig
 
@@ -107,12 +117,36 @@ def redis_connection_string(connection_string: str) -> str:
     return ",".join([connection_string, *extra])
 
 
+def offline_store(engine: str = "duckdb", spark_master: str = "local[*]") -> dict[str, Any]:
+    """The offline store of a feature engine: DuckDB, or Feast's Spark offline store (which
+    reuses the process's Spark session, or starts one with these settings)."""
+    if engine == "duckdb":
+        return {"type": "duckdb"}
+    if engine == "spark":
+        return {
+            "type": "spark",
+            "spark_conf": {
+                "spark.master": spark_master,
+                "spark.ui.enabled": "false",
+                "spark.sql.session.timeZone": "UTC",
+                "spark.sql.execution.arrow.pyspark.enabled": "true",
+                "spark.sql.shuffle.partitions": "4",
+            },
+        }
+    raise ValueError(f"unknown feature engine {engine!r}: use one of duckdb, spark")
+
+
 def feature_store(cfg: Config) -> FeatureStore:
     """The feature store of a funnel config (its registry's PostgreSQL schema created if
-    needed)."""
+    needed), with the offline store of its feature engine."""
     ensure_schema(str(cfg.registry["path"]))
+    fs = cfg.feature_store
     return get_store(
-        cfg.data_dir, cfg.online_store, cfg.registry, project=cfg.feature_store.project
+        cfg.data_dir,
+        cfg.online_store,
+        cfg.registry,
+        project=fs.project,
+        offline=offline_store(fs.engine, fs.spark_master),
     )
 
 
@@ -132,15 +166,17 @@ def get_store(
 
 
 def apply(store: FeatureStore, data_dir: Path) -> list[str]:
-    """Register the repository's objects (reading `<data_dir>/features`) in-process.
+    """Register the repository's objects (reading `<data_dir>/features`) in-process, with the
+    source type the store's offline store reads (SparkSource for Spark, else FileSource).
 
     Objects are applied, not diffed: one renamed in code stays in the registry until deleted.
     Returns the names applied.
     """
     from features.repo import feature_objects  # the definitions import Feast (about 6 s)
 
-    objects = feature_objects(Path(data_dir))
+    engine = "spark" if store.config.offline_store.type == "spark" else "duckdb"
     with quiet_feast():
+        objects = feature_objects(Path(data_dir), engine)
         store.apply(objects)
     _SERVICE_CACHE.pop(store, None)
     return [obj.name for obj in objects]
@@ -216,7 +252,8 @@ def historical_features(
     entity_df needs lead_id, account_id and event_timestamp (tz-aware or naive UTC); a missing
     `request_job_title` means "use the stored title". Raises if Feast drops or adds a row.
     """
-    info = _service_info(store, service_name)
+    with quiet_feast():  # reading a SparkSource from the registry warns
+        info = _service_info(store, service_name)
     entities = entity_df.copy()
     entities[ENTITY_TIMESTAMP] = pd.to_datetime(entities[ENTITY_TIMESTAMP], utc=True)
     for name in info.request_fields:

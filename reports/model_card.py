@@ -938,7 +938,7 @@ def _nbo_model_section(model: NboModel, mv: ModelVersion, ref: str, terms: Uplif
         "Model",
         terms.model,
         html_table(facts),
-        html_table(candidates, caption="Candidate learners (fold 0)"),
+        html_table(candidates, caption="Candidate learners (mean over the cross-fitting folds)"),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,11 +65,16 @@ def lead_entities(data_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
 
 
 def score_frame(
-    model: ScoringModel, frame: pd.DataFrame, as_of: pd.Timestamp, threshold: float
+    model: ScoringModel,
+    frame: pd.DataFrame,
+    as_of: pd.Timestamp,
+    threshold: float,
+    num_threads: int = 0,
 ) -> pd.DataFrame:
     """The score file's columns for a frame of features (one row per lead); ``threshold`` is
-    the MQL threshold in force (``training.scoring.mql_threshold``)."""
-    prob = model.predict_proba(frame)
+    the MQL threshold in force (``training.scoring.mql_threshold``); ``num_threads`` is
+    LightGBM's (0: its default)."""
+    prob = model.predict_proba(frame, num_threads=num_threads)
     return pd.DataFrame(
         {
             "lead_id": frame["lead_id"].to_numpy(),
@@ -81,6 +87,10 @@ def score_frame(
             "as_of": as_of,
         }
     )
+
+
+# (model, feature rows, as_of, threshold) -> the score file's columns
+Scorer = Callable[["ScoringModel", pd.DataFrame, pd.Timestamp, float], pd.DataFrame]
 
 
 def check_scores_path(out: Path) -> None:
@@ -112,10 +122,13 @@ def score_leads(
     model: ScoringModel | None = None,
     store: Any = None,
     progress: bool = True,
+    scorer: Scorer = score_frame,
 ) -> BatchResult:
     """Every lead's score as of ``as_of`` (default: the end of the data) with the champion
     (``serving.model_alias``) MQL model, an MQL at the threshold in force (``mql_threshold`` of
-    the model's and ``jobs.promotion.threshold``); written to ``out`` when given."""
+    the model's and ``jobs.promotion.threshold``); written to ``out`` when given. ``scorer``
+    turns the joined rows into the score file's columns (``score_frame`` here, or
+    ``serving.spark_batch.spark_scorer`` on Spark)."""
     if out is not None:
         check_scores_path(out)  # before the work, not after it
     timestamp = pd.Timestamp(as_of if as_of is not None else data_window(cfg.raw_dir)[1])
@@ -136,7 +149,7 @@ def score_leads(
     step("join", f"point-in-time features of {len(entities):,} leads at {timestamp}", t)
     t = time.perf_counter()
     threshold = mql_threshold(model.threshold, cfg.jobs.promotion.threshold)
-    scores = score_frame(model, frame, timestamp, threshold)
+    scores = scorer(model, frame, timestamp, threshold)
     step("predict", "predict", t)
     if out is not None:
         t = time.perf_counter()

@@ -1,6 +1,7 @@
 """The next-best-offer training job: randomized (or logged-propensity) offer exposures -> Feast
-historical features -> candidate uplift learners, the one with the best validation Qini kept ->
-held-out policy comparison -> MLflow run and registry, like the classifiers.
+historical features -> candidate uplift learners cross-fitted, the one with the best mean Qini
+over the folds kept -> held-out policy comparison -> MLflow run and registry, like the
+classifiers.
 
 The core (``fit_and_choose``) takes arrays, so the same selection and policy rule run on the
 generator's funnel, on a user's exposures and on the Hillstrom experiment.
@@ -170,13 +171,14 @@ def check_folds(arm: np.ndarray, fold: np.ndarray, arms: list[str]) -> list[int]
 class NboFit:
     learner_name: str
     learner: Any  # fitted on every row
-    validation: dict[str, dict[str, dict[str, float]]]  # learner -> offer -> metrics
+    validation: dict[str, dict[str, dict[str, float]]]  # learner -> offer -> out-of-fold metrics
     heldout_metrics: dict[str, dict[str, float]]  # offer -> out-of-fold metrics of the chosen one
     heldout_uplift: np.ndarray  # out-of-fold uplift, every row
     learned: np.ndarray  # the learned policy's arm per row (out of fold)
     comparison: Any  # nbo_policy.PolicyComparison, doubly robust values, out of fold
     ipw: Any  # the same with plain IPW values
     learned_share: dict[str, float] = field(default_factory=dict)
+    fold_qini: dict[str, list[float]] = field(default_factory=dict)  # learner -> per fold
 
 
 def fit_and_choose(
@@ -195,13 +197,13 @@ def fit_and_choose(
 ) -> NboFit:
     """Choose a learner, measure it out of fold, decide the policy, fit it on everything.
 
-    1. Each configured learner is fitted on the rows outside fold 0 and scored on fold 0 by
-       its mean Qini over offers; the best is kept.
-    2. The kept learner is cross-fitted over the folds: every row gets an uplift (and outcome)
-       prediction from a model that never saw it. On those held-out predictions the learned
-       policy (best eligible uplift x value - cost, control when none is worth it) is compared
-       with always-control and each single offer (given where eligible); it is served only if
-       its paired interval against the best of them lies above zero.
+    1. Each configured learner is cross-fitted over the folds: every row gets an uplift (and
+       outcome) prediction from a model that never saw it. The learner with the best mean over
+       the folds of its mean Qini over offers is kept (``best_by_folds``).
+    2. On the kept learner's held-out predictions the learned policy (best eligible uplift x
+       value - cost, control when none is worth it) is compared with always-control and each
+       single offer (given where eligible); it is served only if its paired interval against
+       the best of them lies above zero.
     3. The kept learner is fitted on every row: that is the model served.
 
     ``fold`` holds 0 .. k-1 per row (``subject_folds``); ``eligible`` is (n, n_offers) in the
@@ -209,11 +211,11 @@ def fit_and_choose(
     """
     arm = np.asarray(arm).astype(str)
     folds = check_folds(arm, fold, [control, *offers])
-    valid, train = np.flatnonzero(fold == folds[0]), np.flatnonzero(fold != folds[0])
-    best, scores = choose_learner(
-        X, y, arm, train, valid, offers, conf, control, on_candidate, eligible
+    candidates = cross_fit_candidates(
+        X, y, arm, fold, folds, offers, conf, control, on_candidate, eligible
     )
-    uplift, outcome, arms = cross_fit(best, X, y, arm, fold, folds, len(offers), conf, control)
+    best = best_by_folds({name: c.fold_qini for name, c in candidates.items()})
+    uplift, outcome, arms = candidates[best].uplift, candidates[best].outcome, candidates[best].arms
     learned = policy_arms(uplift, offers, values, costs, eligible, control)
     alternatives = {
         control: np.full(len(y), control, dtype=object),
@@ -231,42 +233,77 @@ def fit_and_choose(
     )
     final = make_learner(best, conf, control).fit(X, y, arm)
     return NboFit(
-        learner_name=best, learner=final, validation=scores,
+        learner_name=best, learner=final,
+        validation={name: c.metrics for name, c in candidates.items()},
+        fold_qini={name: c.fold_qini for name, c in candidates.items()},
         heldout_metrics=per_offer_uplift_metrics(y, uplift, arm, offers, control, eligible),
         heldout_uplift=uplift, learned=learned, comparison=comparison, ipw=ipw,
         learned_share={a: float(np.mean(learned == a)) for a in [control, *offers]},
     )  # fmt: skip
 
 
-def choose_learner(
+@dataclass
+class Candidate:
+    """One learner's out-of-fold predictions and scores."""
+
+    uplift: np.ndarray  # (n, n_offers)
+    outcome: np.ndarray  # (n, n_arms), columns in the order of ``arms``
+    arms: list[str]
+    metrics: dict[str, dict[str, float]]  # offer -> metrics over every row, out of fold
+    fold_qini: list[float]  # mean Qini over offers on each fold's rows
+
+
+def cross_fit_candidates(
     X: np.ndarray,
     y: np.ndarray,
     arm: np.ndarray,
-    train: np.ndarray,
-    valid: np.ndarray,
+    fold: np.ndarray,
+    folds: list[int],
     offers: list[str],
     conf: NboConfig,
     control: str = CONTROL,
     on_candidate: Any = None,
     eligible: np.ndarray | None = None,
-) -> tuple[str, dict[str, dict[str, dict[str, float]]]]:
-    """Each configured learner fitted on the ``train`` rows and scored on the ``valid`` rows
-    by its per-offer uplift metrics (on the rows ``eligible`` for each offer, when given): the
-    name of the one with the best mean Qini, and every candidate's metrics
-    (``on_candidate(name, metrics)`` sees each as it comes)."""
-    in_valid = None if eligible is None else eligible[valid]
-    scores: dict[str, dict[str, dict[str, float]]] = {}
+) -> dict[str, Candidate]:
+    """Each configured learner cross-fitted over ``folds`` and scored out of fold: per-offer
+    uplift metrics (on the rows ``eligible`` for each offer, when given) over every row, and
+    the mean Qini on each fold's rows. ``on_candidate(name, metrics)`` sees each as it comes."""
+    out: dict[str, Candidate] = {}
     for name in conf.learners:
-        learner = make_learner(name, conf, control).fit(X[train], y[train], arm[train])
-        if [str(o) for o in learner.offers_] != list(offers):
-            raise ValueError(f"learner offers {list(learner.offers_)} differ from {offers}")
-        scores[name] = per_offer_uplift_metrics(
-            y[valid], learner.predict(X[valid]), arm[valid], offers, control, in_valid
-        )
+        uplift, outcome, arms = cross_fit(name, X, y, arm, fold, folds, len(offers), conf, control)
+        if arms[1:] != list(offers):
+            raise ValueError(f"learner offers {arms[1:]} differ from {offers}")
+        per_fold = []
+        for f in folds:
+            rows = fold == f
+            in_fold = None if eligible is None else eligible[rows]
+            scores = per_offer_uplift_metrics(
+                y[rows], uplift[rows], arm[rows], offers, control, in_fold
+            )
+            per_fold.append(mean_qini(scores))
+        metrics = per_offer_uplift_metrics(y, uplift, arm, offers, control, eligible)
+        out[name] = Candidate(uplift, outcome, arms, metrics, per_fold)
         if on_candidate is not None:
-            on_candidate(name, scores[name])
-    best = max(scores, key=lambda n: np.nan_to_num(mean_qini(scores[n]), nan=-np.inf))
-    return best, scores
+            on_candidate(name, metrics)
+    return out
+
+
+def best_by_folds(fold_qini: dict[str, list[float]]) -> str:
+    """The learner with the best mean Qini over the folds (a fold where a learner's Qini is
+    undefined counts as its worst); ties go to the first listed.
+
+    Averaging the folds, rather than reading one, keeps a lucky split from deciding: on the
+    generator the per-fold Qini of two learners cross each other from fold to fold."""
+    if not fold_qini:
+        raise ValueError("fold_qini is empty: no candidate learner to choose from")
+
+    def score(values: list[float]) -> float:
+        v = np.asarray(values, dtype=float)
+        if len(v) == 0 or not np.isfinite(v).any():
+            return -np.inf
+        return float(np.mean(np.where(np.isfinite(v), v, np.nanmin(v))))
+
+    return max(fold_qini, key=lambda name: score(fold_qini[name]))
 
 
 def cross_fit(
@@ -473,7 +510,7 @@ def fit_and_register(
         mlflow.log_param("stage_input", inputs.stages is not None)
         learners = ", ".join(LEARNER_NAMES[n] for n in conf.learners)
         with steps.step(
-            f"fit {learners}, keep the best validation Qini; cross-fit it over {conf.folds} "
+            f"cross-fit {learners} over {conf.folds} folds, keep the best mean Qini over the "
             "folds; compare policies"
         ):
             fit = fit_and_choose(
@@ -501,7 +538,7 @@ def fit_and_register(
     return NboResult(
         model_name=conf.registered_model, version=version, run_id=parent.info.run_id,
         learner=fit.learner_name, served=c.served, reason=c.reason,
-        validation_qini={n: mean_qini(m) for n, m in fit.validation.items()},
+        validation_qini={n: float(np.mean(q)) for n, q in fit.fold_qini.items()},
         metrics=metrics, policy_values=c.values, became_champion=became_champion,
         timings=steps.timings,
     )  # fmt: skip
@@ -535,7 +572,7 @@ def nbo_params(conf: NboConfig, offers: list[str], rows: int) -> dict[str, Any]:
 
 
 def log_candidate(name: str, metrics: dict[str, dict[str, float]]) -> None:
-    """A candidate learner's validation metrics, as a child run of the active MLflow run."""
+    """A candidate learner's out-of-fold metrics, as a child run of the active MLflow run."""
     import mlflow
 
     with mlflow.start_run(run_name=f"learner-{name}", nested=True):
@@ -599,7 +636,7 @@ def nbo_meta(
                 "values": {k: list(v) for k, v in c.values.items()},
                 "learned_share": fit.learned_share},
         extra={"data_window": [str(stamps.min()), str(stamps.max())],
-               "validation_mean_qini": {n: mean_qini(m) for n, m in fit.validation.items()}},
+               "validation_mean_qini": {n: float(np.mean(q)) for n, q in fit.fold_qini.items()}},
     )  # fmt: skip
 
 

@@ -90,6 +90,7 @@ def test_promote_and_sync_audiences_never_log_an_email(tiny, tmp_path, echo, cap
         f"jobs.audiences_file={tmp_path / 'audiences.yaml'}",
         f"jobs.destinations={json.dumps(destinations)}",
         "jobs.promotion.threshold=0.5",
+        "jobs.promotion.holdout=0",  # every lead over the threshold is sent
         "jobs.retry.base_delay_s=0",
         "jobs.retry.attempts_per_run=2",
     ]

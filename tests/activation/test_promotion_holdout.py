@@ -53,8 +53,13 @@ def test_decide_holds_out_candidates_without_using_capacity() -> None:
     assert out["promotions"].tolist() == [1, 1, 0, 0]
 
 
-def test_held_out_leads_are_logged_never_sent_and_reruns_agree(tmp_path) -> None:
-    tree = jobs_tree(tmp_path)
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.production)]
+)
+def test_held_out_leads_are_logged_never_sent_and_reruns_agree(tmp_path, request, store) -> None:
+    """On the embedded state store and on PostgreSQL (the production profile's)."""
+    url = request.getfixturevalue("pg_state_store") if store == "postgresql" else None
+    tree = jobs_tree(tmp_path, state_store=url)
     tree["jobs"]["promotion"]["holdout"] = 0.3
     cfg = config_of(tmp_path, tree)
     scores = write_scores(tmp_path / "scores.parquet", 300, seed=2)
@@ -73,7 +78,9 @@ def test_held_out_leads_are_logged_never_sent_and_reruns_agree(tmp_path) -> None
     assert {m["lead_id"] for m in sent} == hot - held  # held-out leads never reach sales
     assert len(sent) == len(hot - held)
 
-    log = promotion_decisions(open_engine(cfg.state_store_url))
+    engine = open_engine(cfg.state_store_url)
+    assert engine.dialect.name == store
+    log = promotion_decisions(engine)
     assert set(log.loc[log["held_out"], "lead_id"]) == held
     assert set(log.loc[~log["held_out"], "lead_id"]) == hot - held
     assert (log["number"] == 1).all() and log["decided_at"].notna().all()

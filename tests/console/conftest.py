@@ -6,7 +6,6 @@ daily cap, held-out leads, one dead letter, and an audience sync."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from consolehelpers import ADMIN, ENV, VIEWER  # noqa: F401  (the fixtures use them)
 
 from core.config import Config
 
-ADMIN = ("ada", "admin-pass-1")
-VIEWER = ("sam", "viewer-pass-2")
-ENV = {
-    "FUNNEL_UI_ADMIN": f"{ADMIN[0]}:{ADMIN[1]}",
-    "FUNNEL_UI_VIEWERS": f"{VIEWER[0]}:{VIEWER[1]}",
-    "FUNNEL_UI_SECRET": "console-test-secret",
-}
 REFUSED_LEAD_INDEX = 0  # the promoted lead whose message the destination refuses
 
 
@@ -217,10 +210,6 @@ def make_console(console_world: ConsoleWorld) -> Callable[..., Any]:
                           environ=ENV if env is None else env, warm_up=False)  # fmt: skip
 
     return factory
-
-
-def screenshots_wanted() -> bool:
-    return os.environ.get("FUNNEL_SCREENSHOTS", "") in ("1", "true", "yes")
 
 
 def read_json(path: Path) -> Any:

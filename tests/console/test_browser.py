@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN, ENV, VIEWER, screenshots_wanted
+from consolehelpers import ADMIN, ENV, VIEWER, screenshots_wanted
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import ADMIN, ENV, VIEWER
+from consolehelpers import ADMIN, ENV, VIEWER
 from starlette.testclient import TestClient
 
 from console.audit import recent
