@@ -61,13 +61,16 @@ def serve_command(
     cfg: Config, config_path: Path | None, overrides: tuple[str, ...], port: int | None
 ) -> tuple[list[str], dict[str, str]]:
     """The `bentoml serve` command line and environment for this config: ``serving.workers``
-    worker processes, through BentoML's ``BENTOML_CONFIG_OPTIONS``."""
+    worker processes and ``serving.access_log``, through BentoML's ``BENTOML_CONFIG_OPTIONS``."""
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
     env = dict(os.environ)
     env["FUNNEL_CONFIG"] = str(config_path or "")
     env["FUNNEL_OVERRIDES"] = "\n".join(overrides)
-    workers = f"services.{SERVICE_NAME}.workers={cfg.serving.workers}"
-    env["BENTOML_CONFIG_OPTIONS"] = f"{env.get('BENTOML_CONFIG_OPTIONS', '')} {workers}".strip()
+    options = [f"services.{SERVICE_NAME}.workers={cfg.serving.workers}"]
+    if not cfg.serving.access_log:
+        options.append(f"services.{SERVICE_NAME}.logging.access.enabled=false")
+    given = env.get("BENTOML_CONFIG_OPTIONS", "")
+    env["BENTOML_CONFIG_OPTIONS"] = " ".join([given, *options]).strip()
     cmd = [
         bentoml,
         "serve",

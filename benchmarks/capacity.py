@@ -40,8 +40,14 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "guides" / "capacity.md"  # its table sits between these markers
 MARKERS = ("<!-- capacity:begin -->", "<!-- capacity:end -->")
-DEFAULT_WORK = ROOT / "benchmarks" / ".work" / "capacity"
-SIZES = {"1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
+DEFAULT_WORK = ROOT / "benchmarks" / ".work-capacity"  # perf.py clears .work/ on a fresh run
+SIZES = {
+    "1M": 1_000_000,
+    "10M": 10_000_000,
+    "30M": 30_000_000,
+    "60M": 60_000_000,
+    "100M": 100_000_000,
+}
 GiB = 2**30
 SAMPLE_SECONDS = 0.2
 # id columns that get a copy suffix, per raw table
@@ -203,12 +209,20 @@ def child_build(raw: str, out: str, engine: str, memory_limit: str) -> None:
     print(json.dumps({"seconds": seconds, "rows": counts}))
 
 
-def measure(raw: Path, out: Path, engine: str, memory_limit: str, timeout: float) -> dict[str, Any]:
+def measure(
+    raw: Path, out: Path, engine: str, memory_limit: str, timeout: float, driver_memory: str = ""
+) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cmd = [sys.executable, __file__, "--child", str(raw), str(out), engine, memory_limit]
+    env = dict(os.environ)
+    if engine == "spark" and driver_memory:
+        # local[*] runs its executors inside the driver's JVM: its heap is the whole budget
+        # (Spark's default is 1g); set before the JVM starts, as spark-submit would
+        env["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {driver_memory} pyspark-shell"
+    load = os.getloadavg()[0]  # other work on the box slows the build: recorded with it
     began = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     sampler = TreeSampler(proc.pid, out)
     sampler.start()
     try:
@@ -226,6 +240,7 @@ def measure(raw: Path, out: Path, engine: str, memory_limit: str, timeout: float
         "peak_rss_gib": round(sampler.peak / GiB, 2),
         "peak_jvm_rss_gib": round(sampler.peak_java / GiB, 2),
         "peak_spill_gib": round(sampler.peak_spill / GiB, 2),
+        "load_before": round(load, 2),
     }
     if status == "ok":
         done = json.loads(stdout.strip().splitlines()[-1])
@@ -280,8 +295,10 @@ def render(results: dict[str, Any]) -> str:
         (
             f"Measured on {m.get('cores', '?')} cores ({m.get('cpu', '?')}), "
             f"{m.get('memory_gib', '?')} GiB, Python {m.get('python', '?')}, duckdb "
-            f"{m.get('duckdb', '?')}, pyspark {m.get('pyspark', '-')}. The machine was shared with "
-            "other jobs during the runs: times are upper bounds, with noise of tens of percent."
+            f"{m.get('duckdb', '?')}, pyspark {m.get('pyspark', '-')}. The load column is the "
+            "machine's 1-minute load average when the build started ('-': not recorded); it lags, "
+            "so right after another build it still counts that one. Well above the core count, "
+            "other jobs shared the machine and the time is an upper bound."
         ),
         "",
         (
@@ -295,9 +312,9 @@ def render(results: dict[str, Any]) -> str:
         "",
         (
             "| engine | events | leads | feature rows (lead x tick) | memory limit | build | peak RSS "
-            "| of which JVM | peak spill | s per 1M events | status |"
+            "| of which JVM | peak spill | s per 1M events | load | status |"
         ),
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     order = {"duckdb": 0, "spark": 1}
     runs = sorted(
@@ -311,13 +328,25 @@ def render(results: dict[str, Any]) -> str:
         jvm = f"{r['peak_jvm_rss_gib']:.2f} GiB" if r["engine"] == "spark" else "-"
         lines.append(
             f"| {r['engine']} | {r['events']:,} | {r['leads']:,} | "
-            f"{f'{behavior:,}' if behavior else '-'} | {r['memory_limit'] or 'default'} | "
+            f"{f'{behavior:,}' if behavior else '-'} | {limit_text(r)} | "
             f"{build} | {r['peak_rss_gib']:.2f} GiB | {jvm} | {r['peak_spill_gib']:.2f} GiB | "
-            f"{per_m} | {r['status']} |"
+            f"{per_m} | {load_text(r)} | {r['status']} |"
         )
     for note in results.get("notes", []):
         lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+def load_text(r: dict[str, Any]) -> str:
+    """The load average a run started under ('-' for runs recorded before it was kept)."""
+    return f"{r['load_before']:.1f}" if "load_before" in r else "-"
+
+
+def limit_text(r: dict[str, Any]) -> str:
+    """The memory cap of a run: DuckDB's memory_limit, or the Spark driver's heap."""
+    if r["engine"] == "spark":
+        return f"driver heap {r.get('spark_driver_memory') or '1g (default)'}"
+    return r["memory_limit"] or "default"
 
 
 def save(results: dict[str, Any]) -> None:
@@ -337,6 +366,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1M,10M", help=f"comma list of {', '.join(SIZES)}")
     parser.add_argument("--engines", default="duckdb,spark")
     parser.add_argument("--memory-limit", default="", help="DuckDB memory_limit, e.g. 8GB")
+    parser.add_argument(
+        "--spark-driver-memory",
+        default="12g",
+        help="the Spark driver's heap in local[*] mode (where the executors run), e.g. 12g",
+    )
     parser.add_argument("--base-leads", type=int, default=16_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per build")
@@ -366,9 +400,11 @@ def main() -> None:
         rows = table_rows(raw)
         for engine in engines:
             limit = args.memory_limit if engine == "duckdb" else ""
+            heap = args.spark_driver_memory if engine == "spark" else ""
             log(f"{engine} {size}: {rows['events']:,} events, {rows['leads']:,} leads")
-            r = measure(raw, args.work / "out", engine, limit, args.timeout)
+            r = measure(raw, args.work / "out", engine, limit, args.timeout, heap)
             r |= {"engine": engine, "size": size, "copies": copies, "memory_limit": limit}
+            r |= {"spark_driver_memory": heap} if heap else {}
             r |= {"events": rows["events"], "leads": rows["leads"], "accounts": rows["accounts"]}
             r["date"] = time.strftime("%Y-%m-%d %H:%M")
             log(f"  {r['status']}: {r.get('build_s', '-')} s, peak {r['peak_rss_gib']} GiB"

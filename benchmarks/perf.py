@@ -48,6 +48,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -314,6 +315,27 @@ def server(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            # the launcher may exit before the server it started (mlflow execs uvicorn in a
+            # shell): the next server must not find this one still answering on the port
+            port = urllib.parse.urlsplit(ready_url).port
+            if port is not None and not port_free(port, timeout_s=30):
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                if not port_free(port, timeout_s=10):
+                    raise RuntimeError(f"port {port} still answers after its server was stopped")
+
+
+def port_free(port: int, timeout_s: float) -> bool:
+    """Whether nothing accepts connections on 127.0.0.1:``port`` within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
 
 
 def funnel_server(bench: Bench, port: int, extra: tuple[str, ...] = ()):
@@ -434,9 +456,14 @@ def request_bodies(bench: Bench, n: int = 2000, seed: int = 0) -> dict[str, Path
                 for row in raw.itertuples(index=False)
             ),
         ),
+        # missing values as NaN, which MLflow's scoring server reads (Python's JSON parser
+        # takes it): no signature is needed to make a float column of them
         "lightgbm": _jsonl(
             w / "bodies-lightgbm.jsonl",
-            ({"dataframe_split": {"columns": cols, "data": [_plain(row)]}} for row in x),
+            (
+                {"dataframe_split": {"columns": cols, "data": [[float(v) for v in row]]}}
+                for row in x
+            ),
         ),
         "floor": _jsonl(w / "bodies-floor.jsonl", ({"features": _plain(row)} for row in x)),
         "batch": _jsonl(
@@ -453,11 +480,13 @@ def request_bodies(bench: Bench, n: int = 2000, seed: int = 0) -> dict[str, Path
 
 def peer_models(bench: Bench) -> tuple[Path, Path]:
     """The champion MQL booster as a LightGBM model file (for the floor) and as a model in
-    MLflow's lightgbm flavor (no calibration: the booster alone, as its users would log it),
-    with a float64 signature so that null becomes NaN."""
+    MLflow's lightgbm flavor (no calibration: the booster alone, as its users would log it).
+
+    No signature: with one, MLflow casts and checks every column of every request against it
+    (measured here: about 2 of its 3.8 ms of CPU per request, 135 against 650 requests/s), a
+    price its users who serve for speed do not pay; the requests send NaN for missing values
+    instead."""
     import mlflow.lightgbm
-    import pandas as pd
-    from mlflow.models import infer_signature
 
     from training.registry import load_model
 
@@ -468,13 +497,7 @@ def peer_models(bench: Bench) -> tuple[Path, Path]:
     model.booster.save_model(str(booster_file))
     flavor = bench.work / "mlflow-lightgbm"
     shutil.rmtree(flavor, ignore_errors=True)
-    example = pd.DataFrame(np.zeros((1, len(model.feature_names))), columns=model.feature_names)
-    mlflow.lightgbm.save_model(
-        model.booster,
-        str(flavor),
-        signature=infer_signature(example, model.booster.predict(example)),
-        pip_requirements=["lightgbm"],
-    )
+    mlflow.lightgbm.save_model(model.booster, str(flavor), pip_requirements=["lightgbm"])
     return booster_file, flavor
 
 
@@ -548,6 +571,7 @@ ONLINE_VARIANTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], int | No
         ("/v1/leads/score",),
         None,
     ),
+    "sqlite, no access log": ("sqlite", ("serving.access_log=false",), ("/v1/leads/score",), None),
     "sqlite, 2 workers": ("sqlite", (), ("/v1/leads/score",), 2),
 }
 PEER = "mlflow lightgbm flavor"
@@ -585,9 +609,13 @@ def online(
             f"http://127.0.0.1:{port}/invocations", "pyfunc", False
         )
     log("online: the floor (BentoML + booster)")
-    with floor_server(bench, port, booster_file, workers):
+    with floor_server(bench, port, booster_file, workers) as running:
         base = f"http://127.0.0.1:{port}"
         peers[FLOOR] = measure(f"{base}/predict", "floor", False)
+        peers[FLOOR]["profile"] = profile_sequential(
+            running.pid, f"{base}/predict", bodies["floor"], min(sequential, 2000),
+            bench.work / "profile-floor.txt", key=False,
+        )  # fmt: skip
         peers["floor, mounted FastAPI"] = measure(f"{base}/fastapi/predict", "floor", False)
         peers["floor + pred_contrib top 3"] = measure(f"{base}/predict_contrib", "floor", False)
     redis = prepare_redis(bench, "funnel_bench", "127.0.0.1:6379")
@@ -604,6 +632,12 @@ def online(
                 r = measure(f"http://127.0.0.1:{port}{route}", body, True)
                 r["units_per_request"] = units
                 r["workers"] = n
+                if route == "/v1/leads/score" and n == 1:
+                    log(f"online: profiling {route} ({name})")
+                    r["profile"] = profile_sequential(
+                        running.pid, f"http://127.0.0.1:{port}{route}", bodies[body],
+                        min(sequential, 2000), bench.work / f"profile-{slug(name)}.txt",
+                    )  # fmt: skip
                 out["ours"][f"{route} ({name})"] = r
     out["load_after"] = os.getloadavg()
     add_ratios(out)
@@ -976,6 +1010,89 @@ def py_spy(pid: int, seconds: float, out: Path) -> Iterator[Recording | None]:
             proc.wait()
 
 
+# Where a request's CPU time goes: each sampled stack goes to the first part whose pattern one
+# of its frames matches (the order matters: the feature read sits under the HTTP stack).
+PROFILE_PARTS = (
+    ("feature read (online store)", ("online_read", "ServiceReader", "get_online_features")),
+    ("reasons (cache or TreeSHAP)", ("predict_explain", "pred_contrib", "CachedExplainer")),
+    ("model prediction", ("Booster.predict", "ScoringModel", "FeatureMatrix")),
+    ("access log", ("StreamHandler.emit", "AccessLogMiddleware", "Logger.")),
+    ("metrics and tracing", ("opentelemetry", "otel", "prometheus", "Metrics", "instruments.py")),
+    ("JSON and validation", ("model_dump_json", "model_validate", "pydantic", "json")),
+    ("HTTP server and routing", ("uvicorn", "starlette", "httptools", "h11", "fastapi", "anyio")),
+)
+
+
+# Innermost frames of a thread that waits (py-spy's own idle test misses these: the event
+# loop's selector, a worker thread's queue, the parent process waiting on its child).
+IDLE_LEAVES = (
+    "Runner.run (asyncio/runners.py",
+    "Condition.wait (threading.py",
+    "Event.wait (threading.py",
+    "Queue.get (queue.py",
+    "run_foreground (",
+    "select (selectors.py",
+)
+
+
+def slug(name: str) -> str:
+    """A variant's name as a file name: 'sqlite, no access log' -> 'sqlite-no_access_log'."""
+    return name.replace(", ", "-").replace(" ", "_")
+
+
+def cpu_profile(collapsed: Path, requests: int, rate: int) -> dict[str, Any]:
+    """Busy milliseconds per request by part, from py-spy's collapsed stacks (``--format raw``,
+    waiting threads left out) of a run of ``requests`` requests sampled ``rate`` times a
+    second; a thread that holds the GIL and one in native code (LightGBM, SQLite) both count."""
+    per_part: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        if stack.rsplit(";", 1)[-1].startswith(IDLE_LEAVES):
+            continue
+        n = int(count)
+        total += n
+        part = next((name for name, pats in PROFILE_PARTS if any(p in stack for p in pats)),
+                    "other (event loop, threads, interpreter)")  # fmt: skip
+        per_part[part] = per_part.get(part, 0) + n
+    ms = {k: round(1000.0 * v / rate / requests, 3) for k, v in per_part.items()}
+    return {
+        "cpu_ms_per_request": round(1000.0 * total / rate / requests, 3),
+        "parts_ms": dict(sorted(ms.items(), key=lambda kv: -kv[1])),
+        "samples": total,
+    }
+
+
+def profile_sequential(
+    pid: int, url: str, bodies: Path, requests: int, out: Path, key: bool = True
+) -> dict[str, Any]:
+    """A py-spy CPU profile of ``requests`` sequential requests to the server under ``pid``,
+    split by part (``PROFILE_PARTS``); {} when py-spy is missing."""
+    binary = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if binary is None:
+        return {}
+    rate = 500
+    cmd = [binary, "record", "--pid", str(pid), "--subprocesses", "--rate", str(rate),
+           "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    time.sleep(1.0)  # py-spy attaches
+    run = loadgen(url, bodies, "--mode", "sequential", "--requests", str(requests), key=key)
+    proc.send_signal(signal.SIGINT)  # py-spy writes its file on interrupt
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if not out.is_file():
+        return {}
+    profile = cpu_profile(out, requests, rate)
+    profile["wall_ms_p50"] = run["latency_ms"]["p50"]
+    profile["wall_ms_p99"] = run["latency_ms"]["p99"]
+    return profile
+
+
 def stalls(timeline: list[dict[str, Any]], slow_ms: float, gap_s: float = 0.05) -> list[list]:
     """Spans [start, end, requests] (epoch s) in which requests took over ``slow_ms``, from
     a slow request's scheduled start to its answer; overlapping or close spans merged."""
@@ -1250,14 +1367,18 @@ def online_table(o: dict[str, Any]) -> str:
     median and min-max), against the lightgbm-flavor peer and as a share of the floor;
     sequential p50 / p99 (one request at a time); the target and its verdict."""
     load = o.get("load_before")
-    busy = (
-        f" Load average when the section started: {load[0]:.1f} (1 min) on "
-        f"{o.get('cores', os.cpu_count())} cores; the box was shared with other work, which "
-        "slows every server alike: compare the ratios, measured in the same run, more than "
-        "the rates."
-        if load
-        else ""
-    )
+    busy = ""
+    if load:
+        busy = (
+            f" Load average when the section started: {load[0]:.1f} (1 min) on "
+            f"{o.get('cores', os.cpu_count())} cores"
+        )
+        busy += (
+            ": nothing else ran."
+            if load[0] < 1.5
+            else "; the box was shared with other work, which slows every server alike: "
+            "compare the ratios, measured in the same run, more than the rates."
+        )
     intro = (
         f"Online scoring, one server at a time, the same load generator; {o['workers']} worker "
         f"unless said, LightGBM on one thread everywhere.{busy}"
@@ -1286,7 +1407,34 @@ def online_table(o: dict[str, Any]) -> str:
             f"{thr['max'] * units:.0f}) | {ratio} | {r['share_of_floor']:.0%} | "
             f"{seq['p50']:.2f} / {seq['p99']:.2f} | {target} | {verdict(ok) if target else ''} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *profile_table(o)]) + "\n"
+
+
+def profile_table(o: dict[str, Any]) -> list[str]:
+    """Where a sequential request's CPU time goes in the servers that were profiled."""
+    profiled = [(n, r["profile"]) for n, r in [*o["peers"].items(), *o["ours"].items()]
+                if r.get("profile")]  # fmt: skip
+    if not profiled:
+        return []
+    lines = [
+        "",
+        (
+            "Where a sequential request's time goes: py-spy sampling the server's processes at "
+            "500 Hz over 2,000 sequential requests (idle time left out), CPU milliseconds per "
+            "request by part; the wall time is the client's, which also counts the client, the "
+            "network stack and the time the server waits to be scheduled."
+        ),
+        "",
+        "| server | wall p50 / p99 ms | server CPU ms | of which |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, prof in profiled:
+        parts = "; ".join(f"{k} {v:.2f}" for k, v in prof["parts_ms"].items() if v >= 0.01)
+        lines.append(
+            f"| {name} | {prof['wall_ms_p50']:.2f} / {prof['wall_ms_p99']:.2f} | "
+            f"{prof['cpu_ms_per_request']:.2f} | {parts} |"
+        )
+    return lines
 
 
 def build_rows(b: dict[str, Any]) -> list[str]:

@@ -325,6 +325,9 @@ class ServingConfig(Strict):
     reasons_precompute: bool = True
     # service worker processes (each loads the models and keeps its own reasons cache)
     workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # BentoML's access log: one line per request (client, path, status, latency); off saves
+    # its formatting and write on the event loop, for those who log at a proxy instead
+    access_log: bool = True
 
 
 class FileDestinationConfig(Strict):

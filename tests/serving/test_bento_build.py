@@ -111,3 +111,15 @@ def test_funnel_serve_runs_the_configured_workers(config_at, tmp_path):
     cmd, env = serve_command(cfg, None, (), None)
     assert cmd[1:3] == ["serve", "serving.service:FunnelService"]
     assert f"services.{SERVICE_NAME}.workers=3" in env["BENTOML_CONFIG_OPTIONS"].split()
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_funnel_serve_passes_the_access_log_setting_to_bentoml(config_at, tmp_path, access_log):
+    from bentoml._internal.configuration.containers import BentoMLConfiguration
+
+    cfg = config_at(tmp_path, f"serving.access_log={str(access_log).lower()}")
+    _, env = serve_command(cfg, None, (), None)
+    parsed = BentoMLConfiguration(override_config_values=env["BENTOML_CONFIG_OPTIONS"]).to_dict()
+    service = parsed["services"][SERVICE_NAME]
+    assert service.get("logging", {}).get("access", {}).get("enabled", True) is access_log
+    assert service["workers"] == cfg.serving.workers
