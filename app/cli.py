@@ -814,7 +814,8 @@ def score_cmd(
         raise click.UsageError("--partitions needs --engine spark")
     out = out_path or cfg.data_dir / "scores" / "mql.parquet"
     if engine == "spark":
-        from serving.spark_batch import spark_scorer, spark_session
+        from features.spark import spark_session
+        from serving.spark_batch import spark_scorer
 
         spark = spark_session(spark_master)
         try:

@@ -25,7 +25,6 @@ import argparse
 import inspect
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -256,19 +255,9 @@ def measure(
 def machine() -> dict[str, Any]:
     import duckdb
 
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB, 1),
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-    }
+    from benchmarks.perf import host
+
+    info = {**host(), "duckdb": duckdb.__version__}
     try:
         import pyspark
 

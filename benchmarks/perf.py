@@ -103,6 +103,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def host() -> dict[str, Any]:
+    """The machine a benchmark ran on: CPU model, cores, memory, Python."""
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+    }
+
+
 def machine() -> dict[str, Any]:
     import bentoml
     import feast
@@ -110,18 +127,8 @@ def machine() -> dict[str, Any]:
     import mlflow
     import optuna
 
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem, 1),
-        "python": platform.python_version(),
+        **host(),
         "feast": feast.__version__,
         "mlflow": mlflow.__version__,
         "bentoml": bentoml.__version__,
@@ -986,14 +993,21 @@ class Recording:
     started: float  # epoch seconds of its first sample's clock (ts 0), approximately
 
 
+def py_spy_binary() -> str | None:
+    """py-spy from this environment or PATH; None, said in the log, when it is missing."""
+    binary = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if binary is None:
+        log("py-spy not found: no recording (uv sync installs it with the dev dependencies)")
+    return binary
+
+
 @contextmanager
 def py_spy(pid: int, seconds: float, out: Path) -> Iterator[Recording | None]:
     """A py-spy recording (chrometrace JSON, every thread of every process under ``pid``, idle
     ones included, so each thread's timeline is whole) of the next ``seconds``, when py-spy is
     installed (the dev dependencies hold it); None otherwise."""
-    binary = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    binary = py_spy_binary()
     if binary is None:
-        log("py-spy not found: no recording (uv sync installs it with the dev dependencies)")
         yield None
         return
     cmd = [binary, "record", "--pid", str(pid), "--subprocesses", "--idle", "--duration",
@@ -1070,7 +1084,7 @@ def profile_sequential(
 ) -> dict[str, Any]:
     """A py-spy CPU profile of ``requests`` sequential requests to the server under ``pid``,
     split by part (``PROFILE_PARTS``); {} when py-spy is missing."""
-    binary = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    binary = py_spy_binary()
     if binary is None:
         return {}
     rate = 500

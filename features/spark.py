@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +49,12 @@ _RENAMED_FUNCTIONS = {
 
 
 class SparkUnavailableError(FunnelError, RuntimeError):
-    """pyspark or a Java runtime is missing, so the Spark engine cannot start."""
+    """pyspark or a Java runtime is missing, so Spark (the feature engine or batch scoring)
+    cannot start."""
+
+
+# what to do instead, in every message that says Spark cannot start
+_INSTEAD = "or stay on one machine (feature_store.engine=duckdb, funnel score --engine local)"
 
 
 def check_spark_available() -> None:
@@ -57,28 +63,28 @@ def check_spark_available() -> None:
         import pyspark  # noqa: F401
     except ImportError as exc:
         raise SparkUnavailableError(
-            "feature engine 'spark' needs pyspark: run `make setup` (it installs the `spark` "
-            "dependency group) or set feature_store.engine=duckdb"
+            "Spark needs pyspark: run `make setup` (it installs the `spark` dependency group) "
+            + _INSTEAD
         ) from exc
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java or not Path(java).exists():
         raise SparkUnavailableError(
-            "feature engine 'spark' needs a Java runtime (17 or newer) on PATH or in JAVA_HOME: "
-            "install one (e.g. `apt-get install openjdk-17-jre-headless`) or set "
-            "feature_store.engine=duckdb"
+            "Spark needs a Java runtime (17 or newer) on PATH or in JAVA_HOME: install one "
+            "(e.g. `apt-get install openjdk-17-jre-headless`) " + _INSTEAD
         )
     try:
         subprocess.run([java, "-version"], capture_output=True, check=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise SparkUnavailableError(f"feature engine 'spark': `{java} -version` failed: {exc}")
+        raise SparkUnavailableError(f"Spark: `{java} -version` failed: {exc}")
 
 
 def spark_session(
     master: str = DEFAULT_MASTER, shuffle_partitions: int = DEFAULT_SHUFFLE_PARTITIONS
 ) -> SparkSession:
-    """The process's Spark session (started on first use): UTC, no web UI, Arrow transfers,
-    parquet timestamps as UTC microseconds (which pandas, DuckDB and Feast read as UTC).
+    """The process's Spark session (started on first use), for the feature engine and for
+    batch scoring: UTC, no web UI, Arrow transfers, parquet timestamps as UTC microseconds
+    (which pandas, DuckDB and Feast read as UTC).
 
     A session already running keeps its master; the SQL settings are applied to it.
     """
@@ -87,9 +93,13 @@ def spark_session(
 
     session = SparkSession.getActiveSession()
     if session is None:
+        if master.startswith("local"):
+            # PySpark starts its Python workers (mapInPandas) with $PYSPARK_PYTHON, else
+            # whatever `python3` is on PATH: this interpreter has the project installed
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         session = (
             SparkSession.builder.master(master)
-            .appName("funnel-features")
+            .appName("funnel")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")

@@ -11,10 +11,6 @@ partition. A cluster runs it with ``--spark-master spark://host:7077`` (or ``yar
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from core.errors import FunnelError
 from serving.batch import score_frame
 from training.scoring import ScoringModel
 
@@ -40,56 +35,6 @@ BUNDLE_NAME = "funnel-score-bundle"  # the shipped directory's name on the execu
 # Per Python worker process: bundles loaded so far, by (shipped name, version). Spark reuses
 # its Python workers (spark.python.worker.reuse), so a bundle is read once per worker.
 _LOADED: dict[tuple[str, str], ScoringModel] = {}
-
-
-class SparkUnavailableError(FunnelError):
-    """pyspark or the Java runtime Spark needs is missing."""
-
-
-def java_executable() -> str | None:
-    """The ``java`` Spark would start: ``$JAVA_HOME/bin/java``, else the first on PATH."""
-    home = os.environ.get("JAVA_HOME")
-    if home and Path(home, "bin", "java").is_file():
-        return str(Path(home, "bin", "java"))
-    return shutil.which("java")
-
-
-def check_spark() -> None:
-    """Raise ``SparkUnavailableError`` saying what to install when Spark cannot start here."""
-    if importlib.util.find_spec("pyspark") is None:
-        raise SparkUnavailableError(
-            "pyspark is not installed: run `make setup` (it installs the `spark` dependency "
-            "group), or `uv sync --group spark`"
-        )
-    if java_executable() is None:
-        raise SparkUnavailableError(
-            "Spark needs a Java runtime (17 or 21): no `java` on PATH and JAVA_HOME is not "
-            "set; install one (e.g. `apt-get install openjdk-17-jre-headless`)"
-        )
-
-
-def spark_session(
-    master: str = "local[*]", app_name: str = "funnel-score", shuffle_partitions: int | None = None
-) -> SparkSession:
-    """A Spark session for scoring: UI off, UTC session time zone, Arrow transfers. On a local
-    master the Python workers run this interpreter (the one with the project installed)."""
-    check_spark()
-    from pyspark.sql import SparkSession
-
-    builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-    )
-    if shuffle_partitions is not None:
-        builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-    if master.startswith("local"):
-        # PySpark starts its workers with $PYSPARK_PYTHON, else whatever `python3` is on PATH
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return builder.getOrCreate()
 
 
 def _bundle(name: str, version: str) -> ScoringModel:

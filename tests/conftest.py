@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -54,6 +55,23 @@ def production_services() -> None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"{message}: the production-profile tests need them in CI")
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """One local[2] Spark session per module that asks for it (one shuffle partition: the
+    tests' tables are small). Without pyspark or Java a skip, in CI a failure."""
+    from features.spark import SparkUnavailableError, check_spark_available, spark_session
+
+    try:
+        check_spark_available()
+    except SparkUnavailableError as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{exc}: the Spark tests need it in CI")
+        pytest.skip(str(exc))
+    session = spark_session("local[2]", shuffle_partitions=1)
+    yield session
+    session.stop()
 
 
 @dataclass(frozen=True)

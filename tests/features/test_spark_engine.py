@@ -1,13 +1,12 @@
 """The Spark feature engine against DuckDB: the same tables, value for value, and the same
 training set through each engine's Feast offline store, row for row.
 
-One Spark session (local[*], few shuffle partitions, no UI) for the module. Without Java or
+One Spark session for the module (the `spark` fixture of tests/conftest.py). Without Java or
 pyspark the module is skipped, except in CI (CI=true), where that is a failure.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,21 +20,6 @@ from features.build import ACCOUNT_TABLES, TABLES, build_feature_tables, check_e
 START = pd.Timestamp("2024-01-01", tz="UTC")
 END = pd.Timestamp("2024-02-26 05:00", tz="UTC")  # the last tick is off the weekly grid
 TOLERANCE = 1e-9
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from features.spark import SparkUnavailableError, check_spark_available, spark_session
-
-    try:
-        check_spark_available()
-    except SparkUnavailableError as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{exc}: the Spark engine tests need it in CI")
-        pytest.skip(str(exc))
-    session = spark_session("local[*]", shuffle_partitions=1)
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

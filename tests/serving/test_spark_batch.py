@@ -3,35 +3,12 @@ same score file as the local path, scored by mapInPandas on a local[2] session."
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from serving.batch import SCORE_FILE_COLUMNS, score_leads
-from serving.spark_batch import (
-    SparkUnavailableError,
-    check_spark,
-    spark_scorer,
-    spark_session,
-)
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    """One local[2] session for the module; without pyspark or Java a skip, in CI a failure."""
-    try:
-        check_spark()
-    except SparkUnavailableError as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{exc}: the Spark tests need it in CI")
-        pytest.skip(str(exc))
-    session = spark_session("local[2]", "funnel-score-test", shuffle_partitions=2)
-    yield session
-    session.stop()
+from serving.spark_batch import spark_scorer
 
 
 @pytest.fixture(scope="module")
