@@ -1,8 +1,8 @@
 """Batch sources (the parquet tables `features/build.py` writes) and the request source.
 
 With the Spark engine (`feature_store.engine: spark`) the same tables are `SparkSource`s read
-by Feast's Spark offline store. Paths are absolute: the DuckDB offline store resolves a relative FileSource path against the
-process's working directory, not the repository. `make_*` builds a source for any data dir
+by Feast's Spark offline store. Paths are absolute: the DuckDB offline store resolves a
+relative FileSource path against the process's working directory, not the repository. `make_*` builds a source for any data dir
 (`features/repo.py` uses them); the module-level objects point at <repo root>/data for the
 `feast` CLI.
 """

@@ -32,14 +32,14 @@ import sqlglot
 from sqlglot import exp
 
 from core.errors import FunnelError
+from features.spark_settings import DEFAULT_SHUFFLE_PARTITIONS, SESSION_CONF
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 DEFAULT_MASTER = "local[*]"
-# Few partitions: the feature tables of one funnel are small for Spark, and every shuffle
-# partition is a task (Spark's default of 200 spends seconds scheduling empty tasks).
-DEFAULT_SHUFFLE_PARTITIONS = 4
+# the settings a running session takes (the others are fixed when its JVM starts)
+_SQL_CONF = {k: v for k, v in SESSION_CONF.items() if k.startswith("spark.sql.")}
 _NEXT = "__asof_next"
 _RENAMED_FUNCTIONS = {
     "EPOCH_US": "UNIX_MICROS",
@@ -97,21 +97,16 @@ def spark_session(
             # PySpark starts its Python workers (mapInPandas) with $PYSPARK_PYTHON, else
             # whatever `python3` is on PATH: this interpreter has the project installed
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        session = (
-            SparkSession.builder.master(master)
-            .appName("funnel")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-            .config("spark.sql.session.timeZone", "UTC")
-            .getOrCreate()
-        )
+        builder = SparkSession.builder.master(master).appName("funnel")
+        for key, value in SESSION_CONF.items():
+            builder = builder.config(key, value)
+        session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")
-    conf = session.conf
-    conf.set("spark.sql.session.timeZone", "UTC")
-    conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
-    conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    for key, value in {
+        **_SQL_CONF,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+    }.items():
+        session.conf.set(key, value)
     return session
 
 

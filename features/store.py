@@ -20,6 +20,7 @@ import pandas as pd
 
 from core.config import Config
 from core.pg import ensure_schema
+from features.spark_settings import DEFAULT_SHUFFLE_PARTITIONS, SESSION_CONF
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, RepoConfig
@@ -123,16 +124,9 @@ def offline_store(engine: str = "duckdb", spark_master: str = "local[*]") -> dic
     if engine == "duckdb":
         return {"type": "duckdb"}
     if engine == "spark":
-        return {
-            "type": "spark",
-            "spark_conf": {
-                "spark.master": spark_master,
-                "spark.ui.enabled": "false",
-                "spark.sql.session.timeZone": "UTC",
-                "spark.sql.execution.arrow.pyspark.enabled": "true",
-                "spark.sql.shuffle.partitions": "4",
-            },
-        }
+        conf = {"spark.master": spark_master, **SESSION_CONF}
+        conf["spark.sql.shuffle.partitions"] = str(DEFAULT_SHUFFLE_PARTITIONS)
+        return {"type": "spark", "spark_conf": conf}
     raise ValueError(f"unknown feature engine {engine!r}: use one of duckdb, spark")
 
 
