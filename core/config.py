@@ -313,9 +313,10 @@ class ServingConfig(Strict):
     # reasons: "treeshap" (LightGBM pred_contrib, several ms per lead on a 400-tree model) or
     # "path" (decision-path attribution from a table built at start-up, a fraction of a ms)
     reasons: Literal["treeshap", "path"] = "treeshap"
-    # online reads: "direct" (one online_read per feature view), "feast"
-    # (FeatureStore.get_online_features: the same values; on Redis it reads every view of a
-    # request in one pipeline) or "auto" (direct on SQLite, feast on Redis: the faster here)
+    # online reads: "direct" (the store's own reads: one online_read per view on SQLite, one
+    # Redis pipeline per entity key; on the event loop, never blocking it), "feast"
+    # (FeatureStore.get_online_features in a worker thread: the same values, more overhead)
+    # or "auto" (direct)
     online_reads: Literal["auto", "direct", "feast"] = "auto"
     # reasons cache: per worker, the score and reasons of up to this many feature rows (keyed
     # by model version and the row itself, so never stale); 0 computes them on every request

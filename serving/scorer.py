@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +24,7 @@ import numpy as np
 
 from core.errors import FunnelError
 from core.stages import assign_stages, features_needed
-from serving.online import ACCOUNT_FIELD, PROFILE_VIEW, TS_SUFFIX, ServiceReader
+from serving.online import ACCOUNT_FIELD, PROFILE_VIEW, TS_SUFFIX, ServiceReader, sqlite_wal
 from serving.reason_cache import CachedExplainer
 from serving.schemas import (
     ChurnRisk,
@@ -124,13 +124,34 @@ class _OnlineGate:
             try:
                 result = fetch()
             except Exception as exc:
-                reason = unavailable_reason(exc)
-                if reason is None:
+                error = self._unavailable(exc)
+                if error is exc:
                     raise
-                self._reason, self._retry_at = reason, time.monotonic() + OUTAGE_RETRY_S
-                raise StoreUnavailableError(reason) from exc
+                raise error from exc
             self._retry_at = 0.0
         return result
+
+    async def read_async(self, fetch: Callable[[], Awaitable[T]]) -> T:
+        """``read`` for an asyncio read (Redis): the same fail-fast window and errors, no
+        lock (the asyncio client has its own connections and never shares one)."""
+        self._fail_fast()
+        try:
+            result = await fetch()
+        except Exception as exc:
+            error = self._unavailable(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        self._retry_at = 0.0
+        return result
+
+    def _unavailable(self, exc: Exception) -> Exception:
+        """A StoreUnavailableError (opening the window) for an outage, else ``exc`` itself."""
+        reason = unavailable_reason(exc)
+        if reason is None:
+            return exc
+        self._reason, self._retry_at = reason, time.monotonic() + OUTAGE_RETRY_S
+        return StoreUnavailableError(reason)
 
     def _fail_fast(self) -> None:
         if time.monotonic() < self._retry_at:
@@ -169,12 +190,11 @@ ONLINE_READS = ("direct", "feast")
 
 
 def online_reads(cfg: Config) -> str:
-    """``serving.online_reads`` resolved: "auto" is direct on SQLite, feast on Redis (Feast
-    reads every view of a request in one Redis pipeline, faster there than a read per view)."""
+    """``serving.online_reads`` resolved: "auto" is direct (on Redis too: a request's views
+    are read in one pipeline per entity key, as ``get_online_features`` does, without its
+    overhead)."""
     reads = cfg.serving.online_reads
-    if reads == "auto":
-        return "feast" if cfg.feature_store.online_store.type == "redis" else "direct"
-    return reads
+    return "direct" if reads == "auto" else reads
 
 
 def _direct_reader(store: Any, service: Any, reads: str) -> ServiceReader | None:
@@ -182,6 +202,24 @@ def _direct_reader(store: Any, service: Any, reads: str) -> ServiceReader | None
     if reads not in ONLINE_READS:
         raise ValueError(f"online reads must be one of {ONLINE_READS}, got {reads!r}")
     return ServiceReader(store, service) if reads == "direct" else None
+
+
+def reads_on_loop(direct: ServiceReader | None) -> bool:
+    """Whether a request's reads may run on the service's event loop rather than in a worker
+    thread: Redis through its asyncio client, and SQLite in WAL mode (a local read that never
+    waits for a writer). Not for ``reads="feast"``, whose calls block."""
+    return direct is not None and (direct.redis or sqlite_wal(direct))
+
+
+def _split_found(ids: list[str], data: dict[str, list]) -> tuple[dict[str, list], list[str]]:
+    """The columns of the leads that have a profile row (an account), and the ids without."""
+    found = [i for i, acc in enumerate(data["account_id"]) if acc is not None]
+    not_found = [ids[i] for i, acc in enumerate(data["account_id"]) if acc is None]
+    if not found:
+        return {}, not_found
+    if not_found:
+        data = {name: [values[i] for i in found] for name, values in data.items()}
+    return data, not_found
 
 
 class LeadFeatureReader:
@@ -203,6 +241,7 @@ class LeadFeatureReader:
         self.feature_service = _resolve_service(store, service_name, needed, version)
         _check_account_lookup(store)
         self._direct = _direct_reader(store, self.feature_service, reads)
+        self.on_loop = reads_on_loop(self._direct)
 
     def _accounts(self, lead_ids: list[str]) -> list[str | None]:
         resp = self._gate.read(
@@ -221,6 +260,19 @@ class LeadFeatureReader:
         else:
             self._accounts(["__readyz__"])
 
+    async def ping_async(self) -> None:
+        """``ping`` for the event loop (``on_loop`` readers only)."""
+        direct = self._on_loop()
+        if direct.redis:
+            await self._gate.read_async(direct.ping_async)
+        else:
+            self._gate.read(direct.ping)
+
+    def _on_loop(self) -> ServiceReader:
+        if not self.on_loop or self._direct is None:
+            raise RuntimeError("this reader's reads block: call them from a worker thread")
+        return self._direct
+
     def features(self, requests: Sequence[Any]) -> tuple[dict[str, list], list[str]]:
         """Online feature columns (with ``<name>__ts`` event times, epoch seconds) for the
         requests whose lead exists, in request order, and the ids that do not exist. Requests
@@ -228,16 +280,9 @@ class LeadFeatureReader:
         ids = [r.lead_id for r in requests]
         if self._direct is not None:
             direct = self._direct
-            # "" tells job_title_odfv to use the stored title
-            titles = {"request_job_title": [r.job_title or "" for r in requests]}
+            titles = _titles(requests)
             data = self._gate.read(lambda: direct.read(lead_ids=ids, request=titles))
-            found = [i for i, acc in enumerate(data["account_id"]) if acc is not None]
-            not_found = [ids[i] for i, acc in enumerate(data["account_id"]) if acc is None]
-            if not found:
-                return {}, not_found
-            if not_found:
-                data = {name: [values[i] for i in found] for name, values in data.items()}
-            return data, not_found
+            return _split_found(ids, data)
         accounts = self._accounts(ids)
         found = [i for i, acc in enumerate(accounts) if acc is not None]
         not_found = [ids[i] for i, acc in enumerate(accounts) if acc is None]
@@ -255,6 +300,24 @@ class LeadFeatureReader:
         data = resp.to_dict(include_event_timestamps=True)
         _check_order(data["lead_id"], rows["lead_id"])
         return data, not_found
+
+    async def features_async(self, requests: Sequence[Any]) -> tuple[dict[str, list], list[str]]:
+        """``features`` for the event loop (``on_loop`` readers only): Redis through its
+        asyncio client, SQLite (WAL) with the same local reads."""
+        direct = self._on_loop()
+        ids, titles = [r.lead_id for r in requests], _titles(requests)
+        if direct.redis:
+            data = await self._gate.read_async(
+                lambda: direct.read_async(lead_ids=ids, request=titles)
+            )
+        else:
+            data = self._gate.read(lambda: direct.read(lead_ids=ids, request=titles))
+        return _split_found(ids, data)
+
+
+def _titles(requests: Sequence[Any]) -> dict[str, list[str]]:
+    # "" tells job_title_odfv to use the stored title
+    return {"request_job_title": [r.job_title or "" for r in requests]}
 
 
 class LeadScorer:
@@ -295,6 +358,14 @@ class LeadScorer:
     def ping(self) -> None:
         self.reader.ping()
 
+    @property
+    def on_loop(self) -> bool:
+        """Whether ``score_async`` and ``ping_async`` may be awaited on the event loop."""
+        return self.reader.on_loop
+
+    async def ping_async(self) -> None:
+        await self.reader.ping_async()
+
     def features(self, requests: Sequence[LeadScoreRequest]) -> tuple[dict[str, list], list[str]]:
         return self.reader.features(requests)
 
@@ -324,7 +395,17 @@ class LeadScorer:
 
     def score(self, requests: Sequence[LeadScoreRequest]) -> tuple[list[LeadScore], list[str]]:
         """Scores for the leads that exist, in request order, and the ids that do not."""
-        data, not_found = self.features(requests)
+        return self._scores(*self.features(requests))
+
+    async def score_async(
+        self, requests: Sequence[LeadScoreRequest]
+    ) -> tuple[list[LeadScore], list[str]]:
+        """``score`` on the event loop (when ``on_loop``): the reads do not block it."""
+        return self._scores(*await self.reader.features_async(requests))
+
+    def _scores(
+        self, data: dict[str, list], not_found: list[str]
+    ) -> tuple[list[LeadScore], list[str]]:
         if not data:
             return [], not_found
         model = self.model
@@ -383,11 +464,24 @@ class AccountScorer:
         needed = [*model.feature_names, "is_customer"]
         self.feature_service = _resolve_service(store, model.feature_service, needed, model.version)
         self._direct = _direct_reader(store, self.feature_service, reads)
+        self.on_loop = reads_on_loop(self._direct)
 
     def ping(self) -> None:
         """One tiny online read; raises StoreUnavailableError if the online store does not
         answer."""
         self._read(["__readyz__"])
+
+    async def ping_async(self) -> None:
+        """``ping`` on the event loop (when ``on_loop``)."""
+        await self._read_async(["__readyz__"])
+
+    async def _read_async(self, account_ids: list[str]) -> dict[str, list]:
+        direct = self._direct
+        if not self.on_loop or direct is None:
+            raise RuntimeError("this scorer's reads block: call them from a worker thread")
+        if direct.redis:
+            return await self._gate.read_async(lambda: direct.read_async(account_ids=account_ids))
+        return self._gate.read(lambda: direct.read(account_ids=account_ids))
 
     def _read(self, account_ids: list[str]) -> dict[str, list]:
         if self._direct is not None:
@@ -421,7 +515,13 @@ class AccountScorer:
     def score(self, request: ChurnRiskRequest) -> ChurnRisk | None:
         """The account's churn risk; None when the account is unknown; NotACustomerError when
         it is not a customer now."""
-        data = self._read([request.account_id])
+        return self._risk(request, self._read([request.account_id]))
+
+    async def score_async(self, request: ChurnRiskRequest) -> ChurnRisk | None:
+        """``score`` on the event loop (when ``on_loop``): the read does not block it."""
+        return self._risk(request, await self._read_async([request.account_id]))
+
+    def _risk(self, request: ChurnRiskRequest, data: dict[str, list]) -> ChurnRisk | None:
         customer = data.get("is_customer", [None])[0]
         if customer is None or (isinstance(customer, float) and math.isnan(customer)):
             return None
@@ -485,8 +585,21 @@ class OfferRanker:
             int.from_bytes(digest[8:16], "big") / 2**64,
         )
 
+    @property
+    def on_loop(self) -> bool:
+        """Whether ``recommend_async`` may be awaited on the event loop."""
+        return self.reader.on_loop
+
     def recommend(self, request: NextBestOfferRequest) -> NextBestOffer | None:
-        data, not_found = self.reader.features([request])
+        return self._offer(request, *self.reader.features([request]))
+
+    async def recommend_async(self, request: NextBestOfferRequest) -> NextBestOffer | None:
+        """``recommend`` on the event loop (when ``on_loop``): the reads do not block it."""
+        return self._offer(request, *await self.reader.features_async([request]))
+
+    def _offer(
+        self, request: NextBestOfferRequest, data: dict[str, list], not_found: list[str]
+    ) -> NextBestOffer | None:
         if not_found:
             return None
         stage = str(assign_stages(self.stages, data)[0])

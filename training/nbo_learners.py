@@ -166,7 +166,11 @@ class SharedBaseLearner(BaseEstimator):
 
     def predict_outcome(self, X: Any) -> np.ndarray:
         """P(y=1) under each arm, shape (n, n_arms), columns in the order of ``arms_``."""
-        X = self._validate_predict(X)
+        return self.outcome_unchecked(self._validate_predict(X))
+
+    def outcome_unchecked(self, X: np.ndarray) -> np.ndarray:
+        """``predict_outcome`` of a float64 matrix of the fitted width, without the input
+        checks (scikit-learn's cost more than the boosters for one row)."""
         b = _raw(self.base_model_, X)
         return np.column_stack(
             [_sigmoid(b)] + [_sigmoid(b + _raw(m, X)) for m in self.effect_models_]

@@ -18,6 +18,8 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from training.nbo_learners import SharedBaseLearner
+
 
 def _default_classifier() -> LGBMClassifier:
     return LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, verbose=-1, n_jobs=1)
@@ -327,4 +329,7 @@ def predict_uplift_fast(learner: _BaseUpliftLearner, X: np.ndarray) -> np.ndarra
                 )
             ]
         )
+    if isinstance(learner, SharedBaseLearner):
+        p = learner.outcome_unchecked(X)
+        return p[:, 1:] - p[:, [0]]
     return learner.predict(X)

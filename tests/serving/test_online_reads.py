@@ -44,3 +44,17 @@ def test_account_service_matches_feast(tiny):
         assert all(same(a, b) for a, b in zip(values, direct[name], strict=True)), name
     assert direct["is_customer"][-1] is None
     assert direct["account_usage_fv__ts"][-1] == 0 < direct["account_usage_fv__ts"][0]
+
+
+def test_a_sqlite_store_is_put_in_wal_mode_and_read_on_the_event_loop(tiny):
+    """In WAL mode a reader never waits for a writer: the reads may run on the event loop."""
+    from serving.online import sqlite_wal
+    from serving.scorer import reads_on_loop
+
+    reader = ServiceReader(tiny.store, tiny.store.get_feature_service("mql_v1"))
+    assert not reader.redis
+    assert sqlite_wal(reader)
+    conn = reader.online._get_conn(reader.config)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert reads_on_loop(reader)
+    assert not reads_on_loop(None)  # reads="feast": its calls block, a worker thread reads

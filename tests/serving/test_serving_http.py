@@ -277,12 +277,12 @@ def test_health_and_readiness(client):
 
 
 def test_readiness_fails_when_the_online_store_does_not_answer(client, monkeypatch):
-    import bentoml
+    from serving.online import ServiceReader
 
-    def broken() -> None:
+    def broken(*_: object) -> None:
         raise ConnectionError("online store down")
 
-    monkeypatch.setattr(bentoml.get_current_service().scorer, "ping", broken)
+    monkeypatch.setattr(ServiceReader, "_fetch", broken)  # every online read
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
 
