@@ -15,7 +15,8 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -121,37 +122,29 @@ class _OnlineGate:
         self._fail_fast()
         with self.lock:
             self._fail_fast()  # another thread may have found the store down while we waited
-            try:
-                result = fetch()
-            except Exception as exc:
-                error = self._unavailable(exc)
-                if error is exc:
-                    raise
-                raise error from exc
-            self._retry_at = 0.0
-        return result
+            with self._outages():
+                return fetch()
 
     async def read_async(self, fetch: Callable[[], Awaitable[T]]) -> T:
         """``read`` for an asyncio read (Redis): the same fail-fast window and errors, no
         lock (the asyncio client has its own connections and never shares one)."""
         self._fail_fast()
-        try:
-            result = await fetch()
-        except Exception as exc:
-            error = self._unavailable(exc)
-            if error is exc:
-                raise
-            raise error from exc
-        self._retry_at = 0.0
-        return result
+        with self._outages():
+            return await fetch()
 
-    def _unavailable(self, exc: Exception) -> Exception:
-        """A StoreUnavailableError (opening the window) for an outage, else ``exc`` itself."""
-        reason = unavailable_reason(exc)
-        if reason is None:
-            return exc
-        self._reason, self._retry_at = reason, time.monotonic() + OUTAGE_RETRY_S
-        return StoreUnavailableError(reason)
+    @contextmanager
+    def _outages(self) -> Iterator[None]:
+        """Around a read: an outage opens the fail-fast window and becomes a
+        StoreUnavailableError; a read that succeeds closes the window; other errors pass."""
+        try:
+            yield
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            self._reason, self._retry_at = reason, time.monotonic() + OUTAGE_RETRY_S
+            raise StoreUnavailableError(reason) from exc
+        self._retry_at = 0.0
 
     def _fail_fast(self) -> None:
         if time.monotonic() < self._retry_at:
