@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio.to_thread
 import bentoml
+import bentoml._internal.server.http.traffic as bentoml_traffic
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +41,7 @@ from core.config import DEFAULT_CONFIG, load_config
 from core.offers import load_offers
 from features.sources import feature_table_path
 from features.store import feature_store
-from serving.limits import MAX_BODY_BYTES, BodySizeLimit
+from serving.limits import MAX_BODY_BYTES, BodySizeLimit, RequestTimeout
 from serving.loading import load_models
 from serving.online import materialization_stamp
 from serving.reason_cache import BackgroundPrecompute
@@ -87,6 +88,10 @@ api = FastAPI(
     redoc_url=None,
 )
 api.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+# BentoML builds each worker's middleware stack from this name when the app starts; the
+# replacement answers as BentoML's does but does not keep every request alive for the whole
+# traffic timeout (see RequestTimeout)
+bentoml_traffic.TimeoutMiddleware = RequestTimeout
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
 
