@@ -1005,13 +1005,16 @@ def py_spy_binary() -> str | None:
 def py_spy(pid: int, seconds: float, out: Path) -> Iterator[Recording | None]:
     """A py-spy recording (chrometrace JSON, every thread of every process under ``pid``, idle
     ones included, so each thread's timeline is whole) of the next ``seconds``, when py-spy is
-    installed (the dev dependencies hold it); None otherwise."""
+    installed (the dev dependencies hold it); None otherwise. Sampled without pausing the
+    server (``--nonblocking``): paused 200 times a second, a server loaded at half its capacity
+    falls behind and the recording shows the profiler's stalls, not the server's."""
     binary = py_spy_binary()
     if binary is None:
         yield None
         return
-    cmd = [binary, "record", "--pid", str(pid), "--subprocesses", "--idle", "--duration",
-           str(int(seconds)), "--rate", "200", "--format", "chrometrace", "--output", str(out)]  # fmt: skip
+    cmd = [binary, "record", "--pid", str(pid), "--subprocesses", "--idle", "--nonblocking",
+           "--duration", str(int(seconds)), "--rate", "200", "--format", "chrometrace",
+           "--output", str(out)]  # fmt: skip
     started = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:

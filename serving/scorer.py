@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from core.errors import FunnelError
-from core.stages import assign_stages, features_needed
+from core.stages import StageRules, features_needed
 from serving.online import ACCOUNT_FIELD, PROFILE_VIEW, TS_SUFFIX, ServiceReader, sqlite_wal
 from serving.reason_cache import CachedExplainer
 from serving.schemas import (
@@ -563,6 +563,7 @@ class OfferRanker:
         )
         needed = [*model.feature_names, *features_needed(stages), "is_customer"]
         self.reader = LeadFeatureReader(store, model.feature_service, needed, model.version, reads)
+        self._stage = StageRules(stages)
         self.served = [o for o in model.offers if o in offers.ids]
         self._columns = [model.offers.index(o) for o in self.served]
         self._values = [offers.get(o).value for o in self.served]
@@ -595,7 +596,7 @@ class OfferRanker:
     ) -> NextBestOffer | None:
         if not_found:
             return None
-        stage = str(assign_stages(self.stages, data)[0])
+        stage = self._stage.first(data)
         is_customer = data["is_customer"][0]
         eligible = self.offers.eligible([stage], [is_customer if is_customer is not None else 0])
         mask = [bool(eligible[0, self.offers.ids.index(o)]) for o in self.served]

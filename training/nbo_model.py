@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from core.config import StagesConfig
-from core.stages import STAGES, assign_stages, features_needed
+from core.stages import STAGES, StageRules, features_needed
 from training.scoring import BundleError, FeatureMatrix, read_bundle
 from training.uplift import predict_uplift_fast
 
@@ -68,6 +68,7 @@ class NboInputs:
         self.features = features
         self.categories = dict(categories)
         self.stages = stages
+        self._rules = None if stages is None else StageRules(stages)
         self._matrix = FeatureMatrix(features, categories)
 
     @property
@@ -76,15 +77,22 @@ class NboInputs:
 
     def __call__(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         X = self._matrix(columns)
-        if self.stages is None:
+        if self._rules is None:
             return X
-        return np.column_stack([X, stage_codes(self.stages, columns)])
+        if len(X) == 1:  # one online request: the rules in plain Python
+            return np.column_stack([X, [STAGE_CODE[self._rules.first(columns)]]])
+        return np.column_stack([X, stage_codes(self._rules, columns)])
 
 
-def stage_codes(stages: StagesConfig, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+STAGE_CODE = {name: float(i) for i, name in enumerate(STAGES)}
+
+
+def stage_codes(
+    stages: StagesConfig | StageRules, columns: Mapping[str, Sequence[Any]]
+) -> np.ndarray:
     """The funnel stage per row by ``stages``, as its index in ``core.stages.STAGES``."""
-    code = {name: float(i) for i, name in enumerate(STAGES)}
-    return np.array([code[s] for s in assign_stages(stages, columns)], dtype=np.float64)
+    rules = stages if isinstance(stages, StageRules) else StageRules(stages)
+    return np.array([STAGE_CODE[s] for s in rules(columns)], dtype=np.float64)
 
 
 class NboModel:

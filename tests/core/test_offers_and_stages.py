@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.config import ConfigError, StagesConfig, load_config
 from core.offers import read_offers
-from core.stages import assign_stages, features_needed, parse_condition
+from core.stages import StageRules, assign_stages, features_needed, parse_condition
 
 
 def write(tmp_path, text: str):
@@ -77,6 +78,28 @@ def test_default_stage_rules_first_match_wins():
     }
     stages = assign_stages(StagesConfig(), rows)
     assert stages.tolist() == ["retention", "decision", "consideration", "awareness", "awareness"]
+
+
+def test_one_row_path_agrees_with_the_array_path():
+    """``StageRules.first`` (an online request) gives the stage the array path gives, on random
+    rows with every operator, None and NaN among the values."""
+    rules = StagesConfig(
+        rules=[
+            {"stage": "retention", "when": ["a >= 1", "b == 2"]},
+            {"stage": "decision", "when": ["b != 0", "c < -1.5"]},
+            {"stage": "consideration", "when": ["c > 0", "a <= 0"]},
+        ]
+    )
+    compiled = StageRules(rules)
+    rng = np.random.default_rng(0)
+    values = [None, np.nan, -2.0, -1.5, 0, 0.5, 1, 2, 3]
+    for _ in range(500):
+        row = {k: [values[rng.integers(len(values))]] for k in "abc"}
+        assert compiled.first(row) == assign_stages(rules, row)[0], row
+    frame = pd.DataFrame({"a": [5.0, 0.0], "b": [0, 0], "c": [0.0, 0.0]}, index=[7, 9])
+    assert compiled.first(frame.iloc[1:]) == "consideration"  # the first row, whatever its label
+    with pytest.raises(KeyError, match="'c'"):
+        compiled.first({"a": [1], "b": [1]})
 
 
 def test_stage_rules_name_missing_features_and_bad_conditions():
