@@ -319,9 +319,10 @@ class ServingConfig(Strict):
     # or "auto" (direct)
     online_reads: Literal["auto", "direct", "feast"] = "auto"
     # reasons cache: per worker, the score and reasons of up to this many feature rows (keyed
-    # by model version and the row itself, so never stale); 0 computes them on every request
+    # by model version and the row itself, so never stale), and as many rows of next-best-offer
+    # uplift; 0 computes them on every request
     reasons_cache_rows: Annotated[int, Field(ge=0)] = 200_000
-    # fill the cache in batches at start-up and after each materialization (in the background,
+    # fill the caches in batches at start-up and after each materialization (in the background,
     # on all cores but one), rather than one request at a time
     reasons_precompute: bool = True
     # service worker processes (each loads the models and keeps its own reasons cache)

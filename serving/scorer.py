@@ -26,7 +26,7 @@ import numpy as np
 from core.errors import FunnelError
 from core.stages import StageRules, features_needed
 from serving.online import ACCOUNT_FIELD, PROFILE_VIEW, TS_SUFFIX, ServiceReader, sqlite_wal
-from serving.reason_cache import CachedExplainer
+from serving.reason_cache import CachedExplainer, CachedUplift
 from serving.schemas import (
     ChurnRisk,
     ChurnRiskRequest,
@@ -553,6 +553,7 @@ class OfferRanker:
     def __init__(
         self, store: Any, model: NboModel, offers: Offers, stages: StagesConfig,
         epsilon: float, *, clock: Callable[[], float] = time.time, reads: str = "direct",
+        cache_rows: int = DEFAULT_CACHE_ROWS,
     ) -> None:  # fmt: skip
         self.model, self.offers, self.stages, self.epsilon, self.clock = (
             model,
@@ -568,6 +569,31 @@ class OfferRanker:
         self._columns = [model.offers.index(o) for o in self.served]
         self._values = [offers.get(o).value for o in self.served]
         self._costs = [offers.get(o).cost for o in self.served]
+        self.uplift = CachedUplift(model, cache_rows)
+        self._masks: dict[tuple[str, bool], list[bool]] = {}
+
+    def _eligible(self, stage: str, is_customer: Any) -> list[bool]:
+        """Which served offers a lead in ``stage`` may get (a missing status is 'not a
+        customer'); one mask per stage and status, built on first use."""
+        customer = is_customer is not None and not math.isnan(is_customer) and is_customer >= 1
+        mask = self._masks.get((stage, customer))
+        if mask is None:
+            eligible = self.offers.eligible([stage], [float(customer)])[0]
+            mask = [bool(eligible[self.offers.ids.index(o)]) for o in self.served]
+            self._masks[(stage, customer)] = mask
+        return mask
+
+    def precompute(self, lead_ids: Sequence[str], chunk: int = PRECOMPUTE_ROWS) -> int:
+        """Fill the uplift cache for these leads' current online features (their stored
+        titles), ``chunk`` leads per read; returns the rows computed. Unknown ids are
+        skipped."""
+        computed = 0
+        for start in range(0, len(lead_ids), chunk):
+            requests = [_LeadKey(i) for i in lead_ids[start : start + chunk]]
+            data, _ = self.reader.features(requests)
+            if data:
+                computed += self.uplift.precompute(data)
+        return computed
 
     def _draws(self, lead_id: str) -> tuple[float, float]:
         """Two uniforms fixed per lead, model version and UTC day: asking twice the same day
@@ -598,9 +624,8 @@ class OfferRanker:
             return None
         stage = self._stage.first(data)
         is_customer = data["is_customer"][0]
-        eligible = self.offers.eligible([stage], [is_customer if is_customer is not None else 0])
-        mask = [bool(eligible[0, self.offers.ids.index(o)]) for o in self.served]
-        uplift = self.model.uplift(data)[0, self._columns]
+        mask = self._eligible(stage, is_customer)
+        uplift = self.uplift.uplift(data)[0, self._columns]
         ranked = rank_offers(uplift, self.served, self._values, self._costs, mask)
         choice = choose_offer(
             ranked, self.model.served_policy, self.epsilon, self._draws(request.lead_id),

@@ -334,7 +334,7 @@ class FunnelService:
         if "nbo" in models:
             self.ranker = OfferRanker(
                 store, models["nbo"], load_offers(cfg), cfg.stages,
-                cfg.serving.exploration_epsilon, reads=reads,
+                cfg.serving.exploration_epsilon, reads=reads, cache_rows=rows,
             )  # fmt: skip
         self._store = store
         key = cfg.api_key()
@@ -350,7 +350,11 @@ class FunnelService:
         on_loop = all(p.on_loop for p in (self.scorer, self.churn, self.ranker) if p is not None)
         log.info("online reads: %s", "on the event loop" if on_loop else "in worker threads")
         self.precompute: BackgroundPrecompute | None = None
-        if cfg.serving.reasons_precompute and rows > 0 and (self.scorer or self.churn):
+        if (
+            cfg.serving.reasons_precompute
+            and rows > 0
+            and (self.scorer or self.churn or self.ranker)
+        ):
             self.precompute = BackgroundPrecompute(
                 lambda: self._precompute(cfg.data_dir, rows),
                 lambda: materialization_stamp(store),
@@ -365,14 +369,16 @@ class FunnelService:
         gc.freeze()
 
     def _precompute(self, data_dir: Path, rows: int) -> int:
-        """Reasons of every lead's and customer account's current online features, up to
-        ``rows`` of each (the cache's size)."""
+        """Reasons of every lead's and customer account's current online features, and every
+        lead's uplift per offer, up to ``rows`` of each (the caches' size)."""
         leads, accounts = _precompute_ids(data_dir)
         done = 0
         if self.scorer is not None:
             done += self.scorer.precompute(leads[:rows])
         if self.churn is not None:
             done += self.churn.precompute(accounts[:rows])
+        if self.ranker is not None:
+            done += self.ranker.precompute(leads[:rows])
         return done
 
     @bentoml.on_shutdown

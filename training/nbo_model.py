@@ -127,7 +127,11 @@ class NboModel:
 
     def uplift(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """(n, n_offers) predicted uplift of each offer over control, columns ``offers``."""
-        return predict_uplift_fast(self.learner, self.matrix(columns))
+        return self.uplift_of(self.matrix(columns))
+
+    def uplift_of(self, X: np.ndarray) -> np.ndarray:
+        """``uplift`` of a matrix ``matrix`` built."""
+        return predict_uplift_fast(self.learner, X)
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, directory: Path) -> Path:

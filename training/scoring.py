@@ -103,6 +103,8 @@ class FeatureMatrix:
         missing = [name for name in self.features if name not in columns]
         if missing:
             raise KeyError(f"features missing from input: {', '.join(missing)}")
+        if self.features and isinstance(columns, dict) and len(columns[self.features[0]]) == 1:
+            return np.array([[self._one(name, columns[name][0]) for name in self.features]])
         out = []
         for name in self.features:
             values = columns[name]
@@ -116,6 +118,19 @@ class FeatureMatrix:
             except (TypeError, ValueError):  # a stray string in a numeric column -> missing
                 out.append(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64))
         return np.column_stack(out) if out else np.empty((len(columns[next(iter(columns))]), 0))
+
+    def _one(self, name: str, value: Any) -> float:
+        """One cell as ``__call__`` encodes a column (one online request: plain Python, no
+        array per feature)."""
+        codes = self._codes.get(name)
+        if codes is not None:
+            return float(codes.get(value, math.nan)) if isinstance(value, str) else math.nan
+        if value is None:
+            return math.nan
+        try:
+            return float(value)
+        except (TypeError, ValueError):  # a stray string in a numeric column -> missing
+            return math.nan
 
 
 REASON_METHODS = ("treeshap", "path")

@@ -3,7 +3,9 @@ top three features, signs and order as ``booster.predict(pred_contrib=True)`` co
 on the row read from the online store; fresh after a re-materialization (even one that keeps
 the rows' timestamps) and under a new model; the cache stays within its size; a request-time
 title is explained on the request's own features; and a slow online read holds only its own
-request, never the event loop."""
+request, never the event loop. The next-best-offer's uplift cache: the model's own uplift on
+the features being served, precomputed by the service, fresh after a re-materialization and
+under a new model."""
 
 from __future__ import annotations
 
@@ -20,11 +22,13 @@ import pytest
 from tiny_pipeline import tiny_config
 
 from app.pipeline import materialize_features
+from core.offers import load_offers
 from features.store import apply, feature_store
 from serving.online import materialization_stamp
 from serving.reason_cache import BackgroundPrecompute, CachedExplainer, ReasonCache
-from serving.schemas import LeadScoreRequest
-from serving.scorer import AccountScorer, LeadScorer
+from serving.schemas import LeadScoreRequest, NextBestOfferRequest
+from serving.scorer import AccountScorer, LeadScorer, OfferRanker
+from training.nbo_model import NboModel
 from training.scoring import ScoringModel
 
 SCORE = "/v1/leads/score"
@@ -317,3 +321,106 @@ def test_a_slow_online_read_holds_its_own_request_not_the_event_loop(
     assert live.status_code == 200
     assert waited < 0.8, f"/livez waited {waited:.2f} s behind a slow read"
     assert answer["r"].status_code == 200
+
+
+# -- next best offer ----------------------------------------------------------------------------
+def ranker(tiny: Any, store: Any, model: NboModel, cache_rows: int = 1000) -> OfferRanker:
+    return OfferRanker(
+        store, model, load_offers(tiny.cfg), tiny.cfg.stages, 0.0, cache_rows=cache_rows
+    )
+
+
+def served_uplift(r: OfferRanker, lead_id: str) -> dict[str, float]:
+    answer = r.recommend(NextBestOfferRequest(lead_id=lead_id))
+    assert answer is not None
+    return {o.offer_id: o.uplift for o in answer.offers}
+
+
+def model_uplift(r: OfferRanker, lead_id: str) -> dict[str, float]:
+    """The reference: the model's uplift on the features read now, no cache."""
+    data, _ = r.reader.features([NextBestOfferRequest(lead_id=lead_id)])
+    row = r.model.uplift(data)[0]
+    ranked = served_uplift(r, lead_id)
+    return {o: float(row[r.model.offers.index(o)]) for o in ranked}
+
+
+def test_precomputed_uplift_is_the_models_and_served_without_the_boosters(
+    tiny: Any, latest_leads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = ranker(tiny, tiny.store, tiny.nbo)
+    assert r.precompute(latest_leads, chunk=7) == len(latest_leads) == len(r.uplift.cache)
+    reference = {i: model_uplift(r, i) for i in latest_leads}
+    assert any(reference.values())  # leads with eligible offers: the check has teeth
+
+    def no_boosters(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the boosters ran for a precomputed row")
+
+    monkeypatch.setattr(tiny.nbo, "uplift_of", no_boosters)
+    for lead_id in latest_leads:
+        assert served_uplift(r, lead_id) == reference[lead_id]  # exactly
+    assert r.uplift.cache.misses == 0
+
+
+def test_a_small_uplift_cache_stays_small_and_answers_as_no_cache(
+    tiny: Any, latest_leads: list[str]
+) -> None:
+    small, none = ranker(tiny, tiny.store, tiny.nbo, 3), ranker(tiny, tiny.store, tiny.nbo, 0)
+    for lead_id in latest_leads * 2:
+        assert served_uplift(small, lead_id) == served_uplift(none, lead_id)
+        assert len(small.uplift.cache) <= 3
+    assert len(none.uplift.cache) == 0
+
+
+def test_after_rematerialization_the_served_uplift_is_that_of_the_new_features(
+    tiny: Any, latest_leads: list[str], tmp_path: Any
+) -> None:
+    """New values under the same event timestamps, as for the reasons."""
+    cfg, store = _private_store(tiny, tmp_path)
+    leads = latest_leads[:8]
+    r = ranker(tiny, store, tiny.nbo)
+    r.precompute(leads)
+    before = {i: served_uplift(r, i) for i in leads}
+
+    path = cfg.features_dir / "lead_behavior.parquet"
+    behavior = pd.read_parquet(path)
+    rows = behavior["lead_id"].isin(leads) & (behavior["event_timestamp"] == tiny.latest)
+    counts = [c for c in behavior.columns if c.endswith(("_7d", "_30d", "_90d"))]
+    behavior.loc[rows, counts] = behavior.loc[rows, counts].fillna(0) * 7 + 40
+    behavior.to_parquet(path, index=False)
+    materialize_features(cfg)
+
+    changed = 0
+    for lead_id in leads:
+        served = served_uplift(r, lead_id)
+        assert served == model_uplift(ranker(tiny, store, tiny.nbo, 0), lead_id)
+        changed += served != before[lead_id]
+    assert changed >= len(leads) // 2  # the edit moved the uplift: the check has teeth
+
+
+def test_a_new_nbo_model_serves_its_own_uplift(tiny: Any, latest_leads: list[str]) -> None:
+    learner = tiny.nbo.learner
+    shifted = NboModel(learner, tiny.nbo.meta, version="funnel-nbo/tiny-next")
+    shifted.uplift_of = lambda x: learner.predict(x) + 0.5  # type: ignore[method-assign]
+    old = ranker(tiny, tiny.store, tiny.nbo)
+    new = ranker(tiny, tiny.store, shifted)
+    old.precompute(latest_leads)
+    for lead_id in latest_leads[:5]:
+        before, after = served_uplift(old, lead_id), served_uplift(new, lead_id)
+        assert after == pytest.approx({o: u + 0.5 for o, u in before.items()}, abs=1e-12)
+
+
+def test_the_service_precomputes_every_leads_uplift(tiny: Any) -> None:
+    from serving.service import FunnelService
+
+    service = FunnelService.inner.__new__(FunnelService.inner)
+    service.attach(tiny.cfg, tiny.store, tiny.models)
+    try:
+        assert service.precompute is not None and service.precompute.done.wait(120)
+        r = service.ranker
+        assert r is not None and len(r.uplift.cache) > 0
+        leads = pd.read_parquet(tiny.cfg.features_dir / "lead_profile.parquet")["lead_id"]
+        for lead_id in leads.drop_duplicates().sample(30, random_state=0):
+            r.recommend(NextBestOfferRequest(lead_id=lead_id))
+        assert (r.uplift.cache.hits, r.uplift.cache.misses) == (30, 0)
+    finally:
+        service.precompute.stop()
