@@ -14,14 +14,18 @@ How a step reads depends on the store:
   tables measured no faster). In WAL mode (set at start-up by
   ``sqlite_wal``) a reader never waits for a writer, so the service may read on its event loop.
 - **Redis**: Feast keeps every view of one entity in one hash, so a step is one ``HMGET`` per
-  entity, all in one pipeline: two round trips per request, whatever the number of views.
-  ``read_async`` does the same through redis-py's asyncio client, so a slow Redis holds only the
-  requests that wait for it, never the event loop.
+  entity, all in one pipeline, whatever the number of views. The account step needs the
+  account id the lead step reads; for leads read before, the lead step's pipeline also reads
+  the accounts they had then, and those rows are used only when the lead rows just read name
+  the same accounts (else the account step reads again): one round trip per request, never
+  an account other than the one the profile names now. ``read_async`` does the same through
+  redis-py's asyncio client, so a slow Redis holds only the requests that wait for it, never
+  the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +35,10 @@ TS_SUFFIX = "__ts"  # feast.online_response.TIMESTAMP_POSTFIX
 
 Rows = list[tuple[Any, Any]]  # online_read's answer: (event time, {feature: ValueProto}) per key
 Columns = tuple[list[int], dict[str, list]]  # event times (epoch s) and values per feature
+# the account step read ahead: the account ids it was read for, and its columns
+Ahead = tuple[list[str | None], list[Columns]]
+ACCOUNT_GUESSES = 200_000  # leads whose last-read account is kept (Redis read-ahead); then reset
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,10 @@ class ServiceReader:
         self._hash: dict[str, tuple[list[Any], list[_HashFields]]] = (
             {key: self._hash_layout(keyed) for key, keyed in self.steps} if self.redis else {}
         )
+        # Redis: each lead's account when last read, to read the account step ahead
+        self._accounts: dict[str, str | None] = {}
+        self.read_ahead = self.redis and [k for k, _ in self.steps] == ["lead_id", "account_id"]
+        self.ahead_used = 0  # account steps answered by the lead step's round trip
 
     # -- the steps -------------------------------------------------------------------------------
     def _columns(
@@ -125,6 +137,8 @@ class ServiceReader:
                 data[view.view.name + TS_SUFFIX] = stamps
             if key == "lead_id" and accounts is None:
                 accounts = data[ACCOUNT_FIELD]
+                if self.read_ahead:
+                    self._remember(data["lead_id"], accounts)
         data["account_id"] = accounts if accounts is not None else []
         for name, values in (request or {}).items():
             data[name] = list(values)
@@ -142,10 +156,14 @@ class ServiceReader:
         """The service's columns for the given leads (or accounts), in their order; a lead
         without a profile row has None in ``account_id`` and every feature."""
         steps = self._columns(lead_ids, account_ids, request)
+        ahead: Ahead | None = None
         try:
             step = next(steps)
             while True:
-                step = steps.send(self._fetch(*step))
+                read = self._ahead(step, ahead)
+                if read is None:
+                    read, ahead = self._fetch(*step)
+                step = steps.send(read)
         except StopIteration as done:
             return done.value
 
@@ -158,13 +176,41 @@ class ServiceReader:
         """``read`` without blocking the event loop on Redis (its asyncio client); on SQLite
         the same local reads as ``read``."""
         steps = self._columns(lead_ids, account_ids, request)
+        ahead: Ahead | None = None
         try:
             step = next(steps)
             while True:
-                read = await self._fetch_async(*step) if self.redis else self._fetch(*step)
+                read = self._ahead(step, ahead)
+                if read is None and self.redis:
+                    read, ahead = await self._fetch_async(*step)
+                elif read is None:
+                    read, ahead = self._fetch(*step)
                 step = steps.send(read)
         except StopIteration as done:
             return done.value
+
+    # -- reading the account step ahead (Redis) --------------------------------------------------
+    def _remember(self, lead_ids: Sequence[str], accounts: Sequence[str | None]) -> None:
+        if len(self._accounts) > ACCOUNT_GUESSES:
+            self._accounts = {}  # bounded: start over rather than grow
+        self._accounts.update(zip(lead_ids, accounts, strict=True))
+
+    def _guess(self, key: str, ids: Sequence[str | None]) -> list[str | None] | None:
+        """The accounts these leads had when last read, if every one was read before."""
+        if not self.read_ahead or key != "lead_id":
+            return None
+        known = self._accounts
+        guess = [known.get(i, _UNSEEN) if i is not None else None for i in ids]
+        return None if any(g is _UNSEEN for g in guess) else guess  # type: ignore[return-value]
+
+    def _ahead(
+        self, step: tuple[str, list[_View], Sequence[str | None]], ahead: Ahead | None
+    ) -> list[Columns] | None:
+        """The account step's columns when they were read ahead for exactly these accounts."""
+        if ahead is None or step[0] != "account_id" or list(step[2]) != ahead[0]:
+            return None
+        self.ahead_used += 1
+        return ahead[1]
 
     def ping(self) -> None:
         """One read of one key of the first step: raises if the online store does not answer."""
@@ -179,14 +225,15 @@ class ServiceReader:
             self._fetch(key, views, ["__readyz__"])
 
     # -- reading one step ------------------------------------------------------------------------
-    def _fetch(self, key: str, views: list[_View], ids: Sequence[str | None]) -> list[Columns]:
+    def _fetch(
+        self, key: str, views: list[_View], ids: Sequence[str | None]
+    ) -> tuple[list[Columns], Ahead | None]:
+        if self.redis:
+            commands, split = self._redis_step(key, views, ids)
+            return split(self.online._read_hash_fields(self.config, commands) if commands else [])
         wanted, entity_keys = _entity_keys(key, ids)
         if not entity_keys:
-            return [_decode(v, ids, wanted, []) for v in views]
-        if self.redis:
-            commands = self._hash_commands(key, entity_keys)
-            replies = self.online._read_hash_fields(self.config, commands)
-            return self._split_hash(key, views, ids, wanted, replies)
+            return [_decode(v, ids, wanted, []) for v in views], None
         return [
             _decode(
                 v,
@@ -195,20 +242,46 @@ class ServiceReader:
                 self.online.online_read(self.config, v.view, entity_keys, v.features),
             )
             for v in views
-        ]
+        ], None
 
     async def _fetch_async(
         self, key: str, views: list[_View], ids: Sequence[str | None]
-    ) -> list[Columns]:
-        wanted, entity_keys = _entity_keys(key, ids)
-        if not entity_keys:
-            return [_decode(v, ids, wanted, []) for v in views]
+    ) -> tuple[list[Columns], Ahead | None]:
+        commands, split = self._redis_step(key, views, ids)
+        if not commands:
+            return split([])
         client = await self.online._get_client_async(self.config.online_store)
         async with client.pipeline(transaction=False) as pipe:
-            for redis_key, fields in self._hash_commands(key, entity_keys):
+            for redis_key, fields in commands:
                 pipe.hmget(redis_key, fields)
             replies = await pipe.execute()
-        return self._split_hash(key, views, ids, wanted, replies)
+        return split(replies)
+
+    def _redis_step(
+        self, key: str, views: list[_View], ids: Sequence[str | None]
+    ) -> tuple[list[tuple[bytes, list[Any]]], Callable[[list], tuple[list[Columns], Ahead | None]]]:
+        """A step's ``HMGET`` commands, with those of the account step for the accounts these
+        leads had when last read, and how to split the replies between the two."""
+        wanted, entity_keys = _entity_keys(key, ids)
+        commands = self._hash_commands(key, entity_keys) if entity_keys else []
+        guess = self._guess(key, ids)
+        extra: list[tuple[bytes, list[Any]]] = []
+        if guess is not None:
+            guess_wanted, guess_keys = _entity_keys("account_id", guess)
+            extra = self._hash_commands("account_id", guess_keys) if guess_keys else []
+        n = len(commands)
+
+        def split(replies: list) -> tuple[list[Columns], Ahead | None]:
+            read = self._split_hash(key, views, ids, wanted, replies[:n])
+            if guess is None:
+                return read, None
+            account_views = self.steps[1][1]
+            return read, (
+                guess,
+                self._split_hash("account_id", account_views, guess, guess_wanted, replies[n:]),
+            )
+
+        return [*commands, *extra], split
 
     def _hash_layout(self, views: list[_View]) -> tuple[list[Any], list[_HashFields]]:
         """The fields one step reads from each entity's hash (every view's features and event

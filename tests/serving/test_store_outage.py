@@ -301,6 +301,55 @@ def test_direct_redis_reads_equal_feast_s(redis_store, tiny, service):
     )
 
 
+def test_leads_read_before_take_one_round_trip_and_a_moved_lead_gets_its_new_account(
+    redis_store, tiny, monkeypatch
+):
+    """The account step is read ahead in the lead step's pipeline for leads read before: the
+    same columns in one round trip; a lead whose profile now names another account gets that
+    account's rows (read again), not those of the account it had."""
+    import asyncio
+
+    from serving.online import ServiceReader
+
+    fs = redis_store.get_feature_service("nbo_v1")
+    reader = ServiceReader(redis_store, fs)
+    assert reader.read_ahead
+    round_trips = []
+    original = reader.online._read_hash_fields
+    monkeypatch.setattr(
+        reader.online, "_read_hash_fields",
+        lambda *a, **k: round_trips.append(1) or original(*a, **k),
+    )  # fmt: skip
+    profile = pd.read_parquet(tiny.cfg.features_dir / "lead_profile.parquet")
+    latest = profile.sort_values("event_timestamp").groupby("lead_id").tail(1)
+    ids = latest["lead_id"].iloc[:5].tolist()
+    first = reader.read(lead_ids=ids)
+    assert (len(round_trips), reader.ahead_used) == (2, 0)
+    again = reader.read(lead_ids=ids)
+    assert (len(round_trips), reader.ahead_used) == (3, 1)  # one round trip
+    assert again == first
+    loop = asyncio.new_event_loop()  # Feast keeps its asyncio client on the loop it met first
+    assert loop.run_until_complete(reader.read_async(lead_ids=ids)) == first
+    assert reader.ahead_used == 2
+
+    # the first lead moves to the account of the last one
+    moved = latest[latest["lead_id"] == ids[0]].copy()
+    moved["lead_account_id"] = moved["account_id"] = first["account_id"][-1]
+    moved["event_timestamp"] = moved["event_timestamp"] + pd.Timedelta(days=1)
+    redis_store.write_to_online_store("lead_profile_fv", moved)
+    try:
+        for now in (
+            reader.read(lead_ids=ids),
+            loop.run_until_complete(reader.read_async(lead_ids=ids)),
+        ):
+            assert now["account_id"][0] == first["account_id"][-1] != first["account_id"][0]
+            for name in ("employee_count", "industry", "account_firmographic_fv__ts"):
+                assert now[name][0] == first[name][-1], name
+    finally:
+        loop.close()
+    assert reader.ahead_used == 3  # the blocking read went twice, then learnt the new account
+
+
 # -- what counts as "unavailable" -------------------------------------------------------------
 @pytest.mark.parametrize(
     ("error", "status", "detail"),
