@@ -10,8 +10,10 @@ values read, so online and offline features come from the same definitions.
 
 How a step reads depends on the store:
 
-- **SQLite**: one ``online_read`` per view, a local file read (one query over all of a step's
-  tables measured no faster). In WAL mode (set at start-up by
+- **SQLite**: ``online_read``'s query on each view's table, a local file read (one query over
+  all of a step's tables measured no faster), with the entity keys serialized once per step,
+  event times turned into epoch seconds once per row rather than a ``datetime`` per value, and
+  only the served features' values decoded. In WAL mode (set at start-up by
   ``sqlite_wal``) a reader never waits for a writer, so the service may read on its event loop.
 - **Redis**: Feast keeps every view of one entity in one hash, so a step is one ``HMGET`` per
   entity, all in one pipeline, whatever the number of views. The account step needs the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 PROFILE_VIEW = "lead_profile_fv"
@@ -58,6 +61,41 @@ class _HashFields:
     offset: int
 
 
+@dataclass(frozen=True)
+class _OnDemand:
+    """An on-demand view's transformation, run as ``OnDemandFeatureView.transform_dict`` runs
+    it (its inputs under both their short and ``<view>__<feature>`` names, then the view's own
+    ``feature_transformation``) without the type checks on every call that cost ten times the
+    transformation itself (measured 23 us against 2 us for one lead)."""
+
+    view: Any  # feast.OnDemandFeatureView
+    names: list[str]  # the features served
+    aliases: list[tuple[str, str]]  # (full name, short name) of every input feature
+
+    @classmethod
+    def of(cls, view: Any, names: list[str]) -> _OnDemand:
+        aliases = [
+            (f"{projection.name}__{f.name}", f.name)
+            for projection in view.source_feature_view_projections.values()
+            for f in projection.features
+        ]
+        return cls(view, names, aliases)
+
+    def transform(self, data: dict[str, list]) -> dict[str, Any]:
+        transformation = self.view.feature_transformation
+        if transformation is None:  # an aggregation view: Feast's own path
+            return self.view.transform_dict(data)
+        inputs = dict(data)
+        for full, short in self.aliases:
+            if full in data:
+                inputs[short] = data[full]
+            elif short in data:
+                inputs[full] = data[short]
+        if self.view.singleton and self.view.mode == "python":
+            return transformation.transform_singleton(inputs)
+        return transformation.transform(inputs)
+
+
 class ServiceReader:
     """Columns (lists, one value per entity row) of a feature service's features, with
     ``<view>__ts`` event times (epoch seconds, 0 when the key has no row).
@@ -74,13 +112,15 @@ class ServiceReader:
         self.config = store.config
         self.online = get_online_store_from_config(store.config.online_store)
         views: list[_View] = []
-        self.on_demand: list[tuple[Any, list[str]]] = []
+        self.on_demand: list[_OnDemand] = []
         for projection in service.feature_view_projections:
             names = [f.name for f in projection.features]
             try:
                 view = store.get_feature_view(projection.name)
             except FeatureViewNotFoundException:  # an on-demand view
-                self.on_demand.append((store.get_on_demand_feature_view(projection.name), names))
+                self.on_demand.append(
+                    _OnDemand.of(store.get_on_demand_feature_view(projection.name), names)
+                )
                 continue
             keys = [c.name for c in view.entity_columns]
             if len(keys) != 1:
@@ -106,6 +146,16 @@ class ServiceReader:
         if odd:
             raise ValueError(f"feature views {odd}: keyed by neither lead_id nor account_id")
         self.redis = type(self.online).__name__ == "RedisOnlineStore"
+        self.sqlite = type(self.online).__name__ == "SqliteOnlineStore"
+        self._sqlite_tables: dict[str, str] = {}
+        if self.sqlite:
+            from feast.infra.online_stores.sqlite import _quote_id, _table_id
+
+            versioned = self.config.registry.enable_online_feature_view_versioning
+            self._sqlite_tables = {
+                v.view.name: _quote_id(_table_id(self.config.project, v.view, versioned))
+                for v in views
+            }
         self._hash: dict[str, tuple[list[Any], list[_HashFields]]] = (
             {key: self._hash_layout(keyed) for key, keyed in self.steps} if self.redis else {}
         )
@@ -142,9 +192,9 @@ class ServiceReader:
         data["account_id"] = accounts if accounts is not None else []
         for name, values in (request or {}).items():
             data[name] = list(values)
-        for odfv, names in self.on_demand:
-            out = odfv.transform_dict(data)
-            data.update({n: list(out[n]) for n in names})
+        for odfv in self.on_demand:
+            out = odfv.transform(data)
+            data.update({n: list(out[n]) for n in odfv.names})
         return data
 
     def read(
@@ -234,6 +284,8 @@ class ServiceReader:
         wanted, entity_keys = _entity_keys(key, ids)
         if not entity_keys:
             return [_decode(v, ids, wanted, []) for v in views], None
+        if self.sqlite:
+            return self._sqlite_step(views, ids, wanted, entity_keys), None
         return [
             _decode(
                 v,
@@ -243,6 +295,50 @@ class ServiceReader:
             )
             for v in views
         ], None
+
+    def _sqlite_step(
+        self, views: list[_View], ids: Sequence[str | None], wanted: list[int],
+        entity_keys: list[Any],
+    ) -> list[Columns]:  # fmt: skip
+        """A step on SQLite: Feast's ``online_read`` query on each view's table, with the
+        entity keys serialized once for all views, the event time as epoch seconds computed by
+        SQLite (Feast stores it as naive UTC text), and only the features served decoded."""
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        version = self.config.entity_key_serialization_version
+        blobs = [
+            serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys
+        ]
+        positions: dict[bytes, list[int]] = {}  # leads of one account share its key
+        for blob, i in zip(blobs, wanted, strict=True):
+            positions.setdefault(blob, []).append(i)
+        marks = ",".join("?" * len(blobs))
+        conn = self.online._get_conn(self.config)
+        n = len(ids)
+        out = []
+        for v in views:
+            stamps = [0] * n
+            columns: dict[str, list] = {f: [None] * n for f in v.features}
+            rows = conn.execute(
+                "SELECT entity_key, feature_name, value, event_ts + 0"
+                f" FROM {self._sqlite_tables[v.view.name]} WHERE entity_key IN ({marks})",
+                blobs,
+            )
+            for blob, feature, value, ts in rows:
+                at = positions[blob]
+                column = columns.get(feature)
+                python = _python(Value.FromString(value)) if column is not None else None
+                for i in at:
+                    if ts is not None and ts > stamps[i]:
+                        stamps[i] = ts
+                    if column is not None:
+                        column[i] = python
+            for i in wanted:
+                if stamps[i]:
+                    stamps[i] = _utc_seconds(stamps[i])
+            out.append((stamps, columns))
+        return out
 
     async def _fetch_async(
         self, key: str, views: list[_View], ids: Sequence[str | None]
@@ -332,10 +428,34 @@ def _entity_keys(key: str, ids: Sequence[str | None]) -> tuple[list[int], list[A
     return wanted, keys
 
 
-def _decode(view: _View, ids: Sequence[str | None], wanted: list[int], rows: Rows) -> Columns:
-    """One view's columns from the store's answer for the ``wanted`` positions."""
+# Feast's value kinds that its decoder returns as they are (feast.type_map
+# feast_value_type_to_python_type): read directly, every other kind through it
+_PLAIN = frozenset(
+    ("int32_val", "int64_val", "double_val", "float_val", "string_val", "bool_val", "bytes_val")
+)
+
+
+def _python(proto: Any) -> Any:
+    """A Feast ``Value`` as Python, as ``feast_value_type_to_python_type`` gives it."""
+    kind = proto.WhichOneof("val")
+    if kind is None:
+        return None
+    if kind in _PLAIN:
+        return getattr(proto, kind)
     from feast.type_map import feast_value_type_to_python_type
 
+    return feast_value_type_to_python_type(proto)
+
+
+def _utc_seconds(stored: int) -> int:
+    """Epoch seconds of a SQLite online row's event time. Feast stores the naive UTC time as
+    ``int(naive.timestamp())`` (read as local time) and reads it back with
+    ``datetime.fromtimestamp(stored).replace(tzinfo=utc)``: the same here, on any time zone."""
+    return int(datetime.fromtimestamp(stored).replace(tzinfo=UTC).timestamp())
+
+
+def _decode(view: _View, ids: Sequence[str | None], wanted: list[int], rows: Rows) -> Columns:
+    """One view's columns from the store's answer for the ``wanted`` positions."""
     n = len(ids)
     stamps = [0] * n
     columns: dict[str, list] = {f: [None] * n for f in view.features}
@@ -346,7 +466,7 @@ def _decode(view: _View, ids: Sequence[str | None], wanted: list[int], rows: Row
         for f in view.features:
             proto = values.get(f)
             if proto is not None:
-                columns[f][i] = feast_value_type_to_python_type(proto)
+                columns[f][i] = _python(proto)
     return stamps, columns
 
 
