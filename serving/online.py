@@ -301,8 +301,9 @@ class ServiceReader:
         entity_keys: list[Any],
     ) -> list[Columns]:  # fmt: skip
         """A step on SQLite: Feast's ``online_read`` query on each view's table, with the
-        entity keys serialized once for all views, the event time as epoch seconds computed by
-        SQLite (Feast stores it as naive UTC text), and only the features served decoded."""
+        entity keys serialized once for all views, each row's event time converted once
+        (``_utc_seconds``; Feast converts it once per value) and only the served features'
+        values decoded."""
         from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.protos.feast.types.Value_pb2 import Value
 
