@@ -58,6 +58,21 @@ def value_decimals(values: Sequence[float], significant: int = 4) -> int:
     return max(2, significant - 1 - math.floor(math.log10(largest)))
 
 
+def oracle_share(m: dict[str, float]) -> str:
+    """The held-out Qini as a share of the generator's oracle, when it is known: expected (the
+    outcome draws integrated out) and on the outcomes drawn."""
+    if "mean_expected_qini_vs_oracle" in m:
+        drawn = (
+            f", {m['mean_qini_vs_oracle']:.0%} on the outcomes drawn"
+            if "mean_qini_vs_oracle" in m
+            else ""
+        )
+        return f", {m['mean_expected_qini_vs_oracle']:.0%} of the oracle's expected Qini{drawn}"
+    if "mean_qini_vs_oracle" in m:
+        return f", {m['mean_qini_vs_oracle']:.0%} of the oracle's"
+    return ""
+
+
 def format_nbo_result(result: NboResult) -> str:
     """A next-best-offer training run: learner, Qini, policy values and the served policy."""
     m = result.metrics
@@ -66,12 +81,7 @@ def format_nbo_result(result: NboResult) -> str:
     lines = [
         f"model {result.model_name} version {result.version}{champion}",
         f"  learner {result.learner} (validation mean Qini: {qinis})",
-        f"  held-out (cross-fitted) mean Qini {m['mean_qini']:.3f}"
-        + (
-            f", {m['mean_qini_vs_oracle']:.0%} of the oracle's"
-            if "mean_qini_vs_oracle" in m
-            else ""
-        ),
+        f"  held-out (cross-fitted) mean Qini {m['mean_qini']:.3f}" + oracle_share(m),
         (
             "  policy values out of fold (net value per unit over sending nothing, doubly "
             "robust, 95% CI):"

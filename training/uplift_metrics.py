@@ -18,7 +18,11 @@ STRATEGIES = ("overall", "by_group")
 _BOOT_CHUNK = 5_000_000
 
 
-def _check_uplift_inputs(y_true, uplift, treatment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_uplift_inputs(
+    y_true, uplift, treatment, probabilities: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three arrays as floats, checked; with ``probabilities`` the outcomes may be any
+    probability in [0, 1] (expected outcomes), else only 0 and 1."""
     y_true, uplift, treatment = (np.asarray(a) for a in (y_true, uplift, treatment))
     if not (y_true.ndim == uplift.ndim == treatment.ndim == 1):
         raise ValueError("y_true, uplift and treatment must be 1-D arrays")
@@ -27,7 +31,11 @@ def _check_uplift_inputs(y_true, uplift, treatment) -> tuple[np.ndarray, np.ndar
             "y_true, uplift and treatment must have the same length, got "
             f"{len(y_true)}, {len(uplift)} and {len(treatment)}"
         )
-    if not np.isin(y_true, (0, 1)).all():
+    if probabilities:
+        y_true = y_true.astype(float)
+        if not (np.isfinite(y_true).all() and (y_true >= 0).all() and (y_true <= 1).all()):
+            raise ValueError("the outcome probabilities must lie in [0, 1]")
+    elif not np.isin(y_true, (0, 1)).all():
         raise ValueError("y_true must hold only 0 and 1")
     if not np.isin(treatment, (0, 1)).all():
         raise ValueError("treatment must hold only 0 (control) and 1 (treated)")
@@ -109,6 +117,18 @@ def qini_coefficient(y_true, uplift, treatment, normalize: bool = True) -> float
         return actual
     perfect = _area_above_random(*_qini(y, y * t - y * (1 - t), t))
     return _normalized(actual, perfect, "qini_coefficient")
+
+
+def expected_qini_area(p_outcome, uplift, treatment) -> float:
+    """The Qini area above random of a ranking with the outcome draws integrated out.
+
+    ``p_outcome`` is each unit's probability of the outcome under the arm it got, which only a
+    simulator knows. For a fixed ranking and assignment the Qini curve is linear in the
+    outcomes, so its area with every outcome replaced by its probability is exactly the mean
+    area over all draws of the outcomes. Two rankings compared this way on the same units
+    differ by how they rank, not by the luck of one draw.
+    """
+    return _area_above_random(*_qini(*_check_uplift_inputs(p_outcome, uplift, treatment, True)))
 
 
 def uplift_curve(y_true, uplift, treatment) -> tuple[np.ndarray, np.ndarray]:

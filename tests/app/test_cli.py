@@ -225,3 +225,21 @@ def test_policy_values_under_one_print_with_four_significant_digits():
     )  # fmt: skip
     text = format_nbo_result(result)
     assert "0.01730  [  0.00410,   0.03050]  <- served" in text
+
+
+def test_nbo_result_names_both_shares_of_the_oracle():
+    from app.formatting import format_nbo_result
+    from training.nbo import NboResult
+
+    def text(metrics: dict[str, float]) -> str:
+        result = NboResult(
+            model_name="funnel-nbo", version="1", run_id="run", learner="b", served="learned",
+            reason="...", validation_qini={"b": 0.1}, metrics={"mean_qini": 0.15, **metrics},
+            policy_values={"control": (0.0, 0.0, 0.0)}, became_champion=False,
+        )  # fmt: skip
+        return format_nbo_result(result)
+
+    both = text({"mean_qini_vs_oracle": 0.867, "mean_expected_qini_vs_oracle": 0.949})
+    assert "mean Qini 0.150, 95% of the oracle's expected Qini, 87% on the outcomes drawn" in both
+    assert "mean Qini 0.150, 87% of the oracle's\n" in text({"mean_qini_vs_oracle": 0.867})
+    assert "oracle" not in text({})  # an imported table has no oracle
