@@ -393,9 +393,9 @@ def nbo_oracle_report(
     expected outcomes, each row's outcome replaced by its true probability under the arm it got
     (``<offer>_expected_qini_vs_oracle``, ``mean_expected_qini_vs_oracle``). The first is one
     draw: the oracle's own Qini on it moves by about a tenth from draw to draw, and a model can
-    land above it. The second integrates the draws out, as the MQL and churn oracles do, so it
-    is a ceiling (the true uplift ranks best in expectation) and a ratio that moves only with
-    the ranking. Also the true expected net value per exposure of the learned policy, of the
+    land above it. The second integrates the draws out, as the MQL and churn oracles do: the
+    true uplift is then a ceiling (up to the chance balance of treated and control rows along
+    the ranking) and the ratio moves only with the ranking. Also the true expected net value per exposure of the learned policy, of the
     oracle's best eligible offer, and of the best single offer.
     """
     if not path.is_file():
