@@ -25,7 +25,7 @@ from core.stages import assign_stages, features_needed
 from core.tables import read_manifest, read_tables
 from features.store import feature_store, historical_features
 from training import plots
-from training.nbo_learners import SharedBaseLearner
+from training.nbo_learners import EFFECT_PARAMS, SharedBaseLearner
 from training.nbo_model import NboInputs, NboMeta, NboModel
 from training.nbo_policy import compare_policies
 from training.pyfunc import NboPyfunc
@@ -43,11 +43,6 @@ from training.uplift_metrics import auuc, expected_qini_area, qini_coefficient, 
 log = logging.getLogger("funnel.training.nbo")
 LEARNER_NAMES = {
     "s": "S-learner", "t": "T-learner", "x": "X-learner", "b": "shared-base learner",
-}  # fmt: skip
-# each offer's effect model in the shared-base learner: a few large leaves, learned slowly and
-# stopped early (see training.nbo_learners.default_effect)
-EFFECT_PARAMS = {
-    "n_estimators": 75, "learning_rate": 0.02, "num_leaves": 4, "min_child_samples": 200,
 }  # fmt: skip
 PIP_REQUIREMENTS = ["lightgbm==4.7.*", "pandas<3", "numpy", "scikit-learn==1.9.*", "joblib"]
 
